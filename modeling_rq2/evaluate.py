@@ -1,0 +1,101 @@
+"""Evaluate a retriever (and optionally a re-ranker on its top-k) on a BEIR-layout dataset.
+
+    python -m modeling_rq2.evaluate --retriever default --data scifact --split test
+    python -m modeling_rq2.evaluate --retriever out/retriever --reranker out/reranker --rerank_top_k 50
+
+Prints a Markdown table, writes ``metrics.json`` and TREC run files into ``--output_dir``.
+"""
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
+from .data import load_beir
+from .evaluation import DEFAULT_METRICS, evaluate_run, write_trec_run
+from .pipeline import RetrieveThenRerank, to_run
+
+
+@dataclass
+class EvaluateArguments:
+    """What to evaluate and where to write the results."""
+
+    retriever: str = field(default=DEFAULT_BACKBONE, metadata={"help": "saved RQ2Retriever, or a plain encoder ('default' = offline MiniLM)"})
+    reranker: str | None = field(default=None, metadata={"help": "saved RQ2Reranker to re-rank the retriever's top-k"})
+    data: str = field(default="scifact", metadata={"help": "BEIR folder, bundled name or Hub dataset"})
+    split: str = "test"
+    top_k: int = field(default=100, metadata={"help": "passages retrieved per query"})
+    rerank_top_k: int = field(default=50, metadata={"help": "head of the retrieved list that the re-ranker re-orders"})
+    query_max_length: int | None = None
+    passage_max_length: int | None = None
+    batch_size: int = 32
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    output_dir: str = "outputs/eval"
+
+    def __post_init__(self):
+        for name in ("top_k", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.rerank_top_k < 0:
+            raise ValueError(f"--rerank_top_k must be >= 0, got {self.rerank_top_k}")
+
+
+def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
+    """One row per system, one column per metric (values to 4 decimals)."""
+    lines = ["| system | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in metrics) + " |" for name, values in rows.items()]
+    return "\n".join(lines)
+
+
+def run_evaluation(args: EvaluateArguments) -> dict:
+    """Encode the corpus, retrieve (and re-rank), score; returns the metrics written to metrics.json."""
+    data = load_beir(args.data, args.split)
+    overrides = {k: v for k, v in (("query_max_length", args.query_max_length), ("passage_max_length", args.passage_max_length)) if v}
+    retriever = load_retriever(args.retriever, **overrides)
+    reranker = load_reranker(args.reranker) if args.reranker else None
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    pipe = RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, args.batch_size)
+    encode_seconds = time.perf_counter() - started
+    query_ids, query_texts = data.queries["_id"], data.queries["text"]
+    candidates = pipe.retrieve(query_texts, args.top_k)
+    systems = {"retriever": candidates}
+    if reranker is not None and args.rerank_top_k > 0:
+        systems[f"retriever + reranker@{args.rerank_top_k}"] = pipe.rerank(query_texts, candidates, args.rerank_top_k)
+
+    results = {}
+    for name, ranked in systems.items():
+        run = to_run(query_ids, ranked)
+        results[name], _ = evaluate_run(run, data.qrels, args.metrics)
+        write_trec_run(run, str(output_dir / f"run.{name.split()[0] if name == 'retriever' else 'rerank'}.trec"))
+    report = {
+        "dataset": data.name,
+        "split": args.split,
+        "queries": len(query_ids),
+        "corpus": len(data.corpus),
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "seconds_encode_corpus": round(encode_seconds, 1),
+        "arguments": asdict(args),
+        "results": results,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"{data.name} ({args.split}): {len(query_ids)} queries, {len(data.corpus)} passages, {report['seconds_total']} s")
+    print(markdown_table(results, args.metrics))
+    print(f"wrote {output_dir / 'metrics.json'}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (``python -m modeling_rq2.evaluate``)."""
+    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
+    run_evaluation(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

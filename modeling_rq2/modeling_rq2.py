@@ -1,0 +1,424 @@
+"""RocketQAv2 models: the dual-encoder retriever and the cross-encoder re-ranker.
+
+This file is self-contained (it imports only transformers, torch, numpy and its configuration),
+because ``save_pretrained`` copies it next to the weights so that a saved folder loads with
+``trust_remote_code=True`` where the ``modeling_rq2`` package is not installed.
+"""
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import ModelOutput, cached_file
+
+from .configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
+
+Passage = str | dict
+"""A passage is a plain string or a mapping with ``text`` and an optional ``title``."""
+
+# Keyword arguments of ``from_pretrained`` that also locate the tokenizer in the same repo or folder.
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+_TOKENIZER_KWARGS = (*_HUB_KWARGS, "trust_remote_code")
+
+
+def format_passage(passage: Passage, separator: str = "") -> str:
+    """Render a passage as ``title <separator> text`` (the paper's passage input), or ``text`` alone."""
+    if isinstance(passage, str):
+        return passage
+    if not isinstance(passage, dict) or "text" not in passage:
+        raise TypeError(f"a passage must be a str or a dict with a 'text' key, got {type(passage).__name__}: {passage!r:.80}")
+    title = (passage.get("title") or "").strip()
+    return " ".join(part for part in (title, separator, passage["text"]) if part) if title else passage["text"]
+
+
+def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Pool token vectors (batch, seq, dim) into one vector per sequence: ``cls`` or masked ``mean``."""
+    if mode == "cls":
+        return hidden_states[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def _build_encoder(encoder_config) -> PreTrainedModel:
+    """A bare encoder from its config, without the unused pooler (unused parameters break DDP)."""
+    try:
+        return AutoModel.from_config(encoder_config, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_config(encoder_config)
+
+
+def _load_backbone_weights(tower: nn.Module, backbone: PreTrainedModel, name_or_path: str) -> None:
+    """Copy a pretrained encoder's weights into a tower; every tower weight must be covered."""
+    missing, _unexpected = tower.load_state_dict(backbone.state_dict(), strict=False)
+    if missing:
+        raise ValueError(f"backbone {name_or_path!r} lacks weights for {missing[:5]} ({len(missing)} in all)")
+
+
+def _flatten_list_dim(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """(batch, list, seq) -> (batch * list, seq); 2-D tensors and None pass through."""
+    return tuple(t.reshape(-1, t.shape[-1]) if t is not None and t.dim() == 3 else t for t in tensors)
+
+
+@dataclass
+class RQ2RetrieverOutput(ModelOutput):
+    """Retriever output.
+
+    scores: (batch, list) when passages come as (batch, list, seq), one list per query, as in
+        RocketQAv2 training; (batch, n_passages) for a flat (n_passages, seq) batch.
+    """
+
+    scores: torch.FloatTensor | None = None
+    query_embeddings: torch.FloatTensor | None = None
+    passage_embeddings: torch.FloatTensor | None = None
+
+
+@dataclass
+class RQ2RerankerOutput(ModelOutput):
+    """Re-ranker output. logits: (batch,) for pairs, (batch, list) for (batch, list, seq) inputs."""
+
+    logits: torch.FloatTensor | None = None
+
+
+class RQ2PreTrainedModel(PreTrainedModel):
+    """Shared plumbing: the tokenizer travels with the model, and models start from a plain backbone."""
+
+    base_model_prefix = "rq2"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _extra_auto_classes: tuple[str, ...] = ()
+
+    def __init__(self, config, tokenizer: PreTrainedTokenizerBase | None = None):
+        super().__init__(config)
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
+        return cls.config_class(encoder_config=encoder_config, **overrides)
+
+    @classmethod
+    def from_backbone(cls, name_or_path: str | os.PathLike, **config_overrides):
+        """Build a fresh model from a plain pretrained encoder (a Hub name or a local folder).
+
+        Keyword arguments override config fields (e.g. ``pooling="mean"``); the backbone's
+        tokenizer becomes the model's tokenizer.
+        """
+        name_or_path = str(name_or_path)
+        backbone = AutoModel.from_pretrained(name_or_path)
+        config = cls._config_from_backbone(name_or_path, backbone.config, dict(config_overrides))
+        model = cls(config, tokenizer=AutoTokenizer.from_pretrained(name_or_path))
+        for tower in model._towers():
+            _load_backbone_weights(tower, backbone, name_or_path)
+        model.config.name_or_path = name_or_path
+        return model
+
+    def _towers(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save config, safetensors weights, the modeling code (for ``trust_remote_code``) and the tokenizer."""
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            for auto_class in self._extra_auto_classes:
+                auto_map[auto_class] = f"modeling_rq2.{type(self).__name__}"
+            self.config.auto_map = auto_map
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None and kwargs.get("is_main_process", True):
+            self.tokenizer.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a saved model and, when the folder or repo holds one, its tokenizer."""
+        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+        tokenizer_kwargs = {key: kwargs[key] for key in _TOKENIZER_KWARGS if key in kwargs}
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        tokenizer_file = cached_file(
+            pretrained_model_name_or_path,
+            "tokenizer_config.json",
+            _raise_exceptions_for_missing_entries=False,
+            **hub_kwargs,
+        )
+        if tokenizer_file is not None:
+            model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tokenizer_kwargs)
+        return model
+
+    def _require_tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer is None:
+            raise ValueError(
+                f"{type(self).__name__} has no tokenizer: build it with from_backbone(...), load a folder saved "
+                "with one, or set `model.tokenizer = AutoTokenizer.from_pretrained(...)`"
+            )
+        return self.tokenizer
+
+    @torch.inference_mode()
+    def _batched(self, texts: Sequence, encode_batch, batch_size: int, show_progress_bar: bool | None, desc: str):
+        """Run ``encode_batch`` over texts sorted by length (less padding) and restore the input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        order = np.argsort([-len(str(t)) for t in texts], kind="stable")
+        was_training = self.training
+        self.eval()
+        starts = range(0, len(texts), batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) > 4 * batch_size
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=desc, unit="batch")
+        try:
+            chunks = [encode_batch([texts[i] for i in order[s : s + batch_size]]).float().cpu() for s in starts]
+        finally:
+            self.train(was_training)
+        if not chunks:
+            return None
+        out = torch.cat(chunks).numpy()
+        result = np.empty_like(out)
+        result[order] = out
+        return result
+
+
+class RQ2Retriever(RQ2PreTrainedModel):
+    """RocketQAv2 dual encoder: embeds queries and passages apart; relevance is their similarity.
+
+    Example:
+        >>> retriever = RQ2Retriever.from_backbone("sentence-transformers/all-MiniLM-L6-v2", pooling="mean")
+        >>> q = retriever.encode_queries(["what causes scurvy?"])
+        >>> p = retriever.encode_passages([{"title": "Scurvy", "text": "Scurvy is caused by ..."}])
+        >>> (q @ p.T).shape
+        (1, 1)
+    """
+
+    config_class = RQ2RetrieverConfig
+
+    def __init__(self, config: RQ2RetrieverConfig, tokenizer: PreTrainedTokenizerBase | None = None):
+        super().__init__(config, tokenizer)
+        self.query_encoder = _build_encoder(config.encoder_config)
+        self.passage_encoder = None if config.shared_towers else _build_encoder(config.encoder_config)
+        self.post_init()
+
+    @classmethod
+    def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
+        """Take pooling and similarity from a sentence-transformers folder unless the caller set them."""
+        for key, value in _sentence_transformers_defaults(name_or_path).items():
+            overrides.setdefault(key, value)
+        return cls.config_class(encoder_config=encoder_config, **overrides)
+
+    def _towers(self) -> list[nn.Module]:
+        return [self.query_encoder] if self.passage_encoder is None else [self.query_encoder, self.passage_encoder]
+
+    @property
+    def passage_tower(self) -> nn.Module:
+        """The passage encoder: the query encoder itself when towers are shared."""
+        return self.query_encoder if self.passage_encoder is None else self.passage_encoder
+
+    def _embed(self, encoder: nn.Module, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        embeddings = pool(hidden, attention_mask, self.config.pooling)
+        if self.config.similarity == "cosine":
+            embeddings = nn.functional.normalize(embeddings, p=2, dim=-1)
+        return embeddings
+
+    def embed_queries(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Query embeddings (batch, dim) from token ids, with gradient (for training)."""
+        return self._embed(self.query_encoder, input_ids, attention_mask, token_type_ids)
+
+    def embed_passages(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Passage embeddings from token ids: (n, dim) for (n, seq), (batch, list, dim) for (batch, list, seq)."""
+        shape = input_ids.shape
+        input_ids, attention_mask, token_type_ids = _flatten_list_dim(input_ids, attention_mask, token_type_ids)
+        embeddings = self._embed(self.passage_tower, input_ids, attention_mask, token_type_ids)
+        return embeddings.reshape(*shape[:-1], -1)
+
+    def forward(
+        self,
+        query_input_ids: torch.LongTensor,
+        passage_input_ids: torch.LongTensor,
+        query_attention_mask: torch.Tensor | None = None,
+        passage_attention_mask: torch.Tensor | None = None,
+        query_token_type_ids: torch.LongTensor | None = None,
+        passage_token_type_ids: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> RQ2RetrieverOutput | tuple:
+        """Score queries against passages.
+
+        Passages of shape (batch, list, seq) give each query its own list -> scores (batch, list);
+        passages of shape (n, seq) are scored against every query -> scores (batch, n).
+        """
+        queries = self.embed_queries(query_input_ids, query_attention_mask, query_token_type_ids)
+        passages = self.embed_passages(passage_input_ids, passage_attention_mask, passage_token_type_ids)
+        if passages.dim() == 3:
+            if passages.shape[0] != queries.shape[0]:
+                raise ValueError(
+                    f"listwise passages have batch size {passages.shape[0]} but there are {queries.shape[0]} queries"
+                )
+            scores = torch.einsum("bd,bld->bl", queries, passages)
+        else:
+            scores = queries @ passages.T
+        output = RQ2RetrieverOutput(scores=scores, query_embeddings=queries, passage_embeddings=passages)
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
+
+    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        batch = self._require_tokenizer()(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def encode_queries(
+        self, queries: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
+        """Embed query strings: float32 array (n, dim), in input order."""
+        queries = [str(q) for q in queries]
+
+        def encode_batch(texts):
+            tokens = self._tokenize(texts, self.config.query_max_length)
+            return self.embed_queries(**tokens)
+
+        result = self._batched(queries, encode_batch, batch_size, show_progress_bar, "queries")
+        return result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
+
+    def encode_passages(
+        self, passages: Sequence[Passage], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
+        """Embed passages (strings or {title, text} dicts, as ``title [SEP] text``): float32 (n, dim)."""
+        separator = self._require_tokenizer().sep_token or "|"
+        texts = [format_passage(p, separator) for p in passages]
+
+        def encode_batch(batch):
+            tokens = self._tokenize(batch, self.config.passage_max_length)
+            return self.embed_passages(**tokens)
+
+        result = self._batched(texts, encode_batch, batch_size, show_progress_bar, "passages")
+        return result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the query and passage embeddings."""
+        return self.config.encoder_config.hidden_size
+
+
+class RQ2Reranker(RQ2PreTrainedModel):
+    """RocketQAv2 cross-encoder: reads query and passage together and returns one relevance logit.
+
+    Example:
+        >>> reranker = RQ2Reranker.from_backbone("sentence-transformers/all-MiniLM-L6-v2")
+        >>> reranker.score("what causes scurvy?", ["Scurvy is caused by a lack of vitamin C.", "Paris"])
+        array([..., ...], dtype=float32)
+    """
+
+    config_class = RQ2RerankerConfig
+    _extra_auto_classes = ("AutoModel",)
+
+    def __init__(self, config: RQ2RerankerConfig, tokenizer: PreTrainedTokenizerBase | None = None):
+        super().__init__(config, tokenizer)
+        self.encoder = _build_encoder(config.encoder_config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.encoder_config.hidden_size, 1)
+        self.post_init()
+
+    def _towers(self) -> list[nn.Module]:
+        return [self.encoder]
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> RQ2RerankerOutput | tuple:
+        """Logits (batch,) for (batch, seq) pairs, or (batch, list) for (batch, list, seq) lists."""
+        shape = input_ids.shape
+        input_ids, attention_mask, token_type_ids = _flatten_list_dim(input_ids, attention_mask, token_type_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        pooled = pool(hidden, attention_mask, self.config.pooling)
+        logits = self.classifier(self.dropout(pooled)).squeeze(-1).reshape(shape[:-1])
+        output = RQ2RerankerOutput(logits=logits)
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
+
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, Passage]]) -> dict[str, torch.Tensor]:
+        """Tokenise (query, passage) pairs as ``[CLS] query [SEP] title text [SEP]``, truncating the passage."""
+        tokenizer = self._require_tokenizer()
+        queries = [str(q) for q, _ in pairs]
+        passages = [format_passage(p, "") for _, p in pairs]
+        return tokenizer(
+            queries,
+            passages,
+            padding=True,
+            truncation="longest_first",
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+
+    def score_pairs(
+        self,
+        pairs: Sequence[tuple[str, Passage]],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Relevance logits for (query, passage) pairs: float32 array (n,), in input order."""
+        pairs = list(pairs)
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"pair {i} must be a (query, passage) tuple, got {pair!r:.80}")
+
+        def score_batch(batch):
+            tokens = {key: value.to(self.device) for key, value in self.tokenize_pairs(batch).items()}
+            return self(**tokens).logits
+
+        result = self._batched(pairs, score_batch, batch_size, show_progress_bar, "pairs")
+        return result if result is not None else np.zeros((0,), dtype=np.float32)
+
+    def score(self, query: str, passages: Sequence[Passage], batch_size: int = 32) -> np.ndarray:
+        """Relevance logits of one query against each passage: float32 array (len(passages),)."""
+        return self.score_pairs([(query, p) for p in passages], batch_size=batch_size, show_progress_bar=False)
+
+
+def _sentence_transformers_defaults(name_or_path: str) -> dict:
+    """Pooling and similarity that a sentence-transformers folder declares (empty if it is not one)."""
+    modules_file = cached_file(name_or_path, "modules.json", _raise_exceptions_for_missing_entries=False)
+    if modules_file is None:
+        return {}
+    with open(modules_file, encoding="utf-8") as f:
+        modules = json.load(f)
+    defaults = {}
+    for module in modules:
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            pooling_file = cached_file(
+                name_or_path, f"{module['path']}/config.json", _raise_exceptions_for_missing_entries=False
+            )
+            if pooling_file is not None:
+                with open(pooling_file, encoding="utf-8") as f:
+                    pooling = json.load(f)
+                if pooling.get("pooling_mode_mean_tokens"):
+                    defaults["pooling"] = "mean"
+                elif pooling.get("pooling_mode_cls_token"):
+                    defaults["pooling"] = "cls"
+        elif kind.endswith("Normalize"):
+            defaults["similarity"] = "cosine"
+    return defaults
+
+
+RQ2RetrieverConfig.register_for_auto_class()
+RQ2RerankerConfig.register_for_auto_class()
+RQ2Retriever.register_for_auto_class("AutoModel")
+RQ2Reranker.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "RQ2PreTrainedModel",
+    "RQ2Retriever",
+    "RQ2RetrieverOutput",
+    "RQ2Reranker",
+    "RQ2RerankerOutput",
+    "format_passage",
+    "pool",
+]
