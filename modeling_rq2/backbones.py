@@ -21,21 +21,30 @@ def resolve_backbone(name_or_path: str | os.PathLike) -> str:
     return default_backbone_path() if str(name_or_path) == DEFAULT_BACKBONE else str(name_or_path)
 
 
-def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict):
+def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict, encoder_overrides: dict | None):
     path = resolve_backbone(name_or_path)
-    if AutoConfig.from_pretrained(path).model_type == cls.config_class.model_type:
-        model = cls.from_pretrained(path)
-        for key, value in config_overrides.items():
-            setattr(model.config, key, value)
-        return model
-    return cls.from_backbone(path, **config_overrides)
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type != cls.config_class.model_type:
+        return cls.from_backbone(path, encoder_overrides=encoder_overrides, **config_overrides)
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
+    for key, value in (encoder_overrides or {}).items():
+        setattr(config.encoder_config, key, value)
+    return cls.from_pretrained(path, config=config)
 
 
-def load_retriever(name_or_path: str | os.PathLike = DEFAULT_BACKBONE, **config_overrides) -> RQ2Retriever:
-    """A saved RQ2Retriever (folder or Hub), or a fresh one from a plain encoder; overrides set config fields."""
-    return _load(RQ2Retriever, name_or_path, config_overrides)
+def load_retriever(
+    name_or_path: str | os.PathLike = DEFAULT_BACKBONE, encoder_overrides: dict | None = None, **config_overrides
+) -> RQ2Retriever:
+    """A saved RQ2Retriever (folder or Hub), or a fresh one from a plain encoder.
+
+    ``config_overrides`` set fields of its config; ``encoder_overrides`` fields of the backbone's config.
+    """
+    return _load(RQ2Retriever, name_or_path, config_overrides, encoder_overrides)
 
 
-def load_reranker(name_or_path: str | os.PathLike = DEFAULT_BACKBONE, **config_overrides) -> RQ2Reranker:
-    """A saved RQ2Reranker (folder or Hub), or a fresh one from a plain encoder; overrides set config fields."""
-    return _load(RQ2Reranker, name_or_path, config_overrides)
+def load_reranker(
+    name_or_path: str | os.PathLike = DEFAULT_BACKBONE, encoder_overrides: dict | None = None, **config_overrides
+) -> RQ2Reranker:
+    """A saved RQ2Reranker (folder or Hub), or a fresh one from a plain encoder (overrides as ``load_retriever``)."""
+    return _load(RQ2Reranker, name_or_path, config_overrides, encoder_overrides)

@@ -53,7 +53,7 @@ class RQ2RetrieverConfig(PreTrainedConfig):
 
 @strict
 class RQ2RerankerConfig(PreTrainedConfig):
-    """Cross-encoder: ``[CLS] query [SEP] title text [SEP]`` -> dropout -> linear -> one score."""
+    """Cross-encoder: ``[CLS] query [SEP] title [SEP] text [SEP]`` -> dropout -> linear -> one score."""
 
     model_type = "rq2_reranker"
     sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}

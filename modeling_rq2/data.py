@@ -123,16 +123,21 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool =
 def _jsonl_dataset(path: Path, fields: tuple[str, ...], skip_invalid: bool) -> datasets.Dataset:
     """Arrow-backed dataset of a JSONL file, cached by path, size and modification time."""
     stat = path.stat()
-    return datasets.Dataset.from_generator(
-        _generate_records,
-        gen_kwargs={
-            "path": str(path),
-            "fields": fields,
-            "skip_invalid": skip_invalid,
-            "fingerprint": (stat.st_size, stat.st_mtime_ns),
-        },
-        features=datasets.Features({"_id": datasets.Value("string"), **{f: datasets.Value("string") for f in fields}}),
-    )
+    try:
+        return datasets.Dataset.from_generator(
+            _generate_records,
+            gen_kwargs={
+                "path": str(path),
+                "fields": fields,
+                "skip_invalid": skip_invalid,
+                "fingerprint": (stat.st_size, stat.st_mtime_ns),
+            },
+            features=datasets.Features({"_id": datasets.Value("string"), **{f: datasets.Value("string") for f in fields}}),
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        if isinstance(err.__cause__, DataFormatError):  # our message names the file and line: surface it
+            raise err.__cause__ from None
+        raise
 
 
 def _generate_records(path: str, fields: tuple[str, ...], skip_invalid: bool, fingerprint: tuple) -> Iterator[dict]:

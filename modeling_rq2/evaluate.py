@@ -15,8 +15,9 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
-from .data import load_beir
+from .data import RetrievalData, load_beir
 from .evaluation import DEFAULT_METRICS, evaluate_run, write_trec_run
+from .modeling_rq2 import RQ2Reranker, RQ2Retriever
 from .pipeline import RetrieveThenRerank, to_run
 
 
@@ -51,8 +52,28 @@ def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str
     return "\n".join(lines)
 
 
+def evaluate_retrieval(
+    retriever: RQ2Retriever,
+    data: RetrievalData,
+    reranker: RQ2Reranker | None = None,
+    top_k: int = 100,
+    rerank_top_k: int = 50,
+    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    batch_size: int = 32,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """Retrieve (and re-rank the head) for every query of ``data``; returns (metrics, runs) per system."""
+    pipe = RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, batch_size)
+    query_ids, query_texts = data.queries["_id"], data.queries["text"]
+    candidates = pipe.retrieve(query_texts, top_k)
+    systems = {"retriever": candidates}
+    if reranker is not None and rerank_top_k > 0:
+        systems[f"retriever + reranker@{rerank_top_k}"] = pipe.rerank(query_texts, candidates, rerank_top_k)
+    runs = {name: to_run(query_ids, ranked) for name, ranked in systems.items()}
+    return {name: evaluate_run(run, data.qrels, metrics)[0] for name, run in runs.items()}, runs
+
+
 def run_evaluation(args: EvaluateArguments) -> dict:
-    """Encode the corpus, retrieve (and re-rank), score; returns the metrics written to metrics.json."""
+    """Encode the corpus, retrieve (and re-rank), score; returns the report written to metrics.json."""
     data = load_beir(args.data, args.split)
     overrides = {k: v for k, v in (("query_max_length", args.query_max_length), ("passage_max_length", args.passage_max_length)) if v}
     retriever = load_retriever(args.retriever, **overrides)
@@ -61,31 +82,22 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    pipe = RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, args.batch_size)
-    encode_seconds = time.perf_counter() - started
-    query_ids, query_texts = data.queries["_id"], data.queries["text"]
-    candidates = pipe.retrieve(query_texts, args.top_k)
-    systems = {"retriever": candidates}
-    if reranker is not None and args.rerank_top_k > 0:
-        systems[f"retriever + reranker@{args.rerank_top_k}"] = pipe.rerank(query_texts, candidates, args.rerank_top_k)
-
-    results = {}
-    for name, ranked in systems.items():
-        run = to_run(query_ids, ranked)
-        results[name], _ = evaluate_run(run, data.qrels, args.metrics)
-        write_trec_run(run, str(output_dir / f"run.{name.split()[0] if name == 'retriever' else 'rerank'}.trec"))
+    results, runs = evaluate_retrieval(
+        retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size
+    )
+    for name, run in runs.items():
+        write_trec_run(run, str(output_dir / f"run.{'retriever' if name == 'retriever' else 'rerank'}.trec"))
     report = {
         "dataset": data.name,
         "split": args.split,
-        "queries": len(query_ids),
+        "queries": len(data.queries),
         "corpus": len(data.corpus),
-        "seconds_total": round(time.perf_counter() - started, 1),
-        "seconds_encode_corpus": round(encode_seconds, 1),
+        "seconds": round(time.perf_counter() - started, 1),
         "arguments": asdict(args),
         "results": results,
     }
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"{data.name} ({args.split}): {len(query_ids)} queries, {len(data.corpus)} passages, {report['seconds_total']} s")
+    print(f"{data.name} ({args.split}): {len(data.queries)} queries, {len(data.corpus)} passages, {report['seconds']} s")
     print(markdown_table(results, args.metrics))
     print(f"wrote {output_dir / 'metrics.json'}")
     return report

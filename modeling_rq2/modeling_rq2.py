@@ -59,6 +59,10 @@ def _load_backbone_weights(tower: nn.Module, backbone: PreTrainedModel, name_or_
         raise ValueError(f"backbone {name_or_path!r} lacks weights for {missing[:5]} ({len(missing)} in all)")
 
 
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
 def _flatten_list_dim(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     """(batch, list, seq) -> (batch * list, seq); 2-D tensors and None pass through."""
     return tuple(t.reshape(-1, t.shape[-1]) if t is not None and t.dim() == 3 else t for t in tensors)
@@ -101,14 +105,15 @@ class RQ2PreTrainedModel(PreTrainedModel):
         return cls.config_class(encoder_config=encoder_config, **overrides)
 
     @classmethod
-    def from_backbone(cls, name_or_path: str | os.PathLike, **config_overrides):
+    def from_backbone(cls, name_or_path: str | os.PathLike, encoder_overrides: dict | None = None, **config_overrides):
         """Build a fresh model from a plain pretrained encoder (a Hub name or a local folder).
 
-        Keyword arguments override config fields (e.g. ``pooling="mean"``); the backbone's
-        tokenizer becomes the model's tokenizer.
+        Keyword arguments override config fields (e.g. ``pooling="mean"``); ``encoder_overrides``
+        override the backbone's own config (e.g. ``{"attention_probs_dropout_prob": 0.0}``). The
+        backbone's tokenizer becomes the model's tokenizer.
         """
         name_or_path = str(name_or_path)
-        backbone = AutoModel.from_pretrained(name_or_path)
+        backbone = AutoModel.from_pretrained(name_or_path, **(encoder_overrides or {}))
         config = cls._config_from_backbone(name_or_path, backbone.config, dict(config_overrides))
         model = cls(config, tokenizer=AutoTokenizer.from_pretrained(name_or_path))
         for tower in model._towers():
@@ -264,37 +269,44 @@ class RQ2Retriever(RQ2PreTrainedModel):
         output = RQ2RetrieverOutput(scores=scores, query_embeddings=queries, passage_embeddings=passages)
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
-    def _tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-        batch = self._require_tokenizer()(
-            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    def tokenize_queries(self, queries: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Token tensors of queries, padded and truncated to ``max_length or query_max_length`` (on the CPU)."""
+        return self._require_tokenizer()(
+            [str(q) for q in queries],
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.config.query_max_length,
+            return_tensors="pt",
         )
-        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def tokenize_passages(self, passages: Sequence[Passage], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Token tensors of passages as ``title [SEP] text``, truncated to ``max_length or passage_max_length``."""
+        tokenizer = self._require_tokenizer()
+        texts = [format_passage(p, tokenizer.sep_token or "|") for p in passages]
+        return tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length or self.config.passage_max_length, return_tensors="pt"
+        )
 
     def encode_queries(
         self, queries: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
     ) -> np.ndarray:
         """Embed query strings: float32 array (n, dim), in input order."""
-        queries = [str(q) for q in queries]
 
-        def encode_batch(texts):
-            tokens = self._tokenize(texts, self.config.query_max_length)
-            return self.embed_queries(**tokens)
+        def encode_batch(batch):
+            return self.embed_queries(**_to(self.tokenize_queries(batch), self.device))
 
-        result = self._batched(queries, encode_batch, batch_size, show_progress_bar, "queries")
+        result = self._batched([str(q) for q in queries], encode_batch, batch_size, show_progress_bar, "queries")
         return result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
 
     def encode_passages(
         self, passages: Sequence[Passage], batch_size: int = 32, show_progress_bar: bool | None = None
     ) -> np.ndarray:
         """Embed passages (strings or {title, text} dicts, as ``title [SEP] text``): float32 (n, dim)."""
-        separator = self._require_tokenizer().sep_token or "|"
-        texts = [format_passage(p, separator) for p in passages]
 
         def encode_batch(batch):
-            tokens = self._tokenize(batch, self.config.passage_max_length)
-            return self.embed_passages(**tokens)
+            return self.embed_passages(**_to(self.tokenize_passages(batch), self.device))
 
-        result = self._batched(texts, encode_batch, batch_size, show_progress_bar, "passages")
+        result = self._batched(list(passages), encode_batch, batch_size, show_progress_bar, "passages")
         return result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
 
     @property
@@ -344,17 +356,17 @@ class RQ2Reranker(RQ2PreTrainedModel):
         output = RQ2RerankerOutput(logits=logits)
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
-    def tokenize_pairs(self, pairs: Sequence[tuple[str, Passage]]) -> dict[str, torch.Tensor]:
-        """Tokenise (query, passage) pairs as ``[CLS] query [SEP] title text [SEP]``, truncating the passage."""
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, Passage]], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Token tensors of (query, passage) pairs: ``[CLS] query [SEP] title [SEP] text [SEP]``, the
+        passage truncated to fit ``max_length`` (on the CPU)."""
         tokenizer = self._require_tokenizer()
-        queries = [str(q) for q, _ in pairs]
-        passages = [format_passage(p, "") for _, p in pairs]
+        separator = tokenizer.sep_token or "|"
         return tokenizer(
-            queries,
-            passages,
+            [str(q) for q, _ in pairs],
+            [format_passage(p, separator) for _, p in pairs],
             padding=True,
             truncation="longest_first",
-            max_length=self.config.max_length,
+            max_length=max_length or self.config.max_length,
             return_tensors="pt",
         )
 
@@ -371,8 +383,7 @@ class RQ2Reranker(RQ2PreTrainedModel):
                 raise TypeError(f"pair {i} must be a (query, passage) tuple, got {pair!r:.80}")
 
         def score_batch(batch):
-            tokens = {key: value.to(self.device) for key, value in self.tokenize_pairs(batch).items()}
-            return self(**tokens).logits
+            return self(**_to(self.tokenize_pairs(batch), self.device)).logits
 
         result = self._batched(pairs, score_batch, batch_size, show_progress_bar, "pairs")
         return result if result is not None else np.zeros((0,), dtype=np.float32)

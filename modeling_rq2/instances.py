@@ -1,0 +1,141 @@
+"""Listwise training instances: each query with its positives and a pool of negatives.
+
+An instance is a row ``{query_id, query, positives: [doc ids], negatives: [doc ids]}`` in a
+``datasets.Dataset``. Negatives come from BM25 (``bm25_negatives``), from a retriever, or from
+hybrid data augmentation; all of them give this same format. Every epoch, each query gets a list
+of one positive (first) and up to m-1 negatives, sampled with a seed that depends only on
+(seed, epoch, query index), so a resumed or multi-process run sees exactly the same lists.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .data import RetrievalData
+from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
+
+logger = logging.getLogger(__name__)
+
+
+def bm25_negatives(data: RetrievalData, top_n: int = 100, k1: float = 1.5, b: float = 0.75) -> dict[str, list[str]]:
+    """Top-n BM25 (bm25s, no stemming) doc ids per query of ``data``, judged positives excluded."""
+    import bm25s
+
+    corpus_ids = data.corpus["_id"]
+    texts = [f"{title} {text}".strip() for title, text in zip(data.corpus["title"], data.corpus["text"])]
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    query_ids, queries = data.queries["_id"], data.queries["text"]
+    k = min(top_n + max((len(p) for p in data.qrels.values()), default=0), len(corpus_ids))
+    hits, _ = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=k, show_progress=False)
+    negatives = {}
+    for qid, row in zip(query_ids, hits):
+        judged = data.qrels.get(qid, {})
+        negatives[qid] = [corpus_ids[i] for i in row if judged.get(corpus_ids[i], 0) <= 0][:top_n]
+    return negatives
+
+
+def build_instances(
+    data: RetrievalData, negatives: dict[str, list[str]], relevance_threshold: int = 1
+) -> datasets.Dataset:
+    """One row per query with at least one positive; queries without one are skipped, counted and logged."""
+    rows, skipped = [], 0
+    for qid, text in zip(data.queries["_id"], data.queries["text"]):
+        judged = data.qrels.get(qid, {})
+        positives = [doc for doc, grade in judged.items() if grade >= relevance_threshold]
+        if not positives:
+            skipped += 1
+            continue
+        negs = [doc for doc in negatives.get(qid, []) if judged.get(doc, 0) < relevance_threshold]
+        rows.append({"query_id": qid, "query": text, "positives": positives, "negatives": negs})
+    if skipped:
+        logger.warning("skipped %d queries of %s/%s with no positive passage", skipped, data.name, data.split)
+    if not rows:
+        raise ValueError(f"{data.name}/{data.split}: no query has a positive passage; nothing to train on")
+    features = datasets.Features(
+        {
+            "query_id": datasets.Value("string"),
+            "query": datasets.Value("string"),
+            "positives": datasets.Sequence(datasets.Value("string")),
+            "negatives": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+class ListwiseDataset(Dataset):
+    """Per-epoch sampled lists: item i is (query, [positive, negative_1, ..., negative_{m-1}]).
+
+    A query with fewer than m-1 negatives gets a shorter list; the collator masks the rest.
+    """
+
+    def __init__(self, instances: datasets.Dataset, passages: dict[str, Passage], list_size: int, seed: int = 42):
+        if list_size < 1:
+            raise ValueError(f"list_size must be >= 1, got {list_size}")
+        missing = {doc for row in instances for doc in (*row["positives"], *row["negatives"]) if doc not in passages}
+        if missing:
+            raise ValueError(f"{len(missing)} doc ids of the training lists are not in the corpus, e.g. {sorted(missing)[:3]}")
+        self.instances, self.passages, self.list_size, self.seed = instances, passages, list_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lists are re-sampled per epoch (deterministically)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def sample(self, index: int) -> list[str]:
+        """The doc ids of item ``index``'s list this epoch: positive first."""
+        row = self.instances[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        positive = row["positives"][rng.integers(len(row["positives"]))]
+        negatives = row["negatives"]
+        count = min(self.list_size - 1, len(negatives))
+        chosen = rng.choice(len(negatives), size=count, replace=False) if count else []
+        return [positive, *(negatives[i] for i in chosen)]
+
+    def __getitem__(self, index: int) -> dict:
+        return {"query": self.instances[index]["query"], "passages": [self.passages[d] for d in self.sample(index)]}
+
+
+class ListwiseCollator:
+    """Batch of lists -> token tensors for both models, shaped (batch, m, seq), plus the list mask.
+
+    Tokenisation goes through the models' own ``tokenize_*`` methods, so training sees the inputs
+    that inference builds (passages may be cut shorter for training speed). Missing list entries are an empty passage with ``list_mask`` False.
+    """
+
+    def __init__(
+        self,
+        retriever: RQ2Retriever,
+        reranker: RQ2Reranker,
+        list_size: int,
+        passage_max_length: int | None = None,
+        pair_max_length: int | None = None,
+    ):
+        self.retriever, self.reranker, self.list_size = retriever, reranker, list_size
+        self.passage_max_length, self.pair_max_length = passage_max_length, pair_max_length
+
+    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        batch, m = len(items), self.list_size
+        mask = torch.zeros(batch, m, dtype=torch.bool)
+        queries, passages, pairs = [], [], []
+        for i, item in enumerate(items):
+            mask[i, : len(item["passages"])] = True
+            queries.append(item["query"])
+            padded = list(item["passages"]) + [""] * (m - len(item["passages"]))
+            passages += padded
+            pairs += [(item["query"], p) for p in padded]
+        query_tokens = self.retriever.tokenize_queries(queries)
+        passage_tokens = self.retriever.tokenize_passages(passages, self.passage_max_length)
+        pair_tokens = self.reranker.tokenize_pairs(pairs, self.pair_max_length)
+        out = {f"query_{k}": v for k, v in query_tokens.items()}
+        out.update({f"passage_{k}": v.reshape(batch, m, -1) for k, v in passage_tokens.items()})
+        out.update({f"pair_{k}": v.reshape(batch, m, -1) for k, v in pair_tokens.items()})
+        out["list_mask"] = mask
+        return out

@@ -1,0 +1,110 @@
+"""Listwise losses of RocketQAv2: listwise cross-entropy and dynamic listwise distillation.
+
+Scores come as (batch, m): each query's list of m passages, its positive at ``labels`` (default 0).
+``mask`` (batch, m), True for real passages, lets a query have fewer than m candidates: masked
+entries get zero probability and contribute nothing (no duplicate padding).
+All computations are in float32 with log-softmax, so they stay finite under bf16/fp16 autocast.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+DIRECTIONS = ("retriever_to_reranker", "reranker_to_retriever")
+REDUCTIONS = ("query", "element")
+_MASKED = -1e9
+
+
+@dataclass
+class DistillationLoss:
+    """The total loss and its parts (for logging): ``total = kl_weight * kl + supervised_weight * supervised``."""
+
+    total: torch.Tensor
+    kl: torch.Tensor
+    supervised: torch.Tensor
+
+
+def _log_probs(scores: torch.Tensor, mask: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scores = scores.float() / temperature
+    if mask is not None:
+        scores = scores.masked_fill(~mask, _MASKED)
+    return F.log_softmax(scores, dim=-1)
+
+
+def _check(scores: torch.Tensor, mask: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor:
+    if scores.dim() != 2:
+        raise ValueError(f"listwise scores must have shape (batch, m), got {tuple(scores.shape)}")
+    if labels is None:
+        labels = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+    if mask is not None:
+        if mask.shape != scores.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} != scores shape {tuple(scores.shape)}")
+        if not mask.gather(1, labels[:, None]).all():
+            raise ValueError("the positive passage of a list is masked out")
+    return labels
+
+
+def listwise_cross_entropy(
+    scores: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Mean over queries of -log softmax(scores / temperature)[positive]: the listwise supervised loss."""
+    labels = _check(scores, mask, labels)
+    return F.nll_loss(_log_probs(scores, mask, temperature), labels)
+
+
+def listwise_distillation_loss(
+    retriever_scores: torch.Tensor,
+    reranker_scores: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    retriever_temperature: float = 1.0,
+    reranker_temperature: float = 1.0,
+    kl_weight: float = 1.0,
+    supervised_weight: float = 1.0,
+    direction: str = "retriever_to_reranker",
+    reranker_kl_gradient: bool = True,
+    reduction: str = "query",
+    static: bool = False,
+) -> DistillationLoss:
+    """Dynamic listwise distillation (RocketQAv2 Eq. 4-6): L = w_kl * KL + w_sup * CE(re-ranker, positive).
+
+    direction: ``retriever_to_reranker`` is KL(de || ce) as the paper writes it (Eq. 4);
+        ``reranker_to_retriever`` is KL(ce || de), the official code's, with the re-ranker as target.
+    reranker_kl_gradient: whether the KL also updates the re-ranker (the paper's "dynamic"; the
+        official code's target gets no gradient).
+    reduction: ``query`` sums the KL over a list and averages over queries; ``element`` averages
+        over all (unmasked) list entries, as Paddle's kldiv_loss does (1/m of the former for full lists).
+    static: the re-ranker is a fixed teacher (the paper's static-distillation ablation): it receives
+        no gradient and its supervised loss is reported but left out of the total.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if retriever_scores.shape != reranker_scores.shape:
+        raise ValueError(f"retriever scores {tuple(retriever_scores.shape)} and re-ranker scores {tuple(reranker_scores.shape)} differ")
+    labels = _check(retriever_scores, mask, labels)
+    if static:
+        reranker_scores = reranker_scores.detach()
+    teacher_scores = reranker_scores if reranker_kl_gradient else reranker_scores.detach()
+
+    log_de = _log_probs(retriever_scores, mask, retriever_temperature)
+    log_ce = _log_probs(teacher_scores, mask, reranker_temperature)
+    target, other = (log_de, log_ce) if direction == "retriever_to_reranker" else (log_ce, log_de)
+    terms = target.exp() * (target - other)
+    if mask is not None:
+        terms = torch.where(mask, terms, torch.zeros_like(terms))
+    if reduction == "query":
+        kl = terms.sum(dim=-1).mean()
+    else:
+        kl = terms.sum() / (mask.sum() if mask is not None else terms.numel())
+
+    supervised = F.nll_loss(_log_probs(reranker_scores, mask, reranker_temperature), labels)
+    total = kl_weight * kl + (0.0 if static else supervised_weight) * supervised
+    return DistillationLoss(total=total, kl=kl, supervised=supervised)

@@ -1,0 +1,457 @@
+"""Joint training of the retriever and the re-ranker (RocketQAv2) on Accelerate.
+
+One ``JointModel`` holds both models so ``accelerator.prepare`` sees a single module (DDP and
+DeepSpeed take one). Each step scores every query's list with both models and minimises the
+dynamic listwise distillation loss; an optional warm-up stage first trains each model alone on
+the same lists. Checkpoints are written atomically (a temporary folder renamed into place) and
+``resume_from_checkpoint`` continues exactly where a killed run stopped.
+"""
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
+from .data import load_beir
+from .evaluate import evaluate_retrieval, markdown_table
+from .evaluation import DEFAULT_METRICS
+from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances
+from .losses import DIRECTIONS, REDUCTIONS, listwise_cross_entropy, listwise_distillation_loss
+from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+PROGRESS_FILE = "progress.json"
+
+
+def _require(condition: bool, field_name: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"--{field_name}: {message}")
+
+
+@dataclass
+class ModelArguments:
+    """Which models to start from, and their input settings."""
+
+    retriever: str = field(default=DEFAULT_BACKBONE, metadata={"help": "backbone or saved RQ2Retriever ('default' = offline all-MiniLM-L6-v2)"})
+    reranker: str = field(default=DEFAULT_BACKBONE, metadata={"help": "backbone or saved RQ2Reranker"})
+    shared_towers: bool = field(default=True, metadata={"help": "one encoder for queries and passages (the paper: separate)"})
+    pooling: str | None = field(default=None, metadata={"help": "retriever pooling cls|mean (default: the backbone's)"})
+    similarity: str | None = field(default=None, metadata={"help": "retriever similarity dot|cosine (default: the backbone's)"})
+    reranker_pooling: str = field(default="mean", metadata={"help": "re-ranker pooling cls|mean"})
+    query_max_length: int = 64
+    passage_max_length: int = field(default=256, metadata={"help": "retriever passage length at inference"})
+    train_passage_max_length: int = field(default=128, metadata={"help": "retriever passage length in training lists"})
+    reranker_max_length: int = 192
+    attention_dropout: float | None = field(
+        default=0.0, metadata={"help": "attention dropout of both backbones (None: keep theirs); 0 halves CPU step time"}
+    )
+
+    def __post_init__(self):
+        for name in ("query_max_length", "passage_max_length", "train_passage_max_length", "reranker_max_length"):
+            _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _require(
+            self.attention_dropout is None or 0 <= self.attention_dropout < 1,
+            "attention_dropout",
+            f"must be in [0, 1), got {self.attention_dropout}",
+        )
+
+
+@dataclass
+class DataArguments:
+    """Training lists and the evaluation split."""
+
+    data: str = field(default="scifact", metadata={"help": "BEIR folder, bundled name or Hub dataset"})
+    train_split: str = "train"
+    eval_split: str | None = field(default="test", metadata={"help": "split evaluated after training (none: skip)"})
+    train_instances: str | None = field(default=None, metadata={"help": "saved listwise instances (datasets folder) instead of BM25 lists"})
+    list_size: int = field(default=4, metadata={"help": "m: passages per query list (1 positive + m-1 negatives)"})
+    negatives_top_n: int = field(default=50, metadata={"help": "BM25 depth the negatives are drawn from"})
+    max_train_queries: int | None = field(default=None, metadata={"help": "use only the first N training queries"})
+
+    def __post_init__(self):
+        _require(self.list_size >= 2, "list_size", f"must be >= 2 (a positive and a negative), got {self.list_size}")
+        _require(self.negatives_top_n >= 1, "negatives_top_n", f"must be >= 1, got {self.negatives_top_n}")
+        if self.eval_split in ("", "none", "None"):
+            self.eval_split = None
+
+
+@dataclass
+class LossArguments:
+    """Dynamic listwise distillation (see ``modeling_rq2.losses``)."""
+
+    direction: str = field(default="retriever_to_reranker", metadata={"help": f"KL direction: {DIRECTIONS}"})
+    reranker_kl_gradient: bool = field(default=True, metadata={"help": "the KL also trains the re-ranker (paper: yes)"})
+    reduction: str = field(default="query", metadata={"help": f"KL reduction: {REDUCTIONS}"})
+    static: bool = field(default=False, metadata={"help": "frozen re-ranker teacher (static-distillation ablation)"})
+    kl_weight: float = 1.0
+    supervised_weight: float = 1.0
+    retriever_supervised_weight: float = field(default=0.0, metadata={"help": "extra listwise CE on the retriever (paper: 0)"})
+    retriever_temperature: float | None = field(default=None, metadata={"help": "t_de (default: 1 for dot, 0.05 for cosine)"})
+    reranker_temperature: float = 1.0
+
+    def __post_init__(self):
+        _require(self.direction in DIRECTIONS, "direction", f"must be one of {DIRECTIONS}, got {self.direction!r}")
+        _require(self.reduction in REDUCTIONS, "reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
+        for name in ("kl_weight", "supervised_weight", "retriever_supervised_weight"):
+            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("retriever_temperature", "reranker_temperature"):
+            value = getattr(self, name)
+            _require(value is None or value > 0, name, f"must be > 0, got {value}")
+
+    def loss_options(self, retriever_temperature: float) -> dict:
+        """Keyword arguments of ``listwise_distillation_loss``."""
+        return dict(
+            direction=self.direction,
+            reranker_kl_gradient=self.reranker_kl_gradient,
+            reduction=self.reduction,
+            static=self.static,
+            kl_weight=self.kl_weight,
+            supervised_weight=self.supervised_weight,
+            retriever_temperature=retriever_temperature,
+            reranker_temperature=self.reranker_temperature,
+        )
+
+
+@dataclass
+class JointTrainingArguments:
+    """Optimisation, schedule, checkpoints, logging."""
+
+    output_dir: str = "outputs/scifact"
+    epochs: int = 1
+    warmup_epochs: int = field(default=0, metadata={"help": "epochs training each model alone before joint training"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "queries per device per step"})
+    gradient_accumulation_steps: int = 1
+    retriever_lr: float = 2e-5
+    reranker_lr: float = 5e-5
+    reranker_head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = field(default="constant_with_warmup", metadata={"help": "constant_with_warmup | linear | constant"})
+    warmup_ratio: float = 0.1
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps (0: never)"})
+    save_total_limit: int = 2
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none"})
+    eval_top_k: int = 100
+    rerank_top_k: int = 20
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
+            _require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k"):
+            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("retriever_lr", "reranker_lr", "reranker_head_lr"):
+            _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _require(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", f"must be no|bf16|fp16, got {self.mixed_precision!r}")
+        _require(
+            self.lr_scheduler in ("constant_with_warmup", "linear", "constant"),
+            "lr_scheduler",
+            f"must be constant_with_warmup|linear|constant, got {self.lr_scheduler!r}",
+        )
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, LossArguments, JointTrainingArguments)
+
+
+class JointModel(nn.Module):
+    """Both models in one module: ``forward`` scores a batch of lists with each."""
+
+    def __init__(self, retriever: RQ2Retriever, reranker: RQ2Reranker):
+        super().__init__()
+        self.retriever, self.reranker = retriever, reranker
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(retriever scores, re-ranker logits), each (batch, m)."""
+        pick = lambda prefix: {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}  # noqa: E731
+        queries, passages = pick("query_"), pick("passage_")
+        retriever_scores = self.retriever(
+            query_input_ids=queries["input_ids"],
+            passage_input_ids=passages["input_ids"],
+            query_attention_mask=queries.get("attention_mask"),
+            passage_attention_mask=passages.get("attention_mask"),
+            query_token_type_ids=queries.get("token_type_ids"),
+            passage_token_type_ids=passages.get("token_type_ids"),
+        ).scores
+        reranker_scores = self.reranker(**pick("pair_")).logits
+        return retriever_scores, reranker_scores
+
+
+def _param_groups(joint: JointModel, args: JointTrainingArguments) -> list[dict]:
+    """AdamW groups: retriever / re-ranker encoder / re-ranker head learning rates; no decay on norms and biases."""
+    groups = []
+    parts = (
+        ("retriever", joint.retriever, args.retriever_lr, lambda n: True),
+        ("reranker", joint.reranker, args.reranker_lr, lambda n: not n.startswith("classifier.")),
+        ("reranker_head", joint.reranker, args.reranker_head_lr, lambda n: n.startswith("classifier.")),
+    )
+    for name, module, lr, keep in parts:
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad and keep(n)]
+        no_decay = lambda n: n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n or ".norm" in n  # noqa: E731
+        for decay in (True, False):
+            params = [p for n, p in named if no_decay(n) != decay]
+            if params:
+                groups.append({"params": params, "lr": lr, "weight_decay": args.weight_decay if decay else 0.0, "name": name})
+    return groups
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints (with their progress file), oldest first."""
+    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if (p / PROGRESS_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def resolve_checkpoint(output_dir: str, resume: str | None) -> Path | None:
+    """``latest`` -> newest complete checkpoint of the run (None if there is none); a path must be complete."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = _checkpoints(Path(output_dir) / "checkpoints")
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / PROGRESS_FILE).is_file():
+        raise ValueError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {PROGRESS_FILE})")
+    return path
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: dict, keep: int) -> Path:
+    """``save_state`` into a temporary folder, then rename: a half-written checkpoint is never taken as complete."""
+    root = Path(output_dir) / "checkpoints"
+    final = root / f"{CHECKPOINT_PREFIX}{progress['global_step']}"
+    tmp = root / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(tmp / PROGRESS_FILE, "w", encoding="utf-8") as f:
+            json.dump(progress, f)
+            f.flush()
+            os.fsync(f.fileno())
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in _checkpoints(root)[:-keep] if keep else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _prepare_lists(data_args: DataArguments, accelerator: Accelerator):
+    """Training instances (BM25 negatives unless saved instances are given) and the eval split."""
+    with accelerator.main_process_first():
+        train = load_beir(data_args.data, data_args.train_split)
+        if data_args.train_instances:
+            instances = datasets.load_from_disk(data_args.train_instances)
+        else:
+            instances = build_instances(train, bm25_negatives(train, data_args.negatives_top_n))
+        if data_args.max_train_queries:
+            instances = instances.select(range(min(data_args.max_train_queries, len(instances))))
+        evaluation = load_beir(data_args.data, data_args.eval_split) if data_args.eval_split else None
+    passages = dict(zip(train.corpus["_id"], train.passages()))
+    return instances, passages, evaluation
+
+
+def train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    loss_args: LossArguments,
+    args: JointTrainingArguments,
+) -> dict:
+    """Run joint training end to end; returns the metrics also written to ``OUTPUT/metrics.json``."""
+    started = time.perf_counter()
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed)
+    instances, passages, evaluation = _prepare_lists(data_args, accelerator)
+
+    overrides = {
+        "shared_towers": model_args.shared_towers,
+        "query_max_length": model_args.query_max_length,
+        "passage_max_length": model_args.passage_max_length,
+    }
+    overrides.update({k: v for k, v in (("pooling", model_args.pooling), ("similarity", model_args.similarity)) if v})
+    encoder_overrides = (
+        None if model_args.attention_dropout is None else {"attention_probs_dropout_prob": model_args.attention_dropout}
+    )
+    retriever = load_retriever(model_args.retriever, encoder_overrides, **overrides)
+    reranker = load_reranker(
+        model_args.reranker, encoder_overrides, pooling=model_args.reranker_pooling, max_length=model_args.reranker_max_length
+    )
+    if loss_args.static:
+        reranker.requires_grad_(False)
+    if args.gradient_checkpointing:
+        for model in (retriever, reranker):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    retriever_temperature = loss_args.retriever_temperature or (0.05 if retriever.config.similarity == "cosine" else 1.0)
+
+    dataset = ListwiseDataset(instances, passages, data_args.list_size, seed=args.seed)
+    loader = DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=True, collate_fn=ListwiseCollator(retriever, reranker, data_args.list_size, model_args.train_passage_max_length)
+    )
+    joint = JointModel(retriever, reranker)
+    optimizer = torch.optim.AdamW(_param_groups(joint, args))
+    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    total_epochs = args.warmup_epochs + args.epochs
+    total_steps = min(steps_per_epoch * total_epochs, args.max_steps or math.inf)
+    scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=0 if args.lr_scheduler == "constant" else int(args.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    joint, optimizer, loader, scheduler = accelerator.prepare(joint, optimizer, loader, scheduler)
+
+    config = {cls.__name__: asdict(a) for cls, a in zip(ARGUMENT_CLASSES, (model_args, data_args, loss_args, args))}
+    if accelerator.is_main_process:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "training_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    accelerator.init_trackers("rq2", config={f"{k}.{n}": str(v) for k, a in config.items() for n, v in a.items()})
+
+    progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        progress = json.loads((checkpoint / PROGRESS_FILE).read_text(encoding="utf-8"))
+        accelerator.print(f"resumed from {checkpoint} (step {progress['global_step']})")
+
+    log_path = Path(args.output_dir) / "train_log.jsonl"
+    bar = tqdm(total=total_steps, initial=progress["global_step"], disable=not accelerator.is_local_main_process, desc="training")
+    window, window_start, last = [], time.perf_counter(), {}
+    loss_options = loss_args.loss_options(retriever_temperature)
+    done = progress["global_step"] >= total_steps
+    for epoch in range(progress["epoch"], total_epochs):
+        if done:
+            break
+        phase = "warmup" if epoch < args.warmup_epochs else "joint"
+        dataset.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        skip = progress["step_in_epoch"] if epoch == progress["epoch"] else 0
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        joint.train()
+        for batch_index, batch in enumerate(batches, start=skip):
+            with accelerator.accumulate(joint):
+                retriever_scores, reranker_scores = joint(batch)
+                mask = batch["list_mask"]
+                retriever_ce = listwise_cross_entropy(retriever_scores, mask=mask, temperature=retriever_temperature)
+                if phase == "warmup":
+                    reranker_ce = listwise_cross_entropy(reranker_scores, mask=mask, temperature=loss_args.reranker_temperature)
+                    parts = {"loss": retriever_ce + reranker_ce, "supervised": reranker_ce}
+                else:
+                    loss = listwise_distillation_loss(retriever_scores, reranker_scores, mask=mask, **loss_options)
+                    total = loss.total + loss_args.retriever_supervised_weight * retriever_ce
+                    parts = {"loss": total, "kl": loss.kl, "supervised": loss.supervised}
+                parts["retriever_ce"] = retriever_ce
+                if not torch.isfinite(parts["loss"]):
+                    raise FloatingPointError(f"non-finite loss {parts['loss'].item()} at step {progress['global_step']}: stopping before the weights are touched")
+                accelerator.backward(parts["loss"])
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(joint.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            window.append({k: v.detach().float() for k, v in parts.items()})
+            progress.update(epoch=epoch, step_in_epoch=batch_index + 1)
+            if not accelerator.sync_gradients:
+                continue
+            progress["global_step"] += 1
+            bar.update(1)
+            step = progress["global_step"]
+            if step % args.logging_steps == 0 or step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                last = {k: accelerator.gather(torch.stack([w[k] for w in window])).mean().item() for k in window[0]}
+                last.update(
+                    phase=phase,
+                    epoch=epoch,
+                    **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups},
+                    queries_per_s=len(window) * args.batch_size * accelerator.num_processes / elapsed,
+                )
+                accelerator.log({k: v for k, v in last.items() if k != "phase"}, step=step)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", sup=f"{last['supervised']:.3f}", kl=f"{last.get('kl', 0):.3f}")
+                if accelerator.is_main_process:
+                    with open(log_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"step": step, **last}) + "\n")
+                window, window_start = [], time.perf_counter()
+            if args.save_steps and step % args.save_steps == 0:
+                save_checkpoint(accelerator, args.output_dir, dict(progress), args.save_total_limit)
+            if step >= total_steps:
+                done = True
+                break
+        else:
+            progress.update(epoch=epoch + 1, step_in_epoch=0)
+    bar.close()
+    train_seconds = time.perf_counter() - started
+
+    retriever, reranker = accelerator.unwrap_model(joint).retriever, accelerator.unwrap_model(joint).reranker
+    metrics = {"train": {"steps": progress["global_step"], "seconds": round(train_seconds, 1), "last_log": last}}
+    if accelerator.is_main_process:
+        retriever.save_pretrained(Path(args.output_dir) / "retriever")
+        reranker.save_pretrained(Path(args.output_dir) / "reranker")
+        if evaluation is not None:
+            eval_started = time.perf_counter()
+            results, _ = evaluate_retrieval(
+                retriever, evaluation, reranker, args.eval_top_k, args.rerank_top_k, DEFAULT_METRICS, args.eval_batch_size
+            )
+            metrics["eval"] = {"dataset": evaluation.name, "split": evaluation.split, "results": results,
+                               "seconds": round(time.perf_counter() - eval_started, 1)}
+            accelerator.log({f"eval/{s}/{m}": v for s, r in results.items() for m, v in r.items()}, step=progress["global_step"])
+            print(markdown_table(results, list(DEFAULT_METRICS)))
+        metrics["seconds_total"] = round(time.perf_counter() - started, 1)
+        (Path(args.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        print(f"wrote {args.output_dir}/retriever, {args.output_dir}/reranker and metrics.json in {metrics['seconds_total']} s")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, LossArguments, JointTrainingArguments]:
+    """Command-line flags, optionally after a YAML/JSON config file whose values they override.
+
+    Unknown keys and invalid values raise before any data or model is loaded.
+    """
+    import yaml
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        path, argv = Path(argv[0]), argv[1:]
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of argument names to values")
+        known = {f.name for cls in ARGUMENT_CLASSES for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}")
+        parser.set_defaults(**values)
+    return tuple(parser.parse_args_into_dataclasses(args=argv))

@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny models built from a config (no weights), a tiny tokenizer, a tiny BEIR folder."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertTokenizer
+
+from modeling_rq2 import RQ2Reranker, RQ2RerankerConfig, RQ2Retriever, RQ2RetrieverConfig
+
+WORDS = (
+    "the a of and to in is was for on with by as at from cause causes caused vitamin scurvy sun moon "
+    "cell cells cancer gene protein blood heart risk patients study mice dose drug treatment effect "
+    "increase decrease reduce high low what why how does do water light energy star earth paris france"
+).split()
+TINY_ENCODER = dict(
+    model_type="bert", vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=37, max_position_embeddings=128,
+)
+
+
+def make_tokenizer(folder: Path) -> BertTokenizer:
+    """A word-level BERT tokenizer of exactly 99 tokens (special tokens, words, letters)."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = specials + WORDS + letters
+    vocab += [f"tok{i}" for i in range(99 - len(vocab))]
+    assert len(vocab) == 99
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return BertTokenizer(vocab_file=str(folder / "vocab.txt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory) -> BertTokenizer:
+    return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def tiny_retriever(tokenizer, **overrides) -> RQ2Retriever:
+    torch.manual_seed(0)
+    config = RQ2RetrieverConfig(encoder_config=dict(TINY_ENCODER), **overrides)
+    return RQ2Retriever(config, tokenizer=tokenizer).eval()
+
+
+def tiny_reranker(tokenizer, **overrides) -> RQ2Reranker:
+    torch.manual_seed(0)
+    config = RQ2RerankerConfig(encoder_config=dict(TINY_ENCODER), **overrides)
+    return RQ2Reranker(config, tokenizer=tokenizer).eval()
+
+
+@pytest.fixture(scope="session")
+def _retriever(tiny_tokenizer):
+    return tiny_retriever(tiny_tokenizer, pooling="mean")
+
+
+@pytest.fixture
+def retriever(_retriever) -> RQ2Retriever:
+    """A tiny retriever (shared towers, mean pooling, dot product), deep-copied per test."""
+    return copy.deepcopy(_retriever)
+
+
+@pytest.fixture(scope="session")
+def _reranker(tiny_tokenizer):
+    return tiny_reranker(tiny_tokenizer)
+
+
+@pytest.fixture
+def reranker(_reranker) -> RQ2Reranker:
+    return copy.deepcopy(_reranker)
+
+
+def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, list[tuple]]) -> Path:
+    """Write a BEIR-layout folder (JSONL + qrels TSV with header)."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    for split, rows in qrels.items():
+        lines = ["query-id\tcorpus-id\tscore"] + ["\t".join(map(str, row)) for row in rows]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+TINY_CORPUS = [
+    {"_id": "d1", "title": "scurvy", "text": "scurvy is caused by low vitamin c"},
+    {"_id": "d2", "title": "sun", "text": "the sun is a star and gives light and energy to earth"},
+    {"_id": "d3", "title": "heart", "text": "high blood pressure does increase heart risk in patients"},
+    {"_id": "d4", "title": "", "text": "paris is in france"},
+    {"_id": "d5", "title": "mice", "text": "a study in mice of a drug dose and its effect on cancer cells"},
+]
+TINY_QUERIES = [
+    {"_id": "q1", "text": "what causes scurvy"},
+    {"_id": "q2", "text": "does the sun give light"},
+    {"_id": "q3", "text": "heart risk of blood pressure"},
+]
+
+
+@pytest.fixture
+def beir_folder(tmp_path) -> Path:
+    """A five-passage BEIR folder with train and test qrels."""
+    return write_beir(
+        tmp_path / "tiny",
+        TINY_CORPUS,
+        TINY_QUERIES,
+        {"test": [("q1", "d1", 1), ("q2", "d2", 1)], "train": [("q3", "d3", 1)]},
+    )

@@ -1,0 +1,64 @@
+import math
+import random
+
+import pytest
+import pytrec_eval
+
+from modeling_rq2.evaluation import evaluate_run, rank, write_trec_run
+
+
+def test_hand_worked_query():
+    qrels = {"q": {"a": 2, "b": 1, "z": 0}}
+    run = {"q": {"x": 0.9, "a": 0.8, "y": 0.7, "b": 0.6}}
+    means, per_query = evaluate_run(run, qrels, ["mrr@10", "mrr@1", "recall@2", "recall@4", "ndcg@3", "map"])
+    assert means["mrr@10"] == 0.5 and means["mrr@1"] == 0.0
+    assert means["recall@2"] == 0.5 and means["recall@4"] == 1.0
+    assert means["ndcg@3"] == pytest.approx((2 / math.log2(3)) / (2 + 1 / math.log2(3)))
+    assert means["map"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert per_query["q"]["mrr@10"] == 0.5
+
+
+def test_relevance_threshold_applies_to_mrr_and_recall_not_ndcg():
+    qrels = {"q": {"a": 1, "b": 2}}
+    run = {"q": {"a": 2.0, "b": 1.0}}
+    means, _ = evaluate_run(run, qrels, ["mrr@10", "recall@1", "ndcg@10"], relevance_threshold=2)
+    assert means["mrr@10"] == 0.5 and means["recall@1"] == 0.0
+    assert means["ndcg@10"] == evaluate_run(run, qrels, ["ndcg@10"])[0]["ndcg@10"]
+
+
+def test_queries_missing_from_the_run_count_as_zero():
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}}
+    means, _ = evaluate_run({"q1": {"a": 1.0}}, qrels, ["mrr@10"])
+    assert means["mrr@10"] == 0.5
+
+
+def test_ties_break_by_doc_id_descending_like_trec_eval():
+    assert rank({"a": 1.0, "c": 1.0, "b": 2.0}) == ["b", "c", "a"]
+
+
+def test_unknown_metric_is_rejected():
+    with pytest.raises(ValueError, match="unknown metric 'precision@5'"):
+        evaluate_run({}, {"q": {"a": 1}}, ["precision@5"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agrees_with_pytrec_eval(seed):
+    rng = random.Random(seed)
+    qrels = {f"q{i}": {f"d{rng.randrange(40)}": rng.choice([0, 1, 2, 3]) for _ in range(rng.randint(1, 6))} for i in range(60)}
+    # coarse scores make many ties, which both must break the same way
+    run = {q: {f"d{j}": round(rng.random(), 1) for j in rng.sample(range(40), 25)} for q in qrels}
+    ours, per_query = evaluate_run(run, qrels, ["ndcg@10", "recall@5", "recall@100", "map", "mrr@10"])
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.5", "recall.100", "map"}).evaluate(run)
+    run10 = {q: {d: scores[d] for d in rank(scores)[:10]} for q, scores in run.items()}
+    ref_rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run10)
+    for ours_name, ref_name, reference in [
+        ("ndcg@10", "ndcg_cut_10", ref), ("recall@5", "recall_5", ref), ("recall@100", "recall_100", ref),
+        ("map", "map", ref), ("mrr@10", "recip_rank", ref_rr),
+    ]:
+        for q in qrels:
+            assert per_query[q][ours_name] == pytest.approx(reference[q][ref_name], abs=1e-6), (q, ours_name)
+
+
+def test_trec_run_file_lists_ranked_documents(tmp_path):
+    write_trec_run({"q1": {"a": 0.5, "b": 0.9}}, str(tmp_path / "run.trec"), tag="t")
+    assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 b 1 0.900000 t", "q1 Q0 a 2 0.500000 t"]

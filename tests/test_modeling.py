@@ -1,0 +1,179 @@
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification
+
+from modeling_rq2 import RQ2Reranker, RQ2Retriever, format_passage
+
+from conftest import tiny_reranker, tiny_retriever
+
+QUERIES = ["what causes scurvy", "does the sun give light and energy to earth", "heart risk"]
+PASSAGES = [
+    {"title": "scurvy", "text": "scurvy is caused by low vitamin c"},
+    "the sun is a star",
+    {"title": "", "text": "paris is in france"},
+    {"title": "heart", "text": "high blood pressure does increase heart risk in patients and mice"},
+]
+
+
+def _tokens(model, texts, max_length=32):
+    return model.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+def test_format_passage_uses_title_separator_text():
+    assert format_passage({"title": "T", "text": "body"}, "[SEP]") == "T [SEP] body"
+    assert format_passage({"title": "  ", "text": "body"}, "[SEP]") == "body"
+    assert format_passage("plain", "[SEP]") == "plain"
+    with pytest.raises(TypeError, match="'text'"):
+        format_passage({"title": "no text"}, "[SEP]")
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_retriever_listwise_and_flat_scores(tiny_tokenizer, shared):
+    model = tiny_retriever(tiny_tokenizer, shared_towers=shared)
+    assert (model.passage_encoder is None) == shared
+    q = _tokens(model, QUERIES[:2])
+    p = _tokens(model, [format_passage(x, "[SEP]") for x in PASSAGES])
+    flat = model(q["input_ids"], p["input_ids"], q["attention_mask"], p["attention_mask"])
+    assert flat.scores.shape == (2, 4)
+    assert flat.query_embeddings.shape == (2, 32) and flat.passage_embeddings.shape == (4, 32)
+    # listwise: query i gets its own list of 2 passages -> (2, 2), equal to the matching flat scores
+    listed = {k: v.reshape(2, 2, -1) for k, v in p.items()}
+    out = model(q["input_ids"], listed["input_ids"], q["attention_mask"], listed["attention_mask"])
+    assert out.scores.shape == (2, 2)
+    torch.testing.assert_close(out.scores, torch.stack([flat.scores[0, :2], flat.scores[1, 2:]]))
+
+
+def test_separate_towers_embed_passages_differently(tiny_tokenizer):
+    model = tiny_retriever(tiny_tokenizer, shared_towers=False)
+    with torch.no_grad():
+        model.passage_encoder.embeddings.word_embeddings.weight.add_(0.5)
+    assert not np.allclose(model.encode_queries(["the sun"]), model.encode_passages(["the sun"]))
+
+
+def test_mean_pooling_ignores_padding(retriever):
+    alone = retriever.encode_queries(["scurvy"])
+    padded = retriever.encode_queries(["scurvy", "the sun is a star and gives light and energy to earth"])
+    np.testing.assert_allclose(alone[0], padded[0], atol=1e-5)
+
+
+def test_cosine_similarity_gives_unit_embeddings(tiny_tokenizer):
+    model = tiny_retriever(tiny_tokenizer, similarity="cosine")
+    emb = model.encode_passages(PASSAGES)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_encode_keeps_input_order_and_dtype(retriever):
+    batch = retriever.encode_queries(QUERIES, batch_size=1)
+    assert batch.dtype == np.float32 and batch.shape == (3, 32)
+    for i, q in enumerate(QUERIES):
+        np.testing.assert_allclose(batch[i], retriever.encode_queries([q])[0], atol=1e-5)
+    assert retriever.encode_passages([]).shape == (0, 32)
+
+
+def test_encode_truncates_long_inputs(tiny_tokenizer):
+    model = tiny_retriever(tiny_tokenizer, query_max_length=8)
+    long_query = " ".join(["sun"] * 500)  # far beyond max_position_embeddings=128
+    np.testing.assert_allclose(model.encode_queries([long_query]), model.encode_queries([" ".join(["sun"] * 6)]), atol=1e-5)
+
+
+def test_encode_restores_training_mode(retriever):
+    retriever.train()
+    retriever.encode_queries(["sun"])
+    assert retriever.training
+
+
+def test_missing_tokenizer_is_a_clear_error(retriever):
+    retriever.tokenizer = None
+    with pytest.raises(ValueError, match="no tokenizer"):
+        retriever.encode_queries(["sun"])
+
+
+def test_reranker_logit_shapes(reranker):
+    tokens = reranker.tokenize_pairs([(q, p) for q in QUERIES[:2] for p in PASSAGES[:3]])
+    flat = reranker(**tokens).logits
+    assert flat.shape == (6,)
+    listed = reranker(**{k: v.reshape(2, 3, -1) for k, v in tokens.items()}).logits
+    assert listed.shape == (2, 3)
+    torch.testing.assert_close(listed.reshape(-1), flat)
+
+
+def test_reranker_score_matches_score_pairs(reranker):
+    scores = reranker.score(QUERIES[0], PASSAGES)
+    assert scores.shape == (4,) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, reranker.score_pairs([(QUERIES[0], p) for p in PASSAGES], batch_size=3), atol=1e-5)
+    with pytest.raises(TypeError, match="pair 0"):
+        reranker.score_pairs(["not a pair"])
+
+
+def test_round_trip_outputs_equal(tmp_path, retriever, reranker):
+    retriever.save_pretrained(tmp_path / "r")
+    reranker.save_pretrained(tmp_path / "c")
+    assert (tmp_path / "r" / "model.safetensors").is_file() and (tmp_path / "r" / "tokenizer_config.json").is_file()
+    r2, c2 = RQ2Retriever.from_pretrained(tmp_path / "r"), RQ2Reranker.from_pretrained(tmp_path / "c")
+    assert r2.tokenizer is not None and c2.tokenizer is not None
+    np.testing.assert_array_equal(r2.encode_passages(PASSAGES), retriever.encode_passages(PASSAGES))
+    np.testing.assert_array_equal(c2.score(QUERIES[0], PASSAGES), reranker.score(QUERIES[0], PASSAGES))
+
+
+def test_auto_classes_load_without_remote_code_when_installed(tmp_path, retriever, reranker):
+    retriever.save_pretrained(tmp_path / "r")
+    reranker.save_pretrained(tmp_path / "c")
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "r"), RQ2Retriever)
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "c"), RQ2Reranker)
+    assert isinstance(AutoModelForSequenceClassification.from_pretrained(tmp_path / "c"), RQ2Reranker)
+
+
+def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path, retriever, reranker):
+    """A user without modeling_rq2 installed loads both folders from their copied code alone."""
+    retriever.save_pretrained(tmp_path / "r")
+    reranker.save_pretrained(tmp_path / "c")
+    expected_q = retriever.encode_queries(QUERIES)
+    expected_s = reranker.score(QUERIES[0], PASSAGES)
+    np.save(tmp_path / "q.npy", expected_q)
+    np.save(tmp_path / "s.npy", expected_s)
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "modeling_rq2" or name.startswith("modeling_rq2."):
+                    raise ImportError("modeling_rq2 is not installed here")
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from transformers import AutoModel, AutoModelForSequenceClassification
+        r = AutoModel.from_pretrained({str(tmp_path / "r")!r}, trust_remote_code=True)
+        assert type(r).__module__.startswith("transformers_modules"), type(r).__module__
+        np.testing.assert_allclose(r.encode_queries({QUERIES!r}), np.load({str(tmp_path / "q.npy")!r}), atol=1e-6)
+        for auto in (AutoModel, AutoModelForSequenceClassification):
+            c = auto.from_pretrained({str(tmp_path / "c")!r}, trust_remote_code=True)
+            np.testing.assert_allclose(c.score({QUERIES[0]!r}, {PASSAGES!r}), np.load({str(tmp_path / "s.npy")!r}), atol=1e-6)
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_from_backbone_copies_backbone_weights(tmp_path, tiny_tokenizer):
+    """from_backbone on a plain encoder folder: every tower starts from its weights."""
+    from transformers import BertConfig, BertModel
+
+    from conftest import TINY_ENCODER
+
+    torch.manual_seed(1)
+    encoder = BertModel(BertConfig(**{k: v for k, v in TINY_ENCODER.items() if k != "model_type"}))
+    encoder.save_pretrained(tmp_path / "enc")
+    tiny_tokenizer.save_pretrained(tmp_path / "enc")
+    model = RQ2Retriever.from_backbone(tmp_path / "enc", shared_towers=False, pooling="mean")
+    for tower in (model.query_encoder, model.passage_encoder):
+        torch.testing.assert_close(tower.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
+    reranker = RQ2Reranker.from_backbone(tmp_path / "enc")
+    torch.testing.assert_close(reranker.encoder.encoder.layer[0].output.dense.weight, encoder.encoder.layer[0].output.dense.weight)
+    assert reranker.tokenizer is not None and reranker.config.name_or_path == str(tmp_path / "enc")

@@ -1,0 +1,15 @@
+"""Train a RocketQAv2 retriever and re-ranker jointly.
+
+    python train.py                                   # bundled SciFact + offline MiniLM (CPU quick start)
+    python train.py configs/scifact.yaml --epochs 2   # a preset, with flags overriding it
+    accelerate launch train.py configs/msmarco.yaml   # several GPUs
+
+Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json and checkpoints.
+"""
+
+import sys
+
+from modeling_rq2.training import parse_arguments, train
+
+if __name__ == "__main__":
+    train(*parse_arguments(sys.argv[1:]))
