@@ -151,6 +151,13 @@ class RQ2PreTrainedModel(PreTrainedModel):
             model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tokenizer_kwargs)
         return model
 
+    def _length(self, requested: int) -> int:
+        """A max length the backbone can take: never beyond its position embeddings or tokenizer limit."""
+        limits = [requested, getattr(self.config.encoder_config, "max_position_embeddings", requested)]
+        if self.tokenizer is not None and self.tokenizer.model_max_length < 1_000_000:
+            limits.append(self.tokenizer.model_max_length)
+        return min(limits)
+
     def _require_tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer is None:
             raise ValueError(
@@ -275,7 +282,7 @@ class RQ2Retriever(RQ2PreTrainedModel):
             [str(q) for q in queries],
             padding=True,
             truncation=True,
-            max_length=max_length or self.config.query_max_length,
+            max_length=self._length(max_length or self.config.query_max_length),
             return_tensors="pt",
         )
 
@@ -284,7 +291,7 @@ class RQ2Retriever(RQ2PreTrainedModel):
         tokenizer = self._require_tokenizer()
         texts = [format_passage(p, tokenizer.sep_token or "|") for p in passages]
         return tokenizer(
-            texts, padding=True, truncation=True, max_length=max_length or self.config.passage_max_length, return_tensors="pt"
+            texts, padding=True, truncation=True, max_length=self._length(max_length or self.config.passage_max_length), return_tensors="pt"
         )
 
     def encode_queries(
@@ -366,7 +373,7 @@ class RQ2Reranker(RQ2PreTrainedModel):
             [format_passage(p, separator) for _, p in pairs],
             padding=True,
             truncation="longest_first",
-            max_length=max_length or self.config.max_length,
+            max_length=self._length(max_length or self.config.max_length),
             return_tensors="pt",
         )
 

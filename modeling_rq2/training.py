@@ -359,6 +359,8 @@ def train(
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         joint.train()
         for batch_index, batch in enumerate(batches, start=skip):
+            # dropout draws from a seed of its own per batch, so a resumed run repeats them exactly
+            torch.manual_seed(args.seed + 1_000_003 * epoch + 1_009 * batch_index + accelerator.process_index)
             with accelerator.accumulate(joint):
                 retriever_scores, reranker_scores = joint(batch)
                 mask = batch["list_mask"]

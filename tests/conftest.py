@@ -1,8 +1,8 @@
 """Shared fixtures: tiny models built from a config (no weights), a tiny tokenizer, a tiny BEIR folder."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
-
 
 import copy
 import json
@@ -25,21 +25,21 @@ TINY_ENCODER = dict(
 )
 
 
-def make_tokenizer(folder: Path) -> BertTokenizer:
+def make_tokenizer() -> BertTokenizer:
     """A word-level BERT tokenizer of exactly 99 tokens (special tokens, words, letters)."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     vocab = specials + WORDS + letters
     vocab += [f"tok{i}" for i in range(99 - len(vocab))]
     assert len(vocab) == 99
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return BertTokenizer(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
+    assert tokenizer.convert_ids_to_tokens(tokenizer("what is the sun")["input_ids"])[1:-1] == ["what", "is", "the", "sun"]
+    return tokenizer
 
 
 @pytest.fixture(scope="session")
-def tiny_tokenizer(tmp_path_factory) -> BertTokenizer:
-    return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+def tiny_tokenizer() -> BertTokenizer:
+    return make_tokenizer()
 
 
 def tiny_retriever(tokenizer, **overrides) -> RQ2Retriever:

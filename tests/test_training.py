@@ -1,0 +1,169 @@
+"""Joint training end to end on tiny models (CPU, seconds)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_rq2 import RQ2Reranker, RQ2Retriever
+from modeling_rq2.training import parse_arguments, resolve_checkpoint, train
+
+from conftest import tiny_reranker, tiny_retriever, write_beir
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "scurvy sun moon cell cancer gene protein blood heart risk drug water light energy star earth paris france mice dose".split()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_tokenizer):
+    """A BEIR folder with 12 train / 4 test queries, and tiny saved models."""
+    root = tmp_path_factory.mktemp("train")
+    corpus = [{"_id": f"d{i}", "title": WORDS[i], "text": f"{WORDS[i]} {WORDS[(i + 3) % 20]} is a {WORDS[(i + 7) % 20]}"} for i in range(20)]
+    queries = [{"_id": f"q{i}", "text": f"what is {WORDS[i]}"} for i in range(16)]
+    data = write_beir(
+        root / "beir", corpus, queries,
+        {"train": [(f"q{i}", f"d{i}", 1) for i in range(12)], "test": [(f"q{i}", f"d{i}", 1) for i in range(12, 16)]},
+    )
+    tiny_retriever(tiny_tokenizer, pooling="mean").save_pretrained(root / "retriever")
+    tiny_reranker(tiny_tokenizer).save_pretrained(root / "reranker")
+    return root, data
+
+
+def _argv(setup, output_dir, *extra):
+    root, data = setup
+    return [
+        "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
+        "--output_dir", str(output_dir), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
+        "--passage_max_length", "32", "--train_passage_max_length", "32", "--reranker_max_length", "48",
+        "--rerank_top_k", "5", "--eval_top_k", "10", *extra,
+    ]
+
+
+def test_training_writes_loadable_models_metrics_and_checkpoints(setup, tmp_path):
+    metrics = train(*parse_arguments(_argv(setup, tmp_path, "--epochs", "2", "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")))
+    retriever = RQ2Retriever.from_pretrained(tmp_path / "retriever")
+    reranker = RQ2Reranker.from_pretrained(tmp_path / "reranker")
+    assert retriever.encode_queries(["what is sun"]).shape == (1, 32)
+    assert reranker.score("what is sun", ["sun is a star"]).shape == (1,)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["train"]["steps"] == 4 == metrics["train"]["steps"]
+    assert set(saved["eval"]["results"]) == {"retriever", "retriever + reranker@5"}
+    assert 0 <= saved["eval"]["results"]["retriever"]["ndcg@10"] <= 1
+    assert json.loads((tmp_path / "training_config.json").read_text())["DataArguments"]["list_size"] == 3
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert {"loss", "kl", "supervised", "queries_per_s", "lr_retriever", "lr_reranker_head"} <= set(log[-1])
+
+
+def test_training_lowers_the_loss(setup, tmp_path):
+    extra = ["--epochs", "12", "--logging_steps", "3", "--eval_split", "none", "--save_steps", "0",
+             "--retriever_lr", "1e-3", "--reranker_lr", "1e-3", "--lr_scheduler", "constant",
+             "--retriever_supervised_weight", "1"]
+    train(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 12
+    first, last = log[:3], log[-3:]
+    mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    assert mean(last, "loss") < 0.9 * mean(first, "loss")
+    assert mean(last, "retriever_ce") < 0.6 * mean(first, "retriever_ce")
+
+
+def test_warmup_stage_then_joint(setup, tmp_path):
+    extra = ["--warmup_epochs", "1", "--epochs", "1", "--logging_steps", "1", "--eval_split", "none", "--save_steps", "0"]
+    train(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    phases = [json.loads(line)["phase"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert phases == ["warmup"] * 3 + ["joint"] * 3
+
+
+def test_static_distillation_leaves_the_reranker_unchanged(setup, tmp_path):
+    root, _ = setup
+    train(*parse_arguments(_argv(setup, tmp_path, "--static", "true", "--max_steps", "3", "--eval_split", "none")))
+    before = load_file(root / "reranker" / "model.safetensors")
+    after = load_file(tmp_path / "reranker" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(
+        load_file(root / "retriever" / "model.safetensors")["query_encoder.embeddings.word_embeddings.weight"],
+        load_file(tmp_path / "retriever" / "model.safetensors")["query_encoder.embeddings.word_embeddings.weight"],
+    )
+
+
+def test_killed_run_resumes_to_the_same_weights(setup, tmp_path):
+    """SIGKILL mid-run, resume from the latest complete checkpoint: same final weights as a run never killed."""
+    common = ["--epochs", "3", "--save_steps", "1", "--save_total_limit", "3", "--eval_split", "none"]
+    train(*parse_arguments(_argv(setup, tmp_path / "straight", *common)))
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *_argv(setup, killed, *common)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "checkpoint-4" / "progress.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "retriever").exists()
+    assert resolve_checkpoint(str(killed), "latest").name.startswith("checkpoint-")
+
+    train(*parse_arguments(_argv(setup, killed, *common, "--resume_from_checkpoint", "latest")))
+    for model in ("retriever", "reranker"):
+        a = load_file(tmp_path / "straight" / model / "model.safetensors")
+        b = load_file(killed / model / "model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), model
+
+
+def test_incomplete_checkpoints_are_never_resumed(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "checkpoint-2").mkdir(parents=True)
+    (checkpoints / "checkpoint-2" / "progress.json").write_text("{}")
+    (checkpoints / "checkpoint-5").mkdir()  # killed before its progress file was written
+    (checkpoints / ".tmp-checkpoint-7").mkdir()
+    assert resolve_checkpoint(str(tmp_path), "latest") == checkpoints / "checkpoint-2"
+    assert resolve_checkpoint(str(tmp_path / "nothing"), "latest") is None
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        resolve_checkpoint(str(tmp_path), str(checkpoints / "checkpoint-5"))
+
+
+def _two_process_training(argv):
+    train(*parse_arguments(argv))
+
+
+def test_two_process_run(setup, tmp_path):
+    from accelerate import debug_launcher
+
+    debug_launcher(_two_process_training, args=(_argv(setup, tmp_path, "--max_steps", "2", "--eval_split", "none"),), num_processes=2)
+    assert json.loads((tmp_path / "metrics.json").read_text())["train"]["steps"] == 2
+    assert RQ2Retriever.from_pretrained(tmp_path / "retriever").tokenizer is not None
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--list_size", "1"], "--list_size: must be >= 2"),
+        (["--retriever_lr", "-1"], "--retriever_lr: must be > 0"),
+        (["--direction", "sideways"], "--direction: must be one of"),
+        (["--mixed_precision", "fp8"], "--mixed_precision"),
+    ],
+)
+def test_bad_flags_fail_before_any_work(flags, message):
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(flags)
+
+
+def test_config_file_with_overrides_and_unknown_keys(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("list_size: 6\nepochs: 2\n")
+    model_args, data_args, loss_args, args = parse_arguments([str(config), "--epochs", "3"])
+    assert (data_args.list_size, args.epochs) == (6, 3)
+    config.write_text("list_size: 6\nlsit_size: 3\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['lsit_size'\]"):
+        parse_arguments([str(config)])
+    with pytest.raises(FileNotFoundError):
+        parse_arguments([str(tmp_path / "missing.yaml")])
