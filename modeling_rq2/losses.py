@@ -69,6 +69,7 @@ def listwise_distillation_loss(
     supervised_weight: float = 1.0,
     direction: str = "retriever_to_reranker",
     reranker_kl_gradient: bool = True,
+    retriever_kl_gradient: bool = True,
     reduction: str = "query",
     static: bool = False,
 ) -> DistillationLoss:
@@ -78,6 +79,8 @@ def listwise_distillation_loss(
         ``reranker_to_retriever`` is KL(ce || de), the official code's, with the re-ranker as target.
     reranker_kl_gradient: whether the KL also updates the re-ranker (the paper's "dynamic"; the
         official code's target gets no gradient).
+    retriever_kl_gradient: whether the KL updates the retriever; off, the retriever is the teacher
+        (used early in training, while the re-ranker is still cold).
     reduction: ``query`` sums the KL over a list and averages over queries; ``element`` averages
         over all (unmasked) list entries, as Paddle's kldiv_loss does (1/m of the former for full lists).
     static: the re-ranker is a fixed teacher (the paper's static-distillation ablation): it receives
@@ -94,7 +97,8 @@ def listwise_distillation_loss(
         reranker_scores = reranker_scores.detach()
     teacher_scores = reranker_scores if reranker_kl_gradient else reranker_scores.detach()
 
-    log_de = _log_probs(retriever_scores, mask, retriever_temperature)
+    student_scores = retriever_scores if retriever_kl_gradient else retriever_scores.detach()
+    log_de = _log_probs(student_scores, mask, retriever_temperature)
     log_ce = _log_probs(teacher_scores, mask, reranker_temperature)
     target, other = (log_de, log_ce) if direction == "retriever_to_reranker" else (log_ce, log_de)
     terms = target.exp() * (target - other)

@@ -31,7 +31,7 @@ from .evaluate import evaluate_retrieval, markdown_table
 from .evaluation import DEFAULT_METRICS
 from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances
 from .losses import DIRECTIONS, REDUCTIONS, listwise_cross_entropy, listwise_distillation_loss
-from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+from .modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,10 @@ class LossArguments:
     kl_weight: float = 1.0
     supervised_weight: float = 1.0
     retriever_supervised_weight: float = field(default=0.0, metadata={"help": "extra listwise CE on the retriever (paper: 0)"})
+    in_batch_negatives: bool = field(default=False, metadata={"help": "the retriever CE also ranks the other lists' passages"})
+    kl_warmup_ratio: float = field(
+        default=0.0, metadata={"help": "share of joint steps in which the KL trains only the re-ranker (retriever as teacher)"}
+    )
     retriever_temperature: float | None = field(default=None, metadata={"help": "t_de (default: 1 for dot, 0.05 for cosine)"})
     reranker_temperature: float = 1.0
 
@@ -110,6 +114,7 @@ class LossArguments:
         _require(self.reduction in REDUCTIONS, "reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
         for name in ("kl_weight", "supervised_weight", "retriever_supervised_weight"):
             _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        _require(0 <= self.kl_warmup_ratio <= 1, "kl_warmup_ratio", f"must be in [0, 1], got {self.kl_warmup_ratio}")
         for name in ("retriever_temperature", "reranker_temperature"):
             value = getattr(self, name)
             _require(value is None or value > 0, name, f"must be > 0, got {value}")
@@ -184,20 +189,28 @@ class JointModel(nn.Module):
         super().__init__()
         self.retriever, self.reranker = retriever, reranker
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(retriever scores, re-ranker logits), each (batch, m)."""
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[RQ2RetrieverOutput, torch.Tensor]:
+        """(retriever output with (batch, m) scores and embeddings, re-ranker logits (batch, m))."""
         pick = lambda prefix: {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}  # noqa: E731
         queries, passages = pick("query_"), pick("passage_")
-        retriever_scores = self.retriever(
+        retriever_output = self.retriever(
             query_input_ids=queries["input_ids"],
             passage_input_ids=passages["input_ids"],
             query_attention_mask=queries.get("attention_mask"),
             passage_attention_mask=passages.get("attention_mask"),
             query_token_type_ids=queries.get("token_type_ids"),
             passage_token_type_ids=passages.get("token_type_ids"),
-        ).scores
+        )
         reranker_scores = self.reranker(**pick("pair_")).logits
-        return retriever_scores, reranker_scores
+        return retriever_output, reranker_scores
+
+
+def in_batch_scores(output: RQ2RetrieverOutput, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each query against every passage of the batch: scores (batch, batch*m), labels, mask."""
+    batch, m = mask.shape
+    scores = output.query_embeddings @ output.passage_embeddings.reshape(batch * m, -1).T
+    labels = torch.arange(batch, device=scores.device) * m
+    return scores, labels, mask.reshape(1, -1).expand(batch, -1)
 
 
 def _param_groups(joint: JointModel, args: JointTrainingArguments) -> list[dict]:
@@ -349,6 +362,8 @@ def train(
     window, window_start, last = [], time.perf_counter(), {}
     loss_options = loss_args.loss_options(retriever_temperature)
     done = progress["global_step"] >= total_steps
+    joint_start = min(steps_per_epoch * args.warmup_epochs, total_steps)
+    kl_warmup_end = joint_start + int(loss_args.kl_warmup_ratio * (total_steps - joint_start))
     for epoch in range(progress["epoch"], total_epochs):
         if done:
             break
@@ -362,14 +377,21 @@ def train(
             # dropout draws from a seed of its own per batch, so a resumed run repeats them exactly
             torch.manual_seed(args.seed + 1_000_003 * epoch + 1_009 * batch_index + accelerator.process_index)
             with accelerator.accumulate(joint):
-                retriever_scores, reranker_scores = joint(batch)
-                mask = batch["list_mask"]
-                retriever_ce = listwise_cross_entropy(retriever_scores, mask=mask, temperature=retriever_temperature)
+                retriever_output, reranker_scores = joint(batch)
+                retriever_scores, mask = retriever_output.scores, batch["list_mask"]
+                if loss_args.in_batch_negatives:
+                    ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask)
+                else:
+                    ce_scores, ce_labels, ce_mask = retriever_scores, None, mask
+                retriever_ce = listwise_cross_entropy(ce_scores, ce_labels, ce_mask, temperature=retriever_temperature)
                 if phase == "warmup":
                     reranker_ce = listwise_cross_entropy(reranker_scores, mask=mask, temperature=loss_args.reranker_temperature)
                     parts = {"loss": retriever_ce + reranker_ce, "supervised": reranker_ce}
                 else:
-                    loss = listwise_distillation_loss(retriever_scores, reranker_scores, mask=mask, **loss_options)
+                    teacher_phase = progress["global_step"] < kl_warmup_end
+                    loss = listwise_distillation_loss(
+                        retriever_scores, reranker_scores, mask=mask, retriever_kl_gradient=not teacher_phase, **loss_options
+                    )
                     total = loss.total + loss_args.retriever_supervised_weight * retriever_ce
                     parts = {"loss": total, "kl": loss.kl, "supervised": loss.supervised}
                 parts["retriever_ce"] = retriever_ce

@@ -1,0 +1,83 @@
+"""Publishing a training run: stage each model as a folder with its card, then upload with HfApi."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from .model_card import render_card
+
+ROLES = ("retriever", "reranker")
+RUN_FILES = ("metrics.json", "training_config.json", "train_log.jsonl")
+
+
+def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path | None = None) -> dict[str, Path]:
+    """Copy ``run_dir/{retriever,reranker}`` (weights, tokenizer, modeling code) plus the run's metrics
+    and config into ``local_dir/<role>``, each with a generated README.md card. Returns the folders."""
+    run_dir = Path(run_dir)
+    for role in ROLES:
+        if role not in repos:
+            raise ValueError(f"no repo id given for the {role}")
+        try:
+            validate_repo_id(repos[role])
+        except HFValidationError as err:
+            raise ValueError(f"bad repo id for the {role}: {err}") from None
+        if not (run_dir / role / "config.json").is_file():
+            raise FileNotFoundError(f"{run_dir / role}: no saved {role} (expected a train.py output folder)")
+    if not (run_dir / "metrics.json").is_file():
+        raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing; cards only carry measured metrics")
+    root = Path(local_dir) if local_dir else Path(tempfile.mkdtemp(prefix="rq2-stage-"))
+    staged = {}
+    for role in ROLES:
+        target = root / role
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(run_dir / role, target)
+        for name in RUN_FILES:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, target / name)
+        partner = repos[ROLES[1 - ROLES.index(role)]]
+        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], partner)
+        card.save(target / "README.md")
+        staged[role] = target
+    return staged
+
+
+def publish(
+    staged: dict[str, Path],
+    repos: dict[str, str],
+    api: HfApi | None = None,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload RocketQAv2 model trained with modeling_rq2",
+) -> list[str]:
+    """Create (or reuse) each repo and upload its staged folder; returns the commit URLs."""
+    token = token or get_token()
+    if token is None:
+        raise ValueError("no Hugging Face token: pass --token, set HF_TOKEN, or run `hf auth login`")
+    api = api or HfApi()
+    urls = []
+    for role, folder in staged.items():
+        api.create_repo(repos[role], private=private, exist_ok=True, token=token)
+        if revision:
+            api.create_branch(repos[role], branch=revision, exist_ok=True, token=token)
+        info = api.upload_folder(
+            repo_id=repos[role], folder_path=str(folder), revision=revision, commit_message=commit_message, token=token
+        )
+        urls.append(str(getattr(info, "commit_url", info)))
+    return urls
+
+
+def describe(staged: dict[str, Path]) -> str:
+    """What a dry run would upload: one line per file."""
+    lines = []
+    for role, folder in staged.items():
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                lines.append(f"{role}: {path.relative_to(folder)} ({path.stat().st_size:,} bytes)")
+    return "\n".join(lines)
+
+
+__all__ = ["stage_run", "publish", "describe"]
