@@ -31,6 +31,7 @@ class EvaluateArguments:
     split: str = "test"
     top_k: int = field(default=100, metadata={"help": "passages retrieved per query"})
     rerank_top_k: int = field(default=50, metadata={"help": "head of the retrieved list that the re-ranker re-orders"})
+    fusion: float = field(default=0.0, metadata={"help": "also report the head ordered by (1-a) z(reranker) + a z(retriever)"})
     query_max_length: int | None = None
     passage_max_length: int | None = None
     batch_size: int = 32
@@ -43,6 +44,8 @@ class EvaluateArguments:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.rerank_top_k < 0:
             raise ValueError(f"--rerank_top_k must be >= 0, got {self.rerank_top_k}")
+        if not 0 <= self.fusion <= 1:
+            raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
 
 
 def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
@@ -60,14 +63,23 @@ def evaluate_retrieval(
     rerank_top_k: int = 50,
     metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
     batch_size: int = 32,
+    fusion: float = 0.0,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
-    """Retrieve (and re-rank the head) for every query of ``data``; returns (metrics, runs) per system."""
+    """Retrieve (and re-rank the head) for every query of ``data``; returns (metrics, runs) per system.
+
+    With a re-ranker, both pure re-ranking and, when ``fusion`` > 0, the fused ranking are reported.
+    """
     pipe = RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, batch_size)
     query_ids, query_texts = data.queries["_id"], data.queries["text"]
     candidates = pipe.retrieve(query_texts, top_k)
     systems = {"retriever": candidates}
     if reranker is not None and rerank_top_k > 0:
-        systems[f"retriever + reranker@{rerank_top_k}"] = pipe.rerank(query_texts, candidates, rerank_top_k)
+        logits = pipe.rerank_scores(query_texts, candidates, rerank_top_k)
+        systems[f"retriever + reranker@{rerank_top_k}"] = pipe.rerank(query_texts, candidates, rerank_top_k, 0.0, logits)
+        if fusion > 0:
+            systems[f"retriever + reranker@{rerank_top_k}, fusion {fusion:g}"] = pipe.rerank(
+                query_texts, candidates, rerank_top_k, fusion, logits
+            )
     runs = {name: to_run(query_ids, ranked) for name, ranked in systems.items()}
     return {name: evaluate_run(run, data.qrels, metrics)[0] for name, run in runs.items()}, runs
 
@@ -83,10 +95,11 @@ def run_evaluation(args: EvaluateArguments) -> dict:
 
     started = time.perf_counter()
     results, runs = evaluate_retrieval(
-        retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size
+        retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size, args.fusion
     )
     for name, run in runs.items():
-        write_trec_run(run, str(output_dir / f"run.{'retriever' if name == 'retriever' else 'rerank'}.trec"))
+        slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+        write_trec_run(run, str(output_dir / f"run.{slug}.trec"))
     report = {
         "dataset": data.name,
         "split": args.split,

@@ -30,6 +30,7 @@ from .data import load_beir
 from .evaluate import evaluate_retrieval, markdown_table
 from .evaluation import DEFAULT_METRICS
 from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances
+from .model_card import render_card
 from .losses import DIRECTIONS, REDUCTIONS, listwise_cross_entropy, listwise_distillation_loss
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput
 
@@ -57,7 +58,7 @@ class ModelArguments:
     query_max_length: int = 64
     passage_max_length: int = field(default=256, metadata={"help": "retriever passage length at inference"})
     train_passage_max_length: int = field(default=128, metadata={"help": "retriever passage length in training lists"})
-    reranker_max_length: int = 192
+    reranker_max_length: int = 128
     attention_dropout: float | None = field(
         default=0.0, metadata={"help": "attention dropout of both backbones (None: keep theirs); 0 halves CPU step time"}
     )
@@ -101,10 +102,10 @@ class LossArguments:
     static: bool = field(default=False, metadata={"help": "frozen re-ranker teacher (static-distillation ablation)"})
     kl_weight: float = 1.0
     supervised_weight: float = 1.0
-    retriever_supervised_weight: float = field(default=0.0, metadata={"help": "extra listwise CE on the retriever (paper: 0)"})
-    in_batch_negatives: bool = field(default=False, metadata={"help": "the retriever CE also ranks the other lists' passages"})
+    retriever_supervised_weight: float = field(default=1.0, metadata={"help": "extra listwise CE on the retriever (paper: 0)"})
+    in_batch_negatives: bool = field(default=True, metadata={"help": "the retriever CE also ranks the other lists' passages"})
     kl_warmup_ratio: float = field(
-        default=0.0, metadata={"help": "share of joint steps in which the KL trains only the re-ranker (retriever as teacher)"}
+        default=0.5, metadata={"help": "share of joint steps in which the KL trains only the re-ranker (paper: 0)"}
     )
     retriever_temperature: float | None = field(default=None, metadata={"help": "t_de (default: 1 for dot, 0.05 for cosine)"})
     reranker_temperature: float = 1.0
@@ -158,17 +159,20 @@ class JointTrainingArguments:
     save_total_limit: int = 2
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
     report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none"})
+    eval_steps: int = field(default=0, metadata={"help": "evaluate on the eval split every N optimizer steps (0: only at the end)"})
     eval_top_k: int = 100
     rerank_top_k: int = 20
+    fusion: float = field(default=0.5, metadata={"help": "also evaluate the head ordered by (1-a) z(reranker) + a z(retriever); 0: off"})
     eval_batch_size: int = 64
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
             _require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k"):
+        for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k", "eval_steps"):
             _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("retriever_lr", "reranker_lr", "reranker_head_lr"):
             _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _require(0 <= self.fusion <= 1, "fusion", f"must be in [0, 1], got {self.fusion}")
         _require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         _require(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", f"must be no|bf16|fp16, got {self.mixed_precision!r}")
@@ -272,6 +276,21 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: dict, k
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _evaluate(accelerator: Accelerator, joint: nn.Module, evaluation, args: "JointTrainingArguments", step: int) -> dict:
+    """Retriever (and re-ranker on its top-k) metrics on the eval split, computed on the main process and logged."""
+    results = {}
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(joint)
+        results, _ = evaluate_retrieval(
+            model.retriever, evaluation, model.reranker, args.eval_top_k, args.rerank_top_k, DEFAULT_METRICS,
+            args.eval_batch_size, args.fusion,
+        )
+        accelerator.log({f"eval/{s}/{m}": v for s, r in results.items() for m, v in r.items()}, step=step)
+        print(f"step {step}:\n{markdown_table(results, list(DEFAULT_METRICS))}")
+    accelerator.wait_for_everyone()
+    return results
 
 
 def _prepare_lists(data_args: DataArguments, accelerator: Accelerator):
@@ -425,6 +444,8 @@ def train(
                     with open(log_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps({"step": step, **last}) + "\n")
                 window, window_start = [], time.perf_counter()
+            if args.eval_steps and evaluation is not None and step % args.eval_steps == 0 and step < total_steps:
+                _evaluate(accelerator, joint, evaluation, args, step)
             if args.save_steps and step % args.save_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, dict(progress), args.save_total_limit)
             if step >= total_steps:
@@ -435,23 +456,24 @@ def train(
     bar.close()
     train_seconds = time.perf_counter() - started
 
-    retriever, reranker = accelerator.unwrap_model(joint).retriever, accelerator.unwrap_model(joint).reranker
+    model = accelerator.unwrap_model(joint)
     metrics = {"train": {"steps": progress["global_step"], "seconds": round(train_seconds, 1), "last_log": last}}
+    output = Path(args.output_dir)
     if accelerator.is_main_process:
-        retriever.save_pretrained(Path(args.output_dir) / "retriever")
-        reranker.save_pretrained(Path(args.output_dir) / "reranker")
-        if evaluation is not None:
-            eval_started = time.perf_counter()
-            results, _ = evaluate_retrieval(
-                retriever, evaluation, reranker, args.eval_top_k, args.rerank_top_k, DEFAULT_METRICS, args.eval_batch_size
-            )
-            metrics["eval"] = {"dataset": evaluation.name, "split": evaluation.split, "results": results,
-                               "seconds": round(time.perf_counter() - eval_started, 1)}
-            accelerator.log({f"eval/{s}/{m}": v for s, r in results.items() for m, v in r.items()}, step=progress["global_step"])
-            print(markdown_table(results, list(DEFAULT_METRICS)))
+        model.retriever.save_pretrained(output / "retriever")
+        model.reranker.save_pretrained(output / "reranker")
+    if evaluation is not None:
+        eval_started = time.perf_counter()
+        results = _evaluate(accelerator, joint, evaluation, args, progress["global_step"])
+        metrics["eval"] = {"dataset": evaluation.name, "split": evaluation.split, "results": results,
+                           "seconds": round(time.perf_counter() - eval_started, 1)}
+    if accelerator.is_main_process:
         metrics["seconds_total"] = round(time.perf_counter() - started, 1)
-        (Path(args.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        print(f"wrote {args.output_dir}/retriever, {args.output_dir}/reranker and metrics.json in {metrics['seconds_total']} s")
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        repos = {role: f"{output.resolve().name}-{role}" for role in ("retriever", "reranker")}
+        for role, partner in (("retriever", "reranker"), ("reranker", "retriever")):
+            render_card(output, role, repos[role], repos["retriever"], repos["reranker"], repos[partner]).save(output / role / "README.md")
+        print(f"wrote {output}/retriever, {output}/reranker (with model cards) and metrics.json in {metrics['seconds_total']} s")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics

@@ -64,3 +64,20 @@ def test_retrieve_then_rerank_reorders_only_the_head(retriever, reranker):
         assert [doc for doc, _ in after[:3]] == [head[i] for i in np.argsort(-expected, kind="stable")]
     run = to_run(["a", "b"], reranked)
     assert list(run["a"]) == [doc for doc, _ in reranked[0]] and run["a"][reranked[0][0][0]] == 5.0
+
+
+def test_fusion_interpolates_standardised_scores(retriever, reranker):
+    ids = [d["_id"] for d in TINY_CORPUS]
+    pipe = RetrieveThenRerank.from_corpus(retriever, TINY_CORPUS, ids, reranker)
+    queries = ["what causes scurvy"]
+    retrieved = pipe.retrieve(queries, top_k=5)
+    logits = pipe.rerank_scores(queries, retrieved, rerank_top_k=5)
+    # fusion 1 keeps the retriever's order; fusion 0 is pure re-ranking
+    assert [d for d, _ in pipe.rerank(queries, retrieved, 5, fusion=1.0, logits=logits)[0]] == [d for d, _ in retrieved[0]]
+    assert pipe.rerank(queries, retrieved, 5, fusion=0.0, logits=logits) == pipe.rerank(queries, retrieved, 5)
+    z = lambda x: (np.asarray(x) - np.mean(x)) / (np.std(x) + 1e-6)  # noqa: E731
+    expected = 0.5 * z(logits[0]) + 0.5 * z([s for _, s in retrieved[0]])
+    fused = dict(pipe.rerank(queries, retrieved, 5, fusion=0.5, logits=logits)[0])
+    assert [fused[d] for d, _ in retrieved[0]] == pytest.approx(expected.tolist(), abs=1e-9)
+    with pytest.raises(ValueError, match="fusion must be in"):
+        pipe.rerank(queries, retrieved, 5, fusion=2.0, logits=logits)

@@ -1,6 +1,7 @@
 """Joint training end to end on tiny models (CPU, seconds)."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,6 +20,15 @@ from conftest import tiny_reranker, tiny_retriever, write_beir
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "scurvy sun moon cell cancer gene protein blood heart risk drug water light energy star earth paris france mice dose".split()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run starts from a clean Accelerate state (mixed precision differs between tests)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +64,7 @@ def test_training_writes_loadable_models_metrics_and_checkpoints(setup, tmp_path
     assert reranker.score("what is sun", ["sun is a star"]).shape == (1,)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["train"]["steps"] == 4 == metrics["train"]["steps"]
-    assert set(saved["eval"]["results"]) == {"retriever", "retriever + reranker@5"}
+    assert set(saved["eval"]["results"]) == {"retriever", "retriever + reranker@5", "retriever + reranker@5, fusion 0.5"}
     assert 0 <= saved["eval"]["results"]["retriever"]["ndcg@10"] <= 1
     assert json.loads((tmp_path / "training_config.json").read_text())["DataArguments"]["list_size"] == 3
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
@@ -72,7 +82,7 @@ def test_training_lowers_the_loss(setup, tmp_path):
     first, last = log[:3], log[-3:]
     mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     assert mean(last, "loss") < 0.9 * mean(first, "loss")
-    assert mean(last, "retriever_ce") < 0.6 * mean(first, "retriever_ce")
+    assert mean(last, "retriever_ce") < 0.7 * mean(first, "retriever_ce")
 
 
 def test_warmup_stage_then_joint(setup, tmp_path):
@@ -131,16 +141,20 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
         resolve_checkpoint(str(tmp_path), str(checkpoints / "checkpoint-5"))
 
 
-def _two_process_training(argv):
-    train(*parse_arguments(argv))
-
-
-def test_two_process_run(setup, tmp_path):
-    from accelerate import debug_launcher
-
-    debug_launcher(_two_process_training, args=(_argv(setup, tmp_path, "--max_steps", "2", "--eval_split", "none"),), num_processes=2)
-    assert json.loads((tmp_path / "metrics.json").read_text())["train"]["steps"] == 2
+def test_two_process_run_with_accelerate_launch(setup, tmp_path):
+    """The command users run on several devices, here as 2 CPU processes (gloo), in a fresh interpreter."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
+               *_argv(setup, tmp_path, "--max_steps", "2", "--save_steps", "1", "--eval_split", "none")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 2
+    assert (tmp_path / "checkpoints" / "checkpoint-2" / "progress.json").is_file()
     assert RQ2Retriever.from_pretrained(tmp_path / "retriever").tokenizer is not None
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1  # the main process alone writes the log
 
 
 @pytest.mark.parametrize(
@@ -167,3 +181,19 @@ def test_config_file_with_overrides_and_unknown_keys(tmp_path):
         parse_arguments([str(config)])
     with pytest.raises(FileNotFoundError):
         parse_arguments([str(tmp_path / "missing.yaml")])
+
+
+def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(setup, tmp_path):
+    """TensorBoard logs, bf16 autocast, activation checkpointing and eval every 2 steps in one tiny run."""
+    from huggingface_hub import ModelCard
+
+    extra = ["--report_to", "tensorboard", "--mixed_precision", "bf16", "--gradient_checkpointing", "true",
+             "--eval_steps", "2", "--epochs", "2", "--max_steps", "4", "--logging_steps", "1"]
+    argv = _argv(setup, tmp_path, *extra)
+    argv[argv.index("--report_to") + 1] = "tensorboard"
+    metrics = train(*parse_arguments(argv))
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and all(math.isfinite(row["loss"]) for row in log)
+    card = ModelCard.load(tmp_path / "retriever" / "README.md")
+    assert card.data.eval_results[0].metric_value == round(metrics["eval"]["results"]["retriever"][card.data.eval_results[0].metric_name], 4)
