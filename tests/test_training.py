@@ -197,3 +197,16 @@ def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(setup, tm
     assert len(log) == 4 and all(math.isfinite(row["loss"]) for row in log)
     card = ModelCard.load(tmp_path / "retriever" / "README.md")
     assert card.data.eval_results[0].metric_value == round(metrics["eval"]["results"]["retriever"][card.data.eval_results[0].metric_name], 4)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(setup, tmp_path):
+    # 12 queries / batch 4 = 3 batches; accumulating 2 gives 2 optimizer steps (the last one at the end of the data)
+    extra = ["--gradient_accumulation_steps", "2", "--eval_split", "none", "--save_steps", "0", "--logging_steps", "1"]
+    metrics = train(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    assert metrics["train"]["steps"] == 2
+
+
+@pytest.mark.parametrize("preset", ["scifact.yaml", "scifact-full.yaml", "msmarco.yaml"])
+def test_presets_parse(preset):
+    model_args, data_args, loss_args, args = parse_arguments([str(ROOT / "configs" / preset)])
+    assert data_args.list_size >= 4 and args.output_dir.startswith("outputs/")
