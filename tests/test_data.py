@@ -1,12 +1,11 @@
 import gzip
-import json
 import logging
 
 import pytest
 
 from modeling_rq2.data import DataFormatError, bundled_dataset_path, load_beir, read_qrels
 
-from conftest import TINY_CORPUS, TINY_QUERIES, write_beir
+from conftest import TINY_CORPUS, TINY_QUERIES
 
 
 def test_bundled_scifact_matches_its_source_counts():

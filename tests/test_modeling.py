@@ -9,7 +9,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever, format_passage
 
-from conftest import tiny_reranker, tiny_retriever
+from conftest import tiny_retriever
 
 QUERIES = ["what causes scurvy", "does the sun give light and energy to earth", "heart risk"]
 PASSAGES = [
