@@ -342,8 +342,11 @@ def train(
     if loss_args.static:
         reranker.requires_grad_(False)
     if args.gradient_checkpointing:
-        for model in (retriever, reranker):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        for model in (retriever, reranker):  # transformers v5 renamed gradient to activation checkpointing
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     retriever_temperature = loss_args.retriever_temperature or (0.05 if retriever.config.similarity == "cosine" else 1.0)
 
     dataset = ListwiseDataset(instances, passages, data_args.list_size, seed=args.seed)
