@@ -217,6 +217,39 @@ def in_batch_scores(output: RQ2RetrieverOutput, mask: torch.Tensor) -> tuple[tor
     return scores, labels, mask.reshape(1, -1).expand(batch, -1)
 
 
+def step_losses(
+    retriever_output: RQ2RetrieverOutput,
+    reranker_scores: torch.Tensor,
+    mask: torch.Tensor,
+    phase: str,
+    teacher_phase: bool,
+    loss_args: LossArguments,
+    retriever_temperature: float,
+) -> dict[str, torch.Tensor]:
+    """The loss to optimise (``loss``) and its logged parts for one batch of lists.
+
+    ``warmup``: each model alone, listwise CE on the labels. ``joint``: dynamic listwise distillation
+    (the KL reaches the retriever only after the teacher phase) plus the optional retriever CE.
+    """
+    if loss_args.in_batch_negatives:
+        ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask)
+    else:
+        ce_scores, ce_labels, ce_mask = retriever_output.scores, None, mask
+    retriever_ce = listwise_cross_entropy(ce_scores, ce_labels, ce_mask, temperature=retriever_temperature)
+    if phase == "warmup":
+        reranker_ce = listwise_cross_entropy(reranker_scores, mask=mask, temperature=loss_args.reranker_temperature)
+        return {"loss": retriever_ce + reranker_ce, "supervised": reranker_ce, "retriever_ce": retriever_ce}
+    loss = listwise_distillation_loss(
+        retriever_output.scores,
+        reranker_scores,
+        mask=mask,
+        retriever_kl_gradient=not teacher_phase,
+        **loss_args.loss_options(retriever_temperature),
+    )
+    total = loss.total + loss_args.retriever_supervised_weight * retriever_ce
+    return {"loss": total, "kl": loss.kl, "supervised": loss.supervised, "retriever_ce": retriever_ce}
+
+
 def _param_groups(joint: JointModel, args: JointTrainingArguments) -> list[dict]:
     """AdamW groups: retriever / re-ranker encoder / re-ranker head learning rates; no decay on norms and biases."""
     groups = []
@@ -351,7 +384,10 @@ def train(
 
     dataset = ListwiseDataset(instances, passages, data_args.list_size, seed=args.seed)
     loader = DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, collate_fn=ListwiseCollator(retriever, reranker, data_args.list_size, model_args.train_passage_max_length)
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        collate_fn=ListwiseCollator(retriever, reranker, data_args.list_size, model_args.train_passage_max_length),
     )
     joint = JointModel(retriever, reranker)
     optimizer = torch.optim.AdamW(_param_groups(joint, args))
@@ -382,7 +418,6 @@ def train(
     log_path = Path(args.output_dir) / "train_log.jsonl"
     bar = tqdm(total=total_steps, initial=progress["global_step"], disable=not accelerator.is_local_main_process, desc="training")
     window, window_start, last = [], time.perf_counter(), {}
-    loss_options = loss_args.loss_options(retriever_temperature)
     done = progress["global_step"] >= total_steps
     joint_start = min(steps_per_epoch * args.warmup_epochs, total_steps)
     kl_warmup_end = joint_start + int(loss_args.kl_warmup_ratio * (total_steps - joint_start))
@@ -400,23 +435,10 @@ def train(
             torch.manual_seed(args.seed + 1_000_003 * epoch + 1_009 * batch_index + accelerator.process_index)
             with accelerator.accumulate(joint):
                 retriever_output, reranker_scores = joint(batch)
-                retriever_scores, mask = retriever_output.scores, batch["list_mask"]
-                if loss_args.in_batch_negatives:
-                    ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask)
-                else:
-                    ce_scores, ce_labels, ce_mask = retriever_scores, None, mask
-                retriever_ce = listwise_cross_entropy(ce_scores, ce_labels, ce_mask, temperature=retriever_temperature)
-                if phase == "warmup":
-                    reranker_ce = listwise_cross_entropy(reranker_scores, mask=mask, temperature=loss_args.reranker_temperature)
-                    parts = {"loss": retriever_ce + reranker_ce, "supervised": reranker_ce}
-                else:
-                    teacher_phase = progress["global_step"] < kl_warmup_end
-                    loss = listwise_distillation_loss(
-                        retriever_scores, reranker_scores, mask=mask, retriever_kl_gradient=not teacher_phase, **loss_options
-                    )
-                    total = loss.total + loss_args.retriever_supervised_weight * retriever_ce
-                    parts = {"loss": total, "kl": loss.kl, "supervised": loss.supervised}
-                parts["retriever_ce"] = retriever_ce
+                teacher_phase = progress["global_step"] < kl_warmup_end
+                parts = step_losses(
+                    retriever_output, reranker_scores, batch["list_mask"], phase, teacher_phase, loss_args, retriever_temperature
+                )
                 if not torch.isfinite(parts["loss"]):
                     raise FloatingPointError(f"non-finite loss {parts['loss'].item()} at step {progress['global_step']}: stopping before the weights are touched")
                 accelerator.backward(parts["loss"])

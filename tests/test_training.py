@@ -210,3 +210,26 @@ def test_gradient_accumulation_counts_optimizer_steps(setup, tmp_path):
 def test_presets_parse(preset):
     model_args, data_args, loss_args, args = parse_arguments([str(ROOT / "configs" / preset)])
     assert data_args.list_size >= 4 and args.output_dir.startswith("outputs/")
+
+
+def test_step_losses_teacher_phase_and_in_batch_negatives():
+    from modeling_rq2 import RQ2RetrieverOutput
+    from modeling_rq2.training import LossArguments, step_losses
+
+    torch.manual_seed(0)
+    q = torch.randn(2, 8, requires_grad=True)
+    p = torch.randn(2, 3, 8, requires_grad=True)
+    output = RQ2RetrieverOutput(scores=torch.einsum("bd,bld->bl", q, p), query_embeddings=q, passage_embeddings=p)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    reranker_scores = torch.randn(2, 3, requires_grad=True)
+    paper = LossArguments(retriever_supervised_weight=0.0, in_batch_negatives=False)
+    step_losses(output, reranker_scores, mask, "joint", True, paper, 1.0)["loss"].backward(retain_graph=True)
+    assert (q.grad is None or q.grad.abs().sum() == 0) and reranker_scores.grad.abs().sum() > 0  # teacher phase
+    step_losses(output, reranker_scores, mask, "joint", False, paper, 1.0)["loss"].backward(retain_graph=True)
+    assert q.grad.abs().sum() > 0
+    in_batch = step_losses(output, reranker_scores, mask, "joint", True, LossArguments(in_batch_negatives=True), 1.0)
+    flat = q @ p.reshape(6, 8).T  # query i's positive is passage 3 * i
+    expected = torch.nn.functional.cross_entropy(flat, torch.tensor([0, 3]))
+    torch.testing.assert_close(in_batch["retriever_ce"], expected)
+    warm = step_losses(output, reranker_scores, mask, "warmup", False, paper, 1.0)
+    assert set(warm) == {"loss", "supervised", "retriever_ce"}
