@@ -89,9 +89,9 @@ class ListwiseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.instances)
 
-    def sample(self, index: int) -> list[str]:
-        """The doc ids of item ``index``'s list this epoch: positive first."""
-        row = self.instances[index]
+    def sample(self, index: int, row: dict | None = None) -> list[str]:
+        """The doc ids of item ``index``'s list this epoch: positive first (``row``: the instance, if already read)."""
+        row = row if row is not None else self.instances[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         positive = row["positives"][rng.integers(len(row["positives"]))]
         negatives = row["negatives"]
@@ -100,7 +100,8 @@ class ListwiseDataset(Dataset):
         return [positive, *(negatives[i] for i in chosen)]
 
     def __getitem__(self, index: int) -> dict:
-        return {"query": self.instances[index]["query"], "passages": [self.passages[d] for d in self.sample(index)]}
+        row = self.instances[index]
+        return {"query": row["query"], "passages": [self.passages[d] for d in self.sample(index, row)]}
 
 
 class ListwiseCollator:
