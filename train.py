@@ -2,6 +2,7 @@
 
     python train.py                                   # bundled SciFact + offline MiniLM (CPU quick start)
     python train.py configs/scifact.yaml --epochs 2   # a preset, with flags overriding it
+    python train.py --augment true                    # warm-up -> hybrid data augmentation -> joint training
     accelerate launch train.py configs/msmarco.yaml   # several GPUs
 
 Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json and checkpoints.
@@ -9,7 +10,8 @@ Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json a
 
 import sys
 
-from modeling_rq2.training import parse_arguments, train
+from modeling_rq2.chain import run_training
+from modeling_rq2.training import parse_arguments
 
 if __name__ == "__main__":
-    train(*parse_arguments(sys.argv[1:]))
+    run_training(*parse_arguments(sys.argv[1:]))

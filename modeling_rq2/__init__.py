@@ -14,7 +14,22 @@ AutoModelForSequenceClassification.register(RQ2RerankerConfig, RQ2Reranker, exis
 
 __version__ = "0.1.0"
 
+_LAZY = {"RetrieveThenRerank": "pipeline", "DenseIndex": "index", "load_beir": "data"}
+
+
+def __getattr__(name: str):
+    """The pipeline, index and data reader on demand: importing the models stays light (no FAISS, datasets)."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "DenseIndex",
+    "RetrieveThenRerank",
+    "load_beir",
     "RQ2Reranker",
     "RQ2RerankerConfig",
     "RQ2RerankerOutput",

@@ -2,8 +2,10 @@
 
     python -m modeling_rq2.evaluate --retriever default --data scifact --split test
     python -m modeling_rq2.evaluate --retriever out/retriever --reranker out/reranker --rerank_top_k 50
+    python -m modeling_rq2.evaluate --retriever out/retriever --data BeIR/nfcorpus --index_type hnsw --index_dir idx/
 
-Prints a Markdown table, writes ``metrics.json`` and TREC run files into ``--output_dir``.
+Prints a Markdown table, writes ``metrics.json`` (means, and per query in ``per_query.json``) and
+TREC run files into ``--output_dir``.
 """
 
 import json
@@ -17,6 +19,7 @@ from transformers import HfArgumentParser
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
 from .data import RetrievalData, load_beir
 from .evaluation import DEFAULT_METRICS, evaluate_run, write_trec_run
+from .index import INDEX_TYPES, IndexOptions
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever
 from .pipeline import RetrieveThenRerank, to_run
 
@@ -36,6 +39,9 @@ class EvaluateArguments:
     passage_max_length: int | None = None
     batch_size: int = 32
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    relevance_threshold: int = field(default=1, metadata={"help": "grade from which MRR/Recall/MAP count a passage relevant (TREC DL: 2)"})
+    index_type: str = field(default="flat", metadata={"help": f"FAISS index: {INDEX_TYPES}"})
+    index_dir: str | None = field(default=None, metadata={"help": "load the corpus index from here if it holds one of this retriever, else save it here"})
     output_dir: str = "outputs/eval"
 
     def __post_init__(self):
@@ -46,6 +52,8 @@ class EvaluateArguments:
             raise ValueError(f"--rerank_top_k must be >= 0, got {self.rerank_top_k}")
         if not 0 <= self.fusion <= 1:
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"--index_type must be one of {INDEX_TYPES}, got {self.index_type!r}")
 
 
 def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
@@ -64,12 +72,15 @@ def evaluate_retrieval(
     metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
     batch_size: int = 32,
     fusion: float = 0.0,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
-    """Retrieve (and re-rank the head) for every query of ``data``; returns (metrics, runs) per system.
+    relevance_threshold: int = 1,
+    pipe: RetrieveThenRerank | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]], dict[str, dict[str, dict[str, float]]]]:
+    """Retrieve (and re-rank the head) for every query of ``data``; returns (metrics, per-query metrics, runs) per system.
 
     With a re-ranker, both pure re-ranking and, when ``fusion`` > 0, the fused ranking are reported.
+    ``pipe``: a pipeline over ``data``'s corpus already built (else the corpus is encoded into an exact index).
     """
-    pipe = RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, batch_size)
+    pipe = pipe or RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, batch_size)
     query_ids, query_texts = data.queries["_id"], data.queries["text"]
     candidates = pipe.retrieve(query_texts, top_k)
     systems = {"retriever": candidates}
@@ -81,7 +92,8 @@ def evaluate_retrieval(
                 query_texts, candidates, rerank_top_k, fusion, logits
             )
     runs = {name: to_run(query_ids, ranked) for name, ranked in systems.items()}
-    return {name: evaluate_run(run, data.qrels, metrics)[0] for name, run in runs.items()}, runs
+    scored = {name: evaluate_run(run, data.qrels, metrics, relevance_threshold) for name, run in runs.items()}
+    return {name: s[0] for name, s in scored.items()}, {name: s[1] for name, s in scored.items()}, runs
 
 
 def run_evaluation(args: EvaluateArguments) -> dict:
@@ -94,8 +106,12 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    results, runs = evaluate_retrieval(
-        retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size, args.fusion
+    pipe = RetrieveThenRerank.from_pretrained(
+        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size
+    )
+    results, per_query, runs = evaluate_retrieval(
+        retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size, args.fusion,
+        args.relevance_threshold, pipe,
     )
     for name, run in runs.items():
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
@@ -110,6 +126,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         "results": results,
     }
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (output_dir / "per_query.json").write_text(json.dumps(per_query, indent=1), encoding="utf-8")
     print(f"{data.name} ({args.split}): {len(data.queries)} queries, {len(data.corpus)} passages, {report['seconds']} s")
     print(markdown_table(results, args.metrics))
     print(f"wrote {output_dir / 'metrics.json'}")

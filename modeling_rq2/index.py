@@ -1,28 +1,131 @@
-"""Dense passage indexes: FAISS exact inner-product search over retriever embeddings.
+"""Dense passage indexes: corpus encoding (sharded, resumable) and FAISS search over the embeddings.
 
 A saved index is a folder in pyserini's layout: ``index`` (FAISS) beside ``docid`` (one id per
-line), plus ``meta.json`` recording the retriever and the dimension, checked when loading.
+line), plus ``meta.json`` recording the retriever (name and a fingerprint of its weights), the
+dimension and the index type, checked when loading so vectors from another model are never
+searched with this one's queries.
+
+Index types: ``flat`` (exact inner product, the paper's choice), ``hnsw`` (graph, no training,
+fast approximate search) and ``ivfpq`` (inverted lists + product quantisation: small, trained on the
+corpus, for millions of passages).
 """
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+from tqdm.auto import tqdm
+
+from .modeling_rq2 import Passage, RQ2Retriever
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+SHARDS_META = "shards.json"
+
+
+@dataclass
+class IndexOptions:
+    """Which FAISS index to build and its search-time settings."""
+
+    index_type: str = "flat"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    ivf_nlist: int | None = None
+    """Inverted lists (default: about 4 * sqrt(n), at most n / 39 so every list gets training points)."""
+    ivf_nprobe: int = 32
+    pq_m: int | None = None
+    """Sub-quantisers (must divide the dimension; default: dimension / 8, i.e. 8 dims per byte)."""
+    pq_nbits: int = 8
+
+    def __post_init__(self):
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {self.index_type!r}")
+        for name in ("hnsw_m", "hnsw_ef_search", "ivf_nprobe", "pq_nbits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def build(self, dim: int, train_size: int = 0) -> "faiss.Index":
+        """An empty inner-product index of this type (IVF-PQ still needs ``train``)."""
+        if self.index_type == "flat":
+            return faiss.IndexFlatIP(dim)
+        if self.index_type == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = self.hnsw_ef_search
+            return index
+        pq_m = self.pq_m or max(1, dim // 8)
+        if dim % pq_m:
+            raise ValueError(f"pq_m={pq_m} must divide the embedding dimension {dim}")
+        nlist = self.ivf_nlist or max(1, min(int(4 * np.sqrt(max(train_size, 1))), train_size // 39))
+        return faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{self.pq_nbits}", faiss.METRIC_INNER_PRODUCT)
+
+    def apply_search_settings(self, index: "faiss.Index") -> None:
+        """Search-time knobs FAISS does not keep in the index file (IVF's nprobe)."""
+        if self.index_type == "ivfpq":
+            faiss.extract_index_ivf(index).nprobe = self.ivf_nprobe
+        elif self.index_type == "hnsw":
+            index.hnsw.efSearch = self.hnsw_ef_search
+
+
+def retriever_fingerprint(retriever: RQ2Retriever) -> str:
+    """A short hash of what determines passage embeddings: the weights, pooling, similarity, length."""
+    digest = hashlib.sha256()
+    config = retriever.config
+    digest.update(f"{config.pooling}|{config.similarity}|{config.passage_max_length}".encode())
+    for name, tensor in sorted(retriever.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class DenseIndex:
     """Doc ids + a FAISS inner-product index over their embeddings."""
 
-    def __init__(self, dim: int, model_name: str = "", index: "faiss.Index | None" = None, doc_ids: list[str] | None = None):
-        self.dim = dim
-        self.model_name = model_name
-        self.index = index if index is not None else faiss.IndexFlatIP(dim)
+    def __init__(
+        self,
+        dim: int,
+        model_name: str = "",
+        index: "faiss.Index | None" = None,
+        doc_ids: list[str] | None = None,
+        options: IndexOptions | None = None,
+        fingerprint: str = "",
+    ):
+        self.dim, self.model_name, self.fingerprint = dim, model_name, fingerprint
+        self.options = options or IndexOptions()
+        self.index = index if index is not None else self.options.build(dim)
         self.doc_ids: list[str] = list(doc_ids or [])
 
     def __len__(self) -> int:
         return len(self.doc_ids)
+
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        doc_ids: Sequence[str],
+        options: IndexOptions | None = None,
+        model_name: str = "",
+        fingerprint: str = "",
+        train_sample: int = 200_000,
+        seed: int = 0,
+    ) -> "DenseIndex":
+        """An index over ``embeddings`` (n, dim); IVF-PQ is first trained on up to ``train_sample`` of them."""
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2:
+            raise ValueError(f"embeddings must be a 2-d array (n, dim), got shape {embeddings.shape}")
+        options = options or IndexOptions()
+        index = options.build(embeddings.shape[1], len(embeddings))
+        if not index.is_trained:
+            rng = np.random.default_rng(seed)
+            sample = embeddings if len(embeddings) <= train_sample else embeddings[rng.choice(len(embeddings), train_sample, replace=False)]
+            index.train(sample)
+        options.apply_search_settings(index)
+        dense = cls(embeddings.shape[1], model_name, index, options=options, fingerprint=fingerprint)
+        dense.add(embeddings, list(doc_ids))
+        return dense
 
     def add(self, embeddings: np.ndarray, doc_ids: list[str]) -> None:
         """Add float32 embeddings (n, dim) for ``doc_ids`` (same order)."""
@@ -31,11 +134,13 @@ class DenseIndex:
             raise ValueError(f"embeddings must have shape (n, {self.dim}), got {embeddings.shape}")
         if len(doc_ids) != embeddings.shape[0]:
             raise ValueError(f"{len(doc_ids)} doc ids for {embeddings.shape[0]} embeddings")
+        if not self.index.is_trained:
+            raise ValueError(f"the {self.options.index_type} index must be trained first: build it with DenseIndex.build")
         self.index.add(embeddings)
         self.doc_ids.extend(str(d) for d in doc_ids)
 
     def search(self, query_embeddings: np.ndarray, k: int, batch_size: int = 1024) -> list[list[tuple[str, float]]]:
-        """Top-k (doc id, score) per query, best first; never more hits than the index holds."""
+        """Top-k (doc id, score) per query, best first; never more hits than the index holds, never a -1 id."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         queries = np.ascontiguousarray(query_embeddings, dtype=np.float32)
@@ -52,26 +157,151 @@ class DenseIndex:
         return results
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``index``, ``docid`` and ``meta.json`` into ``folder``."""
+        """Write ``index``, ``docid`` and ``meta.json`` into ``folder`` (meta last: it marks a complete save)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "meta.json").unlink(missing_ok=True)
         faiss.write_index(self.index, str(folder / "index"))
         (folder / "docid").write_text("".join(f"{d}\n" for d in self.doc_ids), encoding="utf-8")
-        meta = {"dim": self.dim, "model_name": self.model_name, "size": len(self)}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        meta = {"dim": self.dim, "model_name": self.model_name, "fingerprint": self.fingerprint, "size": len(self),
+                "options": asdict(self.options)}
+        _write_atomic(folder / "meta.json", json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, expected_dim: int | None = None) -> "DenseIndex":
-        """Read a saved index; refuse one whose dimension or size does not match."""
+    def load(
+        cls, folder: str | os.PathLike, expected_dim: int | None = None, retriever: RQ2Retriever | None = None
+    ) -> "DenseIndex":
+        """Read a saved index; refuse one whose size, dimension or retriever does not match."""
         folder = Path(folder)
         for name in ("index", "docid", "meta.json"):
             if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name}: missing; not a saved DenseIndex folder")
+                raise FileNotFoundError(f"{folder / name}: missing; not a (complete) saved DenseIndex folder")
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         index = faiss.read_index(str(folder / "index"))
         doc_ids = (folder / "docid").read_text(encoding="utf-8").splitlines()
         if index.d != meta["dim"] or index.ntotal != len(doc_ids):
             raise ValueError(f"{folder}: index holds {index.ntotal} vectors of dim {index.d}, docid has {len(doc_ids)} ids")
+        if retriever is not None:
+            expected_dim = retriever.embedding_dim
         if expected_dim is not None and expected_dim != index.d:
             raise ValueError(f"{folder}: index dimension {index.d} does not match the retriever's {expected_dim}")
-        return cls(index.d, meta.get("model_name", ""), index, doc_ids)
+        if retriever is not None and meta.get("fingerprint"):
+            _check_fingerprint(folder, meta, retriever)
+        options = IndexOptions(**meta.get("options", {}))
+        options.apply_search_settings(index)
+        return cls(index.d, meta.get("model_name", ""), index, doc_ids, options, meta.get("fingerprint", ""))
+
+
+def _check_fingerprint(folder: Path, meta: dict, retriever: RQ2Retriever) -> None:
+    current = retriever_fingerprint(retriever)
+    if current != meta["fingerprint"]:
+        raise ValueError(
+            f"{folder}: encoded by retriever {meta.get('model_name')!r} (fingerprint {meta['fingerprint']}), "
+            f"not by the one given ({retriever.config.name_or_path!r}, {current}); re-encode the corpus with it"
+        )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def encode_corpus_shards(
+    retriever: RQ2Retriever,
+    passages: Sequence[Passage],
+    doc_ids: Sequence[str],
+    folder: str | os.PathLike,
+    shard_size: int = 100_000,
+    batch_size: int = 64,
+    process_index: int = 0,
+    num_processes: int = 1,
+    show_progress_bar: bool | None = None,
+) -> Path:
+    """Encode a corpus into ``folder/shard-NNNNN.npy`` (+ ``.docid``), resuming after a kill.
+
+    Shards are written atomically and skipped when already complete, so a killed job re-encodes at
+    most the shard it was in. Process ``p`` of ``num_processes`` takes shards p, p + n, ...
+    (``accelerator.process_index`` / ``num_processes``). ``shards.json`` records the retriever's
+    fingerprint; a folder started by another retriever is refused.
+    """
+    if len(passages) != len(doc_ids):
+        raise ValueError(f"{len(passages)} passages for {len(doc_ids)} doc ids")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"model_name": retriever.config.name_or_path, "fingerprint": retriever_fingerprint(retriever),
+            "dim": retriever.embedding_dim, "size": len(doc_ids), "shard_size": shard_size}
+    meta_path = folder / SHARDS_META
+    if meta_path.is_file():
+        found = json.loads(meta_path.read_text(encoding="utf-8"))
+        if {k: found.get(k) for k in meta if k != "model_name"} != {k: v for k, v in meta.items() if k != "model_name"}:
+            raise ValueError(f"{folder}: holds shards of another encoding ({found}); use a new folder or delete it")
+    else:  # every process may write it: same content, atomic replace
+        _write_atomic(meta_path, json.dumps(meta, indent=2))
+    mine = list(range(process_index, _shard_count(len(doc_ids), shard_size), num_processes))
+    todo = [s for s in mine if not (folder / f"shard-{s:05d}.npy").is_file()]
+    show = show_progress_bar if show_progress_bar is not None else len(todo) > 0 and len(doc_ids) > 4 * batch_size
+    for shard in tqdm(todo, desc="encoding shards", unit="shard", disable=not show):
+        start, end = shard * shard_size, min((shard + 1) * shard_size, len(doc_ids))
+        embeddings = retriever.encode_passages(passages[start:end], batch_size, show_progress_bar=False)
+        _write_atomic(folder / f"shard-{shard:05d}.docid", "".join(f"{d}\n" for d in doc_ids[start:end]))
+        tmp = folder / f".tmp-shard-{shard:05d}.npy"
+        with open(tmp, "wb") as f:
+            np.save(f, embeddings.astype(np.float32))
+        os.replace(tmp, folder / f"shard-{shard:05d}.npy")  # the .npy marks the shard complete
+    return folder
+
+
+def _shard_count(size: int, shard_size: int) -> int:
+    return max(1, -(-size // shard_size))
+
+
+def index_from_shards(folder: str | os.PathLike, options: IndexOptions | None = None) -> DenseIndex:
+    """Build a DenseIndex from a complete shard folder (embeddings memory-mapped, read once)."""
+    folder = Path(folder)
+    if not (folder / SHARDS_META).is_file():
+        raise FileNotFoundError(f"{folder / SHARDS_META}: missing; encode the corpus with encode_corpus_shards first")
+    meta = json.loads((folder / SHARDS_META).read_text(encoding="utf-8"))
+    count = _shard_count(meta["size"], meta["shard_size"])
+    missing = [s for s in range(count) if not (folder / f"shard-{s:05d}.npy").is_file()]
+    if missing:
+        raise ValueError(f"{folder}: {len(missing)} of {count} shards not encoded yet (e.g. shard {missing[0]}); rerun the encoding")
+    embeddings = np.concatenate([np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r") for s in range(count)])
+    doc_ids = [d for s in range(count) for d in (folder / f"shard-{s:05d}.docid").read_text(encoding="utf-8").splitlines()]
+    if len(doc_ids) != meta["size"] or embeddings.shape != (meta["size"], meta["dim"]):
+        raise ValueError(f"{folder}: shards hold {embeddings.shape} embeddings and {len(doc_ids)} ids, expected {meta['size']}")
+    return DenseIndex.build(embeddings, doc_ids, options, meta["model_name"], meta["fingerprint"])
+
+
+def build_index(
+    retriever: RQ2Retriever,
+    passages: Sequence[Passage],
+    doc_ids: Sequence[str],
+    options: IndexOptions | None = None,
+    batch_size: int = 64,
+    show_progress_bar: bool | None = None,
+    accelerator=None,
+    shard_folder: str | os.PathLike | None = None,
+    shard_size: int = 100_000,
+) -> DenseIndex:
+    """Encode a corpus with ``retriever`` and index it.
+
+    In memory by default. With ``shard_folder`` (or an ``accelerate.Accelerator`` running several
+    processes, which needs one), embeddings go to resumable shards on disk, each process encoding
+    its share; every process then returns the same index built from the shards.
+    """
+    num_processes = accelerator.num_processes if accelerator is not None else 1
+    if shard_folder is None and num_processes == 1:
+        embeddings = retriever.encode_passages(passages, batch_size, show_progress_bar)
+        return DenseIndex.build(embeddings, doc_ids, options, retriever.config.name_or_path, retriever_fingerprint(retriever))
+    if shard_folder is None:
+        raise ValueError("encoding across several processes needs a shard_folder they all can write")
+    process_index = accelerator.process_index if accelerator is not None else 0
+    encode_corpus_shards(
+        retriever, passages, doc_ids, shard_folder, shard_size, batch_size, process_index, num_processes, show_progress_bar
+    )
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return index_from_shards(shard_folder, options)

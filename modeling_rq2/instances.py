@@ -8,7 +8,9 @@ of one positive (first) and up to m-1 negatives, sampled with a seed that depend
 """
 
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -19,6 +21,13 @@ from .data import RetrievalData
 from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 
 logger = logging.getLogger(__name__)
+
+INSTANCE_FEATURES = {
+    "query_id": datasets.Value("string"),
+    "query": datasets.Value("string"),
+    "positives": datasets.Sequence(datasets.Value("string")),
+    "negatives": datasets.Sequence(datasets.Value("string")),
+}
 
 
 def bm25_negatives(data: RetrievalData, top_n: int = 100, k1: float = 1.5, b: float = 0.75) -> dict[str, list[str]]:
@@ -56,15 +65,25 @@ def build_instances(
         logger.warning("skipped %d queries of %s/%s with no positive passage", skipped, data.name, data.split)
     if not rows:
         raise ValueError(f"{data.name}/{data.split}: no query has a positive passage; nothing to train on")
-    features = datasets.Features(
-        {
-            "query_id": datasets.Value("string"),
-            "query": datasets.Value("string"),
-            "positives": datasets.Sequence(datasets.Value("string")),
-            "negatives": datasets.Sequence(datasets.Value("string")),
-        }
-    )
-    return datasets.Dataset.from_list(rows, features=features)
+    return datasets.Dataset.from_list(rows, features=datasets.Features(INSTANCE_FEATURES))
+
+
+def load_instances(path: str | os.PathLike) -> datasets.Dataset:
+    """Saved instances: a ``save_to_disk`` folder, or a JSONL file of ``{query_id, query, positives, negatives}``."""
+    path = Path(path)
+    if path.is_dir():
+        instances = datasets.load_from_disk(str(path))
+    elif path.is_file():
+        instances = datasets.load_dataset("json", data_files=str(path), split="train")
+    else:
+        raise FileNotFoundError(f"{path}: no saved instances (a datasets folder or a JSONL file)")
+    missing = set(INSTANCE_FEATURES) - set(instances.column_names)
+    if missing:
+        raise ValueError(f"{path}: instances lack the columns {sorted(missing)} (have {instances.column_names})")
+    for number, row in enumerate(instances, start=1):
+        if not row["positives"]:
+            raise ValueError(f"{path}: instance {number} (query {row['query_id']!r}) has no positive")
+    return instances
 
 
 class ListwiseDataset(Dataset):

@@ -1,18 +1,26 @@
 """Retrieve-then-rerank: a retriever searches a dense index, a re-ranker re-orders the head."""
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import datasets
 import numpy as np
 
-from .index import DenseIndex
+from .backbones import load_reranker, load_retriever
+from .data import RetrievalData
+from .index import DenseIndex, IndexOptions, build_index
 from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
+
+Corpus = RetrievalData | datasets.Dataset | Mapping[str, Passage]
 
 
 class RetrieveThenRerank:
     """Search a corpus with ``retriever`` + ``index``; re-score the top ``rerank_top_k`` with ``reranker``.
 
     Example:
-        >>> pipe = RetrieveThenRerank.from_corpus(retriever, passages, doc_ids, reranker)
+        >>> corpus = load_beir("scifact").corpus
+        >>> pipe = RetrieveThenRerank.from_pretrained("out/retriever", "out/reranker", corpus, index_folder="out/index")
         >>> pipe.search(["what causes scurvy?"], top_k=100, rerank_top_k=50)[0][:3]
         [('doc7', 8.1), ('doc2', 5.3), ('doc9', 4.9)]
     """
@@ -37,11 +45,43 @@ class RetrieveThenRerank:
         reranker: RQ2Reranker | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
+        options: IndexOptions | None = None,
     ) -> "RetrieveThenRerank":
-        """Encode ``passages`` with the retriever into an exact inner-product index."""
-        index = DenseIndex(retriever.embedding_dim, retriever.config.name_or_path)
-        index.add(retriever.encode_passages(passages, batch_size, show_progress_bar), list(doc_ids))
+        """Encode ``passages`` with the retriever into an index (exact inner product unless ``options`` say)."""
+        index = build_index(retriever, passages, doc_ids, options, batch_size, show_progress_bar)
         return cls(retriever, index, dict(zip(index.doc_ids, passages)), reranker)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        retriever: "str | os.PathLike | RQ2Retriever",
+        reranker: "str | os.PathLike | RQ2Reranker | None" = None,
+        corpus: Corpus | None = None,
+        index_folder: str | os.PathLike | None = None,
+        options: IndexOptions | None = None,
+        batch_size: int = 64,
+    ) -> "RetrieveThenRerank":
+        """Models by name or folder (or instances) + a corpus; the index is loaded from ``index_folder``
+        when it holds one made by this retriever, else encoded (and saved there when given).
+
+        ``corpus``: a ``RetrievalData``, a ``datasets.Dataset`` with ``_id``/``title``/``text``, or a
+        ``{doc_id: passage}`` mapping.
+        """
+        if corpus is None:
+            raise ValueError("a corpus is needed: the passages that the index holds and the re-ranker reads")
+        retriever = retriever if isinstance(retriever, RQ2Retriever) else load_retriever(retriever)
+        if reranker is not None and not isinstance(reranker, RQ2Reranker):
+            reranker = load_reranker(reranker)
+        doc_ids, passages = _corpus_items(corpus)
+        if index_folder is not None and (Path(index_folder) / "meta.json").is_file():
+            index = DenseIndex.load(index_folder, retriever=retriever)
+            if sorted(index.doc_ids) != sorted(doc_ids):
+                raise ValueError(f"{index_folder}: indexes {len(index)} passages that are not the corpus given ({len(doc_ids)})")
+            return cls(retriever, index, dict(zip(doc_ids, passages)), reranker)
+        pipe = cls.from_corpus(retriever, passages, doc_ids, reranker, batch_size, options=options)
+        if index_folder is not None:
+            pipe.index.save(index_folder)
+        return pipe
 
     def retrieve(self, queries: Sequence[str], top_k: int = 100) -> list[list[tuple[str, float]]]:
         """Retriever-only ranking: top_k (doc id, similarity) per query."""
@@ -94,6 +134,21 @@ class RetrieveThenRerank:
         if self.reranker is None or rerank_top_k <= 0:
             return candidates
         return self.rerank(queries, candidates, rerank_top_k, fusion)
+
+
+def _corpus_items(corpus: Corpus) -> tuple[list[str], list[Passage]]:
+    """(doc ids, passages) of a corpus given in any of the accepted forms."""
+    if isinstance(corpus, RetrievalData):
+        return list(corpus.corpus["_id"]), corpus.passages()
+    if isinstance(corpus, datasets.Dataset):
+        missing = {"_id", "text"} - set(corpus.column_names)
+        if missing:
+            raise ValueError(f"corpus dataset lacks the columns {sorted(missing)} (has {corpus.column_names})")
+        titles = corpus["title"] if "title" in corpus.column_names else [""] * len(corpus)
+        return list(corpus["_id"]), [{"title": t, "text": x} for t, x in zip(titles, corpus["text"])]
+    if isinstance(corpus, Mapping):
+        return [str(k) for k in corpus], list(corpus.values())
+    raise TypeError(f"corpus must be RetrievalData, a datasets.Dataset or a {{doc_id: passage}} mapping, got {type(corpus).__name__}")
 
 
 def _standardise(scores: np.ndarray) -> np.ndarray:

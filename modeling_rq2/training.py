@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -25,11 +24,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .augmentation import AugmentationArguments
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
 from .data import load_beir
 from .evaluate import evaluate_retrieval, markdown_table
 from .evaluation import DEFAULT_METRICS
-from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances
+from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances, load_instances
 from .model_card import render_card
 from .losses import DIRECTIONS, REDUCTIONS, listwise_cross_entropy, listwise_distillation_loss
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput
@@ -166,7 +166,9 @@ class JointTrainingArguments:
     eval_batch_size: int = 64
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
+        _require(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
+        _require(self.epochs + self.warmup_epochs >= 1, "epochs", "epochs + warmup_epochs must be >= 1")
+        for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
             _require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k", "eval_steps"):
             _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
@@ -183,7 +185,7 @@ class JointTrainingArguments:
         )
 
 
-ARGUMENT_CLASSES = (ModelArguments, DataArguments, LossArguments, JointTrainingArguments)
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, LossArguments, JointTrainingArguments, AugmentationArguments)
 
 
 class JointModel(nn.Module):
@@ -316,7 +318,7 @@ def _evaluate(accelerator: Accelerator, joint: nn.Module, evaluation, args: "Joi
     results = {}
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(joint)
-        results, _ = evaluate_retrieval(
+        results, _, _ = evaluate_retrieval(
             model.retriever, evaluation, model.reranker, args.eval_top_k, args.rerank_top_k, DEFAULT_METRICS,
             args.eval_batch_size, args.fusion,
         )
@@ -331,7 +333,7 @@ def _prepare_lists(data_args: DataArguments, accelerator: Accelerator):
     with accelerator.main_process_first():
         train = load_beir(data_args.data, data_args.train_split)
         if data_args.train_instances:
-            instances = datasets.load_from_disk(data_args.train_instances)
+            instances = load_instances(data_args.train_instances)
         else:
             instances = build_instances(train, bm25_negatives(train, data_args.negatives_top_n))
         if data_args.max_train_queries:
@@ -504,7 +506,9 @@ def train(
     return metrics
 
 
-def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, LossArguments, JointTrainingArguments]:
+def parse_arguments(
+    argv: list[str],
+) -> tuple[ModelArguments, DataArguments, LossArguments, JointTrainingArguments, AugmentationArguments]:
     """Command-line flags, optionally after a YAML/JSON config file whose values they override.
 
     Unknown keys and invalid values raise before any data or model is loaded.

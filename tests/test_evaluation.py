@@ -1,3 +1,4 @@
+import json
 import math
 import random
 
@@ -62,3 +63,30 @@ def test_agrees_with_pytrec_eval(seed):
 def test_trec_run_file_lists_ranked_documents(tmp_path):
     write_trec_run({"q1": {"a": 0.5, "b": 0.9}}, str(tmp_path / "run.trec"), tag="t")
     assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 b 1 0.900000 t", "q1 Q0 a 2 0.500000 t"]
+
+
+def test_evaluate_command_writes_table_json_runs_and_reuses_its_index(beir_folder, retriever, reranker, tmp_path, capsys):
+    from modeling_rq2.evaluate import main
+
+    retriever.save_pretrained(tmp_path / "r")
+    reranker.save_pretrained(tmp_path / "c")
+    argv = ["--retriever", str(tmp_path / "r"), "--reranker", str(tmp_path / "c"), "--data", str(beir_folder),
+            "--split", "test", "--top_k", "5", "--rerank_top_k", "3", "--fusion", "0.5", "--index_type", "hnsw",
+            "--index_dir", str(tmp_path / "index"), "--output_dir", str(tmp_path / "eval")]
+    main(argv)
+    out = capsys.readouterr().out
+    assert "| retriever + reranker@3, fusion 0.5 |" in out
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    per_query = json.loads((tmp_path / "eval" / "per_query.json").read_text())
+    assert set(report["results"]) == {"retriever", "retriever + reranker@3", "retriever + reranker@3, fusion 0.5"}
+    assert json.loads((tmp_path / "index" / "meta.json").read_text())["options"]["index_type"] == "hnsw"
+    # the TREC run file, scored again, gives the reported means
+    run = {}
+    for line in (tmp_path / "eval" / "run.retriever.trec").read_text().splitlines():
+        qid, _, doc, _, score, _ = line.split()
+        run.setdefault(qid, {})[doc] = float(score)
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    assert evaluate_run(run, qrels)[0] == pytest.approx(report["results"]["retriever"])
+    assert per_query["retriever"]["q1"]["ndcg@10"] == evaluate_run(run, qrels)[1]["q1"]["ndcg@10"]
+    main(argv)  # second time: the saved index is loaded, same numbers
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"] == report["results"]

@@ -1,7 +1,13 @@
+import copy
+
 import numpy as np
 import pytest
+import torch
 
-from modeling_rq2.index import DenseIndex
+from modeling_rq2 import RQ2Retriever
+from modeling_rq2.index import (
+    DenseIndex, IndexOptions, build_index, encode_corpus_shards, index_from_shards, retriever_fingerprint,
+)
 from modeling_rq2.pipeline import RetrieveThenRerank, to_run
 
 from conftest import TINY_CORPUS
@@ -81,3 +87,103 @@ def test_fusion_interpolates_standardised_scores(retriever, reranker):
     assert [fused[d] for d, _ in retrieved[0]] == pytest.approx(expected.tolist(), abs=1e-9)
     with pytest.raises(ValueError, match="fusion must be in"):
         pipe.rerank(queries, retrieved, 5, fusion=2.0, logits=logits)
+
+
+def _clustered(n=400, dim=16, seed=1):
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [IndexOptions("hnsw", hnsw_m=16), IndexOptions("ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=16, pq_nbits=4)],
+    ids=["hnsw", "ivfpq"],
+)
+def test_approximate_indexes_find_the_exact_top1_and_survive_a_round_trip(options, tmp_path):
+    vectors = _clustered()
+    ids = [f"doc{i}" for i in range(len(vectors))]
+    index = DenseIndex.build(vectors, ids, options, "m")
+    noisy = vectors[:50] + 0.01 * np.random.default_rng(2).standard_normal((50, 16)).astype(np.float32)
+    exact = DenseIndex.build(vectors, ids).search(noisy, k=1)
+    hits = index.search(noisy, k=5)
+    assert [h[0][0] for h in hits] == [e[0][0] for e in exact] == ids[:50]
+    index.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    assert loaded.options == options and loaded.search(noisy, k=5) == hits
+    assert index.search(vectors[:2], k=10_000)[0][-1][0].startswith("doc")  # k > size: no -1 ids
+
+
+def test_index_options_are_checked():
+    with pytest.raises(ValueError, match="index_type must be one of"):
+        IndexOptions("annoy")
+    with pytest.raises(ValueError, match="pq_m=5 must divide the embedding dimension 16"):
+        DenseIndex.build(_clustered(), [str(i) for i in range(400)], IndexOptions("ivfpq", pq_m=5))
+    untrained = DenseIndex(16, options=IndexOptions("ivfpq", ivf_nlist=4))
+    with pytest.raises(ValueError, match="must be trained first"):
+        untrained.add(_clustered(4), list("abcd"))
+
+
+def test_an_index_from_another_retriever_is_refused(retriever, tiny_tokenizer, tmp_path):
+    ids = [d["_id"] for d in TINY_CORPUS]
+    index = build_index(retriever, TINY_CORPUS, ids)
+    index.save(tmp_path / "idx")
+    assert DenseIndex.load(tmp_path / "idx", retriever=retriever).fingerprint == retriever_fingerprint(retriever)
+    other = copy.deepcopy(retriever)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="re-encode the corpus"):
+        DenseIndex.load(tmp_path / "idx", retriever=other)
+
+
+def test_sharded_encoding_resumes_after_a_kill_and_splits_across_processes(retriever, tmp_path, monkeypatch):
+    passages = [{"title": "", "text": f"the sun and the moon {i}"} for i in range(10)] + TINY_CORPUS
+    ids = [f"p{i}" for i in range(len(passages))]
+    real = retriever.encode_passages
+    calls = []
+
+    def dies_on_the_third_shard(batch, *args, **kwargs):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(retriever, "encode_passages", dies_on_the_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus_shards(retriever, passages, ids, tmp_path / "shards", shard_size=4)
+    assert sorted(p.name for p in (tmp_path / "shards").glob("shard-*.npy")) == ["shard-00000.npy", "shard-00001.npy"]
+    with pytest.raises(ValueError, match="2 of 4 shards not encoded yet"):
+        index_from_shards(tmp_path / "shards")
+    calls.clear()
+    encode_corpus_shards(retriever, passages, ids, tmp_path / "shards", shard_size=4)
+    assert calls == [4, 3]  # only shards 2 and 3 were encoded on resume
+    sharded = index_from_shards(tmp_path / "shards")
+    monkeypatch.setattr(retriever, "encode_passages", real)
+    in_memory = build_index(retriever, passages, ids)
+    queries = retriever.encode_queries(["what causes scurvy", "the moon"])
+    assert sharded.doc_ids == ids and sharded.fingerprint == in_memory.fingerprint
+    assert [[d for d, _ in h] for h in sharded.search(queries, 5)] == [[d for d, _ in h] for h in in_memory.search(queries, 5)]
+
+    for process in (0, 1):  # two processes, each its own share of the shards
+        encode_corpus_shards(retriever, passages, ids, tmp_path / "two", shard_size=4, process_index=process, num_processes=2)
+    assert index_from_shards(tmp_path / "two").doc_ids == ids
+    with pytest.raises(ValueError, match="holds shards of another encoding"):
+        encode_corpus_shards(retriever, passages, ids, tmp_path / "two", shard_size=5)
+
+
+def test_pipeline_from_pretrained_saves_then_reuses_its_index(retriever, reranker, tmp_path, monkeypatch):
+    retriever.save_pretrained(tmp_path / "retriever")
+    reranker.save_pretrained(tmp_path / "reranker")
+    corpus = {d["_id"]: d for d in TINY_CORPUS}
+    pipe = RetrieveThenRerank.from_pretrained(tmp_path / "retriever", tmp_path / "reranker", corpus, tmp_path / "index")
+    first = pipe.search(["what causes scurvy"], top_k=4, rerank_top_k=2)
+    assert (tmp_path / "index" / "docid").read_text().split() == list(corpus)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the saved index should have been reused")
+
+    monkeypatch.setattr(RQ2Retriever, "encode_passages", no_encoding)
+    again = RetrieveThenRerank.from_pretrained(tmp_path / "retriever", tmp_path / "reranker", corpus, tmp_path / "index")
+    assert again.search(["what causes scurvy"], top_k=4, rerank_top_k=2) == first
+    with pytest.raises(ValueError, match="not the corpus given"):
+        RetrieveThenRerank.from_pretrained(tmp_path / "retriever", None, dict(list(corpus.items())[:3]), tmp_path / "index")

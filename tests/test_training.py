@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
-from modeling_rq2.training import parse_arguments, resolve_checkpoint, train
+from modeling_rq2.chain import run_training
+from modeling_rq2.training import parse_arguments, resolve_checkpoint
 
 from conftest import tiny_reranker, tiny_retriever, write_beir
 
@@ -57,7 +58,7 @@ def _argv(setup, output_dir, *extra):
 
 
 def test_training_writes_loadable_models_metrics_and_checkpoints(setup, tmp_path):
-    metrics = train(*parse_arguments(_argv(setup, tmp_path, "--epochs", "2", "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")))
+    metrics = run_training(*parse_arguments(_argv(setup, tmp_path, "--epochs", "2", "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")))
     retriever = RQ2Retriever.from_pretrained(tmp_path / "retriever")
     reranker = RQ2Reranker.from_pretrained(tmp_path / "reranker")
     assert retriever.encode_queries(["what is sun"]).shape == (1, 32)
@@ -76,7 +77,7 @@ def test_training_lowers_the_loss(setup, tmp_path):
     extra = ["--epochs", "12", "--logging_steps", "3", "--eval_split", "none", "--save_steps", "0",
              "--retriever_lr", "1e-3", "--reranker_lr", "1e-3", "--lr_scheduler", "constant",
              "--retriever_supervised_weight", "1"]
-    train(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    run_training(*parse_arguments(_argv(setup, tmp_path, *extra)))
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 12
     first, last = log[:3], log[-3:]
@@ -87,14 +88,14 @@ def test_training_lowers_the_loss(setup, tmp_path):
 
 def test_warmup_stage_then_joint(setup, tmp_path):
     extra = ["--warmup_epochs", "1", "--epochs", "1", "--logging_steps", "1", "--eval_split", "none", "--save_steps", "0"]
-    train(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    run_training(*parse_arguments(_argv(setup, tmp_path, *extra)))
     phases = [json.loads(line)["phase"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert phases == ["warmup"] * 3 + ["joint"] * 3
 
 
 def test_static_distillation_leaves_the_reranker_unchanged(setup, tmp_path):
     root, _ = setup
-    train(*parse_arguments(_argv(setup, tmp_path, "--static", "true", "--max_steps", "3", "--eval_split", "none")))
+    run_training(*parse_arguments(_argv(setup, tmp_path, "--static", "true", "--max_steps", "3", "--eval_split", "none")))
     before = load_file(root / "reranker" / "model.safetensors")
     after = load_file(tmp_path / "reranker" / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -107,7 +108,7 @@ def test_static_distillation_leaves_the_reranker_unchanged(setup, tmp_path):
 def test_killed_run_resumes_to_the_same_weights(setup, tmp_path):
     """SIGKILL mid-run, resume from the latest complete checkpoint: same final weights as a run never killed."""
     common = ["--epochs", "3", "--save_steps", "1", "--save_total_limit", "3", "--eval_split", "none"]
-    train(*parse_arguments(_argv(setup, tmp_path / "straight", *common)))
+    run_training(*parse_arguments(_argv(setup, tmp_path / "straight", *common)))
 
     killed = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -122,7 +123,7 @@ def test_killed_run_resumes_to_the_same_weights(setup, tmp_path):
     assert not (killed / "retriever").exists()
     assert resolve_checkpoint(str(killed), "latest").name.startswith("checkpoint-")
 
-    train(*parse_arguments(_argv(setup, killed, *common, "--resume_from_checkpoint", "latest")))
+    run_training(*parse_arguments(_argv(setup, killed, *common, "--resume_from_checkpoint", "latest")))
     for model in ("retriever", "reranker"):
         a = load_file(tmp_path / "straight" / model / "model.safetensors")
         b = load_file(killed / model / "model.safetensors")
@@ -174,7 +175,7 @@ def test_bad_flags_fail_before_any_work(flags, message):
 def test_config_file_with_overrides_and_unknown_keys(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("list_size: 6\nepochs: 2\n")
-    model_args, data_args, loss_args, args = parse_arguments([str(config), "--epochs", "3"])
+    model_args, data_args, loss_args, args, aug_args = parse_arguments([str(config), "--epochs", "3"])
     assert (data_args.list_size, args.epochs) == (6, 3)
     config.write_text("list_size: 6\nlsit_size: 3\n")
     with pytest.raises(ValueError, match=r"unknown keys \['lsit_size'\]"):
@@ -191,7 +192,7 @@ def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(setup, tm
              "--eval_steps", "2", "--epochs", "2", "--max_steps", "4", "--logging_steps", "1"]
     argv = _argv(setup, tmp_path, *extra)
     argv[argv.index("--report_to") + 1] = "tensorboard"
-    metrics = train(*parse_arguments(argv))
+    metrics = run_training(*parse_arguments(argv))
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and all(math.isfinite(row["loss"]) for row in log)
@@ -202,13 +203,13 @@ def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(setup, tm
 def test_gradient_accumulation_counts_optimizer_steps(setup, tmp_path):
     # 12 queries / batch 4 = 3 batches; accumulating 2 gives 2 optimizer steps (the last one at the end of the data)
     extra = ["--gradient_accumulation_steps", "2", "--eval_split", "none", "--save_steps", "0", "--logging_steps", "1"]
-    metrics = train(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    metrics = run_training(*parse_arguments(_argv(setup, tmp_path, *extra)))
     assert metrics["train"]["steps"] == 2
 
 
 @pytest.mark.parametrize("preset", ["scifact.yaml", "scifact-full.yaml", "msmarco.yaml"])
 def test_presets_parse(preset):
-    model_args, data_args, loss_args, args = parse_arguments([str(ROOT / "configs" / preset)])
+    _, data_args, _, args, _ = parse_arguments([str(ROOT / "configs" / preset)])
     assert data_args.list_size >= 4 and args.output_dir.startswith("outputs/")
 
 
@@ -233,3 +234,25 @@ def test_step_losses_teacher_phase_and_in_batch_negatives():
     torch.testing.assert_close(in_batch["retriever_ce"], expected)
     warm = step_losses(output, reranker_scores, mask, "warmup", False, paper, 1.0)
     assert set(warm) == {"loss", "supervised", "retriever_ce"}
+
+
+def test_augmentation_chain_warms_up_augments_then_trains_jointly(setup, tmp_path):
+    """--augment: warm-up -> mined + denoised lists -> joint training from the warm models; a rerun skips done stages."""
+    argv = _argv(setup, tmp_path, "--augment", "true", "--augment_top_n", "6", "--epochs", "1", "--eval_split", "none")
+    metrics = run_training(*parse_arguments(argv))
+    assert RQ2Retriever.from_pretrained(tmp_path / "warmup" / "retriever") is not None
+    warm_log = [json.loads(line) for line in (tmp_path / "warmup" / "train_log.jsonl").read_text().splitlines()]
+    assert {row["phase"] for row in warm_log} == {"warmup"}
+    report = json.loads((tmp_path / "augmented" / "augmentation_report.json").read_text())
+    assert report["queries"] == 12 and report["top_n"] == 6 and metrics["augmentation"] == report
+    config = json.loads((tmp_path / "training_config.json").read_text())
+    assert config["DataArguments"]["train_instances"] == str(tmp_path / "augmented")
+    assert config["ModelArguments"]["retriever"] == str(tmp_path / "warmup" / "retriever")
+    assert metrics["train"]["steps"] == math.ceil(sum(report["instances"].values()) / 4)  # one epoch over the new lists
+    assert RQ2Reranker.from_pretrained(tmp_path / "reranker") is not None
+
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "warmup" / "metrics.json", tmp_path / "augmented" / "augmentation_report.json")}
+    run_training(*parse_arguments(argv + ["--resume_from_checkpoint", "latest"]))
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    with pytest.raises(ValueError, match="drop --train_instances"):
+        run_training(*parse_arguments(argv + ["--train_instances", str(tmp_path / "augmented")]))
