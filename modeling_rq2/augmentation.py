@@ -31,6 +31,7 @@ from .modeling_rq2 import RQ2Reranker, RQ2Retriever
 logger = logging.getLogger(__name__)
 
 MIXES = ("both", "denoised", "undenoised")
+WARMUPS = ("joint", "separate")
 PROBABILITIES = ("platt", "sigmoid")
 REPORT_FILE = "augmentation_report.json"
 
@@ -40,6 +41,11 @@ class AugmentationArguments:
     """Hybrid data augmentation: where lists come from and how the re-ranker cleans them."""
 
     augment: bool = field(default=False, metadata={"help": "train.py: warm-up -> hybrid augmentation -> joint training"})
+    augment_warmup: str = field(
+        default="joint",
+        metadata={"help": "first stage: 'joint' (this recipe; the re-ranker learns from the retriever) or 'separate' (each model alone, the paper)"},
+    )
+    augment_warmup_epochs: int = field(default=1, metadata={"help": "epochs of the first stage"})
     augment_top_n: int = field(default=50, metadata={"help": "retrieved passages per query (RocketQA: 50 MS MARCO, 100 NQ)"})
     negative_below: float = field(default=0.1, metadata={"help": "denoised: keep a negative only if P(relevant) < this"})
     positive_above: float = field(default=0.9, metadata={"help": "denoised: add an unlabelled passage as positive if P > this"})
@@ -48,6 +54,10 @@ class AugmentationArguments:
     augment_batch_size: int = 64
 
     def __post_init__(self):
+        if self.augment_warmup not in WARMUPS:
+            raise ValueError(f"--augment_warmup: must be one of {WARMUPS}, got {self.augment_warmup!r}")
+        if self.augment_warmup_epochs < 1:
+            raise ValueError(f"--augment_warmup_epochs: must be >= 1, got {self.augment_warmup_epochs}")
         if self.augment_top_n < 1:
             raise ValueError(f"--augment_top_n: must be >= 1, got {self.augment_top_n}")
         if not 0 < self.negative_below <= self.positive_above < 1:

@@ -4,9 +4,12 @@
 and is skipped when its output is complete, so a killed chain resumes where it stopped
 (within a training stage too, with ``--resume_from_checkpoint latest``):
 
-    OUTPUT/warmup/      both models after ``warmup_epochs`` (>= 1) of training each alone on BM25 lists
+    OUTPUT/warmup/      both models after ``augment_warmup_epochs`` on BM25 lists: of this joint recipe
+                        (``augment_warmup joint``, the default: a re-ranker trained alone on little data
+                        stays cold, one taught by the retriever does not) or of each model alone (``separate``,
+                        the paper's warm-up, for data large enough for the re-ranker to learn alone)
     OUTPUT/augmented/   the instances mined with the warm retriever and denoised by the warm re-ranker
-    OUTPUT/             joint training from the warm models on those instances (as ``train``)
+    OUTPUT/             ``epochs`` of joint training from the warm models on those instances
 """
 
 import json
@@ -36,12 +39,9 @@ def run_training(
     output = Path(args.output_dir)
     warm = output / "warmup"
     if not (warm / "metrics.json").is_file():
-        train(
-            model_args,
-            replace(data_args, eval_split=None),
-            loss_args,
-            replace(args, output_dir=str(warm), warmup_epochs=max(1, args.warmup_epochs), epochs=0, eval_steps=0),
-        )
+        epochs = aug_args.augment_warmup_epochs
+        stage = {"warmup_epochs": epochs, "epochs": 0} if aug_args.augment_warmup == "separate" else {"warmup_epochs": 0, "epochs": epochs}
+        train(model_args, replace(data_args, eval_split=None), loss_args, replace(args, output_dir=str(warm), eval_steps=0, **stage))
 
     augmented = output / "augmented"
     state = PartialState()
@@ -60,12 +60,11 @@ def run_training(
             save_instances(instances, augmented, report)
             state.print(f"augmentation: {json.dumps({k: v for k, v in report.items() if k != 'arguments'})}")
 
-    joint_args = replace(args, warmup_epochs=0, epochs=max(1, args.epochs))
     metrics = train(
         replace(model_args, retriever=str(warm / "retriever"), reranker=str(warm / "reranker")),
         replace(data_args, train_instances=str(augmented)),
         loss_args,
-        joint_args,
+        replace(args, warmup_epochs=0, epochs=max(1, args.epochs)),
     )
     metrics["augmentation"] = json.loads((augmented / REPORT_FILE).read_text(encoding="utf-8"))
     if state.is_main_process:

@@ -48,8 +48,8 @@ class EvaluateArguments:
         for name in ("top_k", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.rerank_top_k < 0:
-            raise ValueError(f"--rerank_top_k must be >= 0, got {self.rerank_top_k}")
+        if not 0 <= self.rerank_top_k <= self.top_k:
+            raise ValueError(f"--rerank_top_k must be in [0, --top_k={self.top_k}], got {self.rerank_top_k}")
         if not 0 <= self.fusion <= 1:
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
         if self.index_type not in INDEX_TYPES:
@@ -99,6 +99,8 @@ def evaluate_retrieval(
 def run_evaluation(args: EvaluateArguments) -> dict:
     """Encode the corpus, retrieve (and re-rank), score; returns the report written to metrics.json."""
     data = load_beir(args.data, args.split)
+    if args.top_k > len(data.corpus):  # before any model loads
+        raise ValueError(f"--top_k {args.top_k} is more than the {len(data.corpus)} passages of {data.name}")
     overrides = {k: v for k, v in (("query_max_length", args.query_max_length), ("passage_max_length", args.passage_max_length)) if v}
     retriever = load_retriever(args.retriever, **overrides)
     reranker = load_reranker(args.reranker) if args.reranker else None

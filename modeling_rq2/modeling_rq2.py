@@ -5,6 +5,7 @@ because ``save_pretrained`` copies it next to the weights so that a saved folder
 ``trust_remote_code=True`` where the ``modeling_rq2`` package is not installed.
 """
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -59,6 +60,25 @@ def _load_backbone_weights(tower: nn.Module, backbone: PreTrainedModel, name_or_
         raise ValueError(f"backbone {name_or_path!r} lacks weights for {missing[:5]} ({len(missing)} in all)")
 
 
+@contextlib.contextmanager
+def _safetensors_only(name_or_path, allow_pickle: bool, use_safetensors: bool | None = None):
+    """Yield the ``use_safetensors`` keyword to load with; turn a missing-safetensors error into a clear one."""
+    if allow_pickle:
+        yield {} if use_safetensors is None else {"use_safetensors": use_safetensors}
+        return
+    if use_safetensors is False:
+        raise ValueError("use_safetensors=False loads pickle weights, which can run code: pass allow_pickle=True as well")
+    try:
+        yield {"use_safetensors": True}
+    except OSError as err:
+        if "safetensors" not in str(err):
+            raise
+        raise OSError(
+            f"{name_or_path}: no safetensors weights (only pickle files such as pytorch_model.bin, which can run code "
+            "when loaded). Convert them to safetensors, or pass allow_pickle=True if you trust their source."
+        ) from err
+
+
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device) for key, value in batch.items()}
 
@@ -105,15 +125,23 @@ class RQ2PreTrainedModel(PreTrainedModel):
         return cls.config_class(encoder_config=encoder_config, **overrides)
 
     @classmethod
-    def from_backbone(cls, name_or_path: str | os.PathLike, encoder_overrides: dict | None = None, **config_overrides):
+    def from_backbone(
+        cls,
+        name_or_path: str | os.PathLike,
+        encoder_overrides: dict | None = None,
+        allow_pickle: bool = False,
+        **config_overrides,
+    ):
         """Build a fresh model from a plain pretrained encoder (a Hub name or a local folder).
 
         Keyword arguments override config fields (e.g. ``pooling="mean"``); ``encoder_overrides``
         override the backbone's own config (e.g. ``{"attention_probs_dropout_prob": 0.0}``). The
-        backbone's tokenizer becomes the model's tokenizer.
+        backbone's tokenizer becomes the model's tokenizer. Weights load from safetensors only,
+        unless ``allow_pickle`` (pickle files can run code when loaded).
         """
         name_or_path = str(name_or_path)
-        backbone = AutoModel.from_pretrained(name_or_path, **(encoder_overrides or {}))
+        with _safetensors_only(name_or_path, allow_pickle) as safe:
+            backbone = AutoModel.from_pretrained(name_or_path, **safe, **(encoder_overrides or {}))
         config = cls._config_from_backbone(name_or_path, backbone.config, dict(config_overrides))
         model = cls(config, tokenizer=AutoTokenizer.from_pretrained(name_or_path))
         for tower in model._towers():
@@ -136,11 +164,16 @@ class RQ2PreTrainedModel(PreTrainedModel):
             self.tokenizer.save_pretrained(save_directory)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load a saved model and, when the folder or repo holds one, its tokenizer."""
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_pickle: bool = False, **kwargs):
+        """Load a saved model and, when the folder or repo holds one, its tokenizer.
+
+        Weights load from safetensors only: a folder with just pickle weights (``pytorch_model.bin``)
+        is refused unless ``allow_pickle=True``, since unpickling can run code.
+        """
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
         tokenizer_kwargs = {key: kwargs[key] for key in _TOKENIZER_KWARGS if key in kwargs}
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        with _safetensors_only(pretrained_model_name_or_path, allow_pickle, kwargs.pop("use_safetensors", None)) as safe:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **safe, **kwargs)
         tokenizer_file = cached_file(
             pretrained_model_name_or_path,
             "tokenizer_config.json",

@@ -12,8 +12,12 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -175,6 +179,7 @@ class JointTrainingArguments:
         for name in ("retriever_lr", "reranker_lr", "reranker_head_lr"):
             _require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _require(0 <= self.fusion <= 1, "fusion", f"must be in [0, 1], got {self.fusion}")
+        _require(self.rerank_top_k <= self.eval_top_k, "rerank_top_k", f"must be <= --eval_top_k {self.eval_top_k}, got {self.rerank_top_k}")
         _require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         _require(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", f"must be no|bf16|fp16, got {self.mixed_precision!r}")
@@ -289,28 +294,88 @@ def resolve_checkpoint(output_dir: str, resume: str | None) -> Path | None:
     return path
 
 
+def _check_writable(output_dir: str) -> None:
+    """Fail before any work when the output folder cannot be created or written."""
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(output_dir) / f".write-test-{os.getpid()}"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"--output_dir {output_dir}: cannot write there ({err.strerror or err})") from err
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: dict, keep: int) -> Path:
-    """``save_state`` into a temporary folder, then rename: a half-written checkpoint is never taken as complete."""
+    """``save_state`` into a temporary folder, then rename: a half-written checkpoint is never taken as complete.
+
+    Older checkpoints are pruned only after the new one is complete; a failed write (disk full,
+    permissions) removes its temporary folder and leaves the last complete checkpoint as it was.
+    """
     root = Path(output_dir) / "checkpoints"
     final = root / f"{CHECKPOINT_PREFIX}{progress['global_step']}"
     tmp = root / f".tmp-{final.name}"
-    if accelerator.is_main_process:
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            with open(tmp / PROGRESS_FILE, "w", encoding="utf-8") as f:
+                json.dump(progress, f)
+                f.flush()
+                os.fsync(f.fileno())
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+    except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
+        complete = _checkpoints(root)
+        last = f"the last complete one, {complete[-1]}, is intact" if complete else "no earlier checkpoint exists"
+        raise OSError(f"could not write checkpoint {final} ({err.strerror or err}); {last}") from err
     if accelerator.is_main_process:
-        with open(tmp / PROGRESS_FILE, "w", encoding="utf-8") as f:
-            json.dump(progress, f)
-            f.flush()
-            os.fsync(f.fileno())
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
         for old in _checkpoints(root)[:-keep] if keep else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _save_model(model: nn.Module, folder: Path) -> None:
+    """``save_pretrained`` into a temporary folder renamed into place: never a half-written model folder."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+class StopRequest:
+    """SIGINT / SIGTERM ask the loop to checkpoint and exit after the current optimizer step.
+
+    The first signal sets a flag and restores the previous handlers, so a second Ctrl-C stops at once.
+    """
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the handlers that were there before back."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def requested(self, accelerator: Accelerator) -> bool:
+        """Whether any process got a signal (all processes agree, so they stop at the same step)."""
+        flag = torch.tensor([float(self.signal is not None)], device=accelerator.device)
+        return bool((accelerator.gather(flag) if accelerator.num_processes > 1 else flag).max() > 0)
 
 
 def _evaluate(accelerator: Accelerator, joint: nn.Module, evaluation, args: "JointTrainingArguments", step: int) -> dict:
@@ -328,8 +393,11 @@ def _evaluate(accelerator: Accelerator, joint: nn.Module, evaluation, args: "Joi
     return results
 
 
-def _prepare_lists(data_args: DataArguments, accelerator: Accelerator):
-    """Training instances (BM25 negatives unless saved instances are given) and the eval split."""
+def _prepare_lists(data_args: DataArguments, args: "JointTrainingArguments", accelerator: Accelerator):
+    """Training instances (BM25 negatives unless saved instances are given) and the eval split.
+
+    Settings that the data make impossible (lists or top-k larger than the corpus) fail here, before any model loads.
+    """
     with accelerator.main_process_first():
         train = load_beir(data_args.data, data_args.train_split)
         if data_args.train_instances:
@@ -339,6 +407,13 @@ def _prepare_lists(data_args: DataArguments, accelerator: Accelerator):
         if data_args.max_train_queries:
             instances = instances.select(range(min(data_args.max_train_queries, len(instances))))
         evaluation = load_beir(data_args.data, data_args.eval_split) if data_args.eval_split else None
+    size = len(train.corpus)
+    _require(data_args.list_size <= size, "list_size", f"{data_args.list_size} is more than the {size} passages of {train.name}")
+    if not data_args.train_instances:
+        _require(data_args.negatives_top_n < size, "negatives_top_n", f"must be below the corpus size {size}, got {data_args.negatives_top_n}")
+    if evaluation is not None:
+        _require(args.eval_top_k <= len(evaluation.corpus), "eval_top_k",
+                 f"{args.eval_top_k} is more than the {len(evaluation.corpus)} passages of {evaluation.name}")
     passages = dict(zip(train.corpus["_id"], train.passages()))
     return instances, passages, evaluation
 
@@ -359,7 +434,8 @@ def train(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
     set_seed(args.seed)
-    instances, passages, evaluation = _prepare_lists(data_args, accelerator)
+    _check_writable(args.output_dir)
+    instances, passages, evaluation = _prepare_lists(data_args, args, accelerator)
 
     overrides = {
         "shared_towers": model_args.shared_towers,
@@ -423,72 +499,88 @@ def train(
     done = progress["global_step"] >= total_steps
     joint_start = min(steps_per_epoch * args.warmup_epochs, total_steps)
     kl_warmup_end = joint_start + int(loss_args.kl_warmup_ratio * (total_steps - joint_start))
-    for epoch in range(progress["epoch"], total_epochs):
-        if done:
-            break
-        phase = "warmup" if epoch < args.warmup_epochs else "joint"
-        dataset.set_epoch(epoch)
-        loader.set_epoch(epoch)
-        skip = progress["step_in_epoch"] if epoch == progress["epoch"] else 0
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        joint.train()
-        for batch_index, batch in enumerate(batches, start=skip):
-            # dropout draws from a seed of its own per batch, so a resumed run repeats them exactly
-            torch.manual_seed(args.seed + 1_000_003 * epoch + 1_009 * batch_index + accelerator.process_index)
-            with accelerator.accumulate(joint):
-                retriever_output, reranker_scores = joint(batch)
-                teacher_phase = progress["global_step"] < kl_warmup_end
-                parts = step_losses(
-                    retriever_output, reranker_scores, batch["list_mask"], phase, teacher_phase, loss_args, retriever_temperature
-                )
-                if not torch.isfinite(parts["loss"]):
-                    raise FloatingPointError(f"non-finite loss {parts['loss'].item()} at step {progress['global_step']}: stopping before the weights are touched")
-                accelerator.backward(parts["loss"])
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(joint.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            window.append({k: v.detach().float() for k, v in parts.items()})
-            progress.update(epoch=epoch, step_in_epoch=batch_index + 1)
-            if not accelerator.sync_gradients:
-                continue
-            progress["global_step"] += 1
-            bar.update(1)
-            step = progress["global_step"]
-            if step % args.logging_steps == 0 or step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                last = {k: accelerator.gather(torch.stack([w[k] for w in window])).mean().item() for k in window[0]}
-                last.update(
-                    phase=phase,
-                    epoch=epoch,
-                    **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups},
-                    queries_per_s=len(window) * args.batch_size * accelerator.num_processes / elapsed,
-                )
-                accelerator.log({k: v for k, v in last.items() if k != "phase"}, step=step)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", sup=f"{last['supervised']:.3f}", kl=f"{last.get('kl', 0):.3f}")
-                if accelerator.is_main_process:
-                    with open(log_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"step": step, **last}) + "\n")
-                window, window_start = [], time.perf_counter()
-            if args.eval_steps and evaluation is not None and step % args.eval_steps == 0 and step < total_steps:
-                _evaluate(accelerator, joint, evaluation, args, step)
-            if args.save_steps and step % args.save_steps == 0:
-                save_checkpoint(accelerator, args.output_dir, dict(progress), args.save_total_limit)
-            if step >= total_steps:
-                done = True
+    stop = StopRequest()
+    try:
+        for epoch in range(progress["epoch"], total_epochs):
+            if done:
                 break
-        else:
-            progress.update(epoch=epoch + 1, step_in_epoch=0)
-    bar.close()
+            phase = "warmup" if epoch < args.warmup_epochs else "joint"
+            dataset.set_epoch(epoch)
+            loader.set_epoch(epoch)
+            skip = progress["step_in_epoch"] if epoch == progress["epoch"] else 0
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            joint.train()
+            for batch_index, batch in enumerate(batches, start=skip):
+                # dropout draws from a seed of its own per batch, so a resumed run repeats them exactly
+                torch.manual_seed(args.seed + 1_000_003 * epoch + 1_009 * batch_index + accelerator.process_index)
+                with accelerator.accumulate(joint):
+                    retriever_output, reranker_scores = joint(batch)
+                    teacher_phase = progress["global_step"] < kl_warmup_end
+                    parts = step_losses(
+                        retriever_output, reranker_scores, batch["list_mask"], phase, teacher_phase, loss_args, retriever_temperature
+                    )
+                    finite = torch.isfinite(parts["loss"].detach()).float().reshape(1)
+                    if accelerator.num_processes > 1:  # every process stops together, none waits forever in backward
+                        finite = accelerator.gather(finite).min()
+                    if not finite:
+                        raise FloatingPointError(
+                            f"non-finite loss ({ {k: round(v.item(), 4) for k, v in parts.items()} }) at step "
+                            f"{progress['global_step'] + 1}: stopped before the weights were touched; try a lower learning "
+                            "rate, --max_grad_norm, or --mixed_precision no, and resume from the last checkpoint"
+                        )
+                    accelerator.backward(parts["loss"])
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(joint.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                window.append({k: v.detach().float() for k, v in parts.items()})
+                progress.update(epoch=epoch, step_in_epoch=batch_index + 1)
+                if not accelerator.sync_gradients:
+                    continue
+                progress["global_step"] += 1
+                bar.update(1)
+                step = progress["global_step"]
+                if step % args.logging_steps == 0 or step == total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    last = {k: accelerator.gather(torch.stack([w[k] for w in window])).mean().item() for k in window[0]}
+                    last.update(
+                        phase=phase,
+                        epoch=epoch,
+                        **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups},
+                        queries_per_s=len(window) * args.batch_size * accelerator.num_processes / elapsed,
+                    )
+                    accelerator.log({k: v for k, v in last.items() if k != "phase"}, step=step)
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", sup=f"{last['supervised']:.3f}", kl=f"{last.get('kl', 0):.3f}")
+                    if accelerator.is_main_process:
+                        with open(log_path, "a", encoding="utf-8") as f:
+                            f.write(json.dumps({"step": step, **last}) + "\n")
+                    window, window_start = [], time.perf_counter()
+                if args.eval_steps and evaluation is not None and step % args.eval_steps == 0 and step < total_steps:
+                    _evaluate(accelerator, joint, evaluation, args, step)
+                stopping = stop.requested(accelerator) and step < total_steps
+                if stopping or (args.save_steps and step % args.save_steps == 0):
+                    saved = save_checkpoint(accelerator, args.output_dir, dict(progress), args.save_total_limit)
+                if stopping:
+                    accelerator.print(f"\nstopped by a signal at step {step}; saved {saved}; continue with --resume_from_checkpoint latest")
+                    accelerator.end_training()
+                    raise SystemExit(128 + (stop.signal or signal.SIGTERM))
+                if step >= total_steps:
+                    done = True
+                    break
+            else:
+                progress.update(epoch=epoch + 1, step_in_epoch=0)
+    finally:
+        stop.restore()
+        bar.close()
     train_seconds = time.perf_counter() - started
 
     model = accelerator.unwrap_model(joint)
     metrics = {"train": {"steps": progress["global_step"], "seconds": round(train_seconds, 1), "last_log": last}}
     output = Path(args.output_dir)
     if accelerator.is_main_process:
-        model.retriever.save_pretrained(output / "retriever")
-        model.reranker.save_pretrained(output / "reranker")
+        _save_model(model.retriever, output / "retriever")
+        _save_model(model.reranker, output / "reranker")
     if evaluation is not None:
         eval_started = time.perf_counter()
         results = _evaluate(accelerator, joint, evaluation, args, progress["global_step"])
@@ -504,6 +596,30 @@ def train(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
+
+
+def _typed(path: Path, key: str, annotation, value):
+    """A config file's value checked against the field's type (YAML may give numbers as strings: '1e-5')."""
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+            return value if isinstance(value, bool) else str(value).lower() == "true"
+        if kind in (int, float) and not isinstance(value, (bool, list, dict)):
+            try:
+                converted = kind(value)
+            except (TypeError, ValueError):
+                continue
+            if kind is int and isinstance(value, float) and converted != value:
+                continue
+            return converted
+        if kind is str and isinstance(value, str):
+            return value
+        if typing.get_origin(kind) is list and isinstance(value, list):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ValueError(f"{path}: {key} must be {names}, got {value!r}")
 
 
 def parse_arguments(
@@ -524,9 +640,9 @@ def parse_arguments(
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of argument names to values")
-        known = {f.name for cls in ARGUMENT_CLASSES for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        known = {name: kind for cls in ARGUMENT_CLASSES for name, kind in typing.get_type_hints(cls).items()}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}")
-        parser.set_defaults(**values)
+        parser.set_defaults(**{key: _typed(path, key, known[key], value) for key, value in values.items()})
     return tuple(parser.parse_args_into_dataclasses(args=argv))

@@ -14,6 +14,8 @@ from transformers import BertTokenizer
 
 from modeling_rq2 import RQ2Reranker, RQ2RerankerConfig, RQ2Retriever, RQ2RetrieverConfig
 
+torch.set_num_threads(1)  # tiny models: threads cost more than they give, and a busy machine makes them spin
+
 WORDS = (
     "the a of and to in is was for on with by as at from cause causes caused vitamin scurvy sun moon "
     "cell cells cancer gene protein blood heart risk patients study mice dose drug treatment effect "
@@ -23,6 +25,15 @@ TINY_ENCODER = dict(
     model_type="bert", vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
     intermediate_size=37, max_position_embeddings=128,
 )
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test (and in-process training run) starts from a clean Accelerate state (mixed precision differs between tests)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
 
 
 def make_tokenizer() -> BertTokenizer:
@@ -109,3 +120,32 @@ def beir_folder(tmp_path) -> Path:
         TINY_QUERIES,
         {"test": [("q1", "d1", 1), ("q2", "d2", 1)], "train": [("q3", "d3", 1)]},
     )
+
+
+TRAIN_WORDS = "scurvy sun moon cell cancer gene protein blood heart risk drug water light energy star earth paris france mice dose".split()
+
+
+@pytest.fixture(scope="session")
+def train_setup(tmp_path_factory, tiny_tokenizer):
+    """A BEIR folder with 12 train / 4 test queries, and tiny saved models."""
+    root = tmp_path_factory.mktemp("train")
+    corpus = [{"_id": f"d{i}", "title": TRAIN_WORDS[i], "text": f"{TRAIN_WORDS[i]} {TRAIN_WORDS[(i + 3) % 20]} is a {TRAIN_WORDS[(i + 7) % 20]}"} for i in range(20)]
+    queries = [{"_id": f"q{i}", "text": f"what is {TRAIN_WORDS[i]}"} for i in range(16)]
+    data = write_beir(
+        root / "beir", corpus, queries,
+        {"train": [(f"q{i}", f"d{i}", 1) for i in range(12)], "test": [(f"q{i}", f"d{i}", 1) for i in range(12, 16)]},
+    )
+    tiny_retriever(tiny_tokenizer, pooling="mean").save_pretrained(root / "retriever")
+    tiny_reranker(tiny_tokenizer).save_pretrained(root / "reranker")
+    return root, data
+
+
+def train_argv(train_setup, output_dir, *extra) -> list[str]:
+    """Flags of a tiny training run over ``train_setup`` writing into ``output_dir``."""
+    root, data = train_setup
+    return [
+        "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
+        "--output_dir", str(output_dir), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
+        "--passage_max_length", "32", "--train_passage_max_length", "32", "--reranker_max_length", "48",
+        "--rerank_top_k", "5", "--eval_top_k", "10", "--negatives_top_n", "10", *extra,
+    ]

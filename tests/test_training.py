@@ -17,48 +17,11 @@ from modeling_rq2 import RQ2Reranker, RQ2Retriever
 from modeling_rq2.chain import run_training
 from modeling_rq2.training import parse_arguments, resolve_checkpoint
 
-from conftest import tiny_reranker, tiny_retriever, write_beir
+from conftest import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = "scurvy sun moon cell cancer gene protein blood heart risk drug water light energy star earth paris france mice dose".split()
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each in-process run starts from a clean Accelerate state (mixed precision differs between tests)."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_tokenizer):
-    """A BEIR folder with 12 train / 4 test queries, and tiny saved models."""
-    root = tmp_path_factory.mktemp("train")
-    corpus = [{"_id": f"d{i}", "title": WORDS[i], "text": f"{WORDS[i]} {WORDS[(i + 3) % 20]} is a {WORDS[(i + 7) % 20]}"} for i in range(20)]
-    queries = [{"_id": f"q{i}", "text": f"what is {WORDS[i]}"} for i in range(16)]
-    data = write_beir(
-        root / "beir", corpus, queries,
-        {"train": [(f"q{i}", f"d{i}", 1) for i in range(12)], "test": [(f"q{i}", f"d{i}", 1) for i in range(12, 16)]},
-    )
-    tiny_retriever(tiny_tokenizer, pooling="mean").save_pretrained(root / "retriever")
-    tiny_reranker(tiny_tokenizer).save_pretrained(root / "reranker")
-    return root, data
-
-
-def _argv(setup, output_dir, *extra):
-    root, data = setup
-    return [
-        "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
-        "--output_dir", str(output_dir), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
-        "--passage_max_length", "32", "--train_passage_max_length", "32", "--reranker_max_length", "48",
-        "--rerank_top_k", "5", "--eval_top_k", "10", *extra,
-    ]
-
-
-def test_training_writes_loadable_models_metrics_and_checkpoints(setup, tmp_path):
-    metrics = run_training(*parse_arguments(_argv(setup, tmp_path, "--epochs", "2", "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")))
+def test_training_writes_loadable_models_metrics_and_checkpoints(train_setup, tmp_path):
+    metrics = run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--epochs", "2", "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")))
     retriever = RQ2Retriever.from_pretrained(tmp_path / "retriever")
     reranker = RQ2Reranker.from_pretrained(tmp_path / "reranker")
     assert retriever.encode_queries(["what is sun"]).shape == (1, 32)
@@ -73,11 +36,11 @@ def test_training_writes_loadable_models_metrics_and_checkpoints(setup, tmp_path
     assert {"loss", "kl", "supervised", "queries_per_s", "lr_retriever", "lr_reranker_head"} <= set(log[-1])
 
 
-def test_training_lowers_the_loss(setup, tmp_path):
+def test_training_lowers_the_loss(train_setup, tmp_path):
     extra = ["--epochs", "12", "--logging_steps", "3", "--eval_split", "none", "--save_steps", "0",
              "--retriever_lr", "1e-3", "--reranker_lr", "1e-3", "--lr_scheduler", "constant",
              "--retriever_supervised_weight", "1"]
-    run_training(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path, *extra)))
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 12
     first, last = log[:3], log[-3:]
@@ -86,16 +49,16 @@ def test_training_lowers_the_loss(setup, tmp_path):
     assert mean(last, "retriever_ce") < 0.7 * mean(first, "retriever_ce")
 
 
-def test_warmup_stage_then_joint(setup, tmp_path):
+def test_warmup_stage_then_joint(train_setup, tmp_path):
     extra = ["--warmup_epochs", "1", "--epochs", "1", "--logging_steps", "1", "--eval_split", "none", "--save_steps", "0"]
-    run_training(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path, *extra)))
     phases = [json.loads(line)["phase"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert phases == ["warmup"] * 3 + ["joint"] * 3
 
 
-def test_static_distillation_leaves_the_reranker_unchanged(setup, tmp_path):
-    root, _ = setup
-    run_training(*parse_arguments(_argv(setup, tmp_path, "--static", "true", "--max_steps", "3", "--eval_split", "none")))
+def test_static_distillation_leaves_the_reranker_unchanged(train_setup, tmp_path):
+    root, _ = train_setup
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--static", "true", "--max_steps", "3", "--eval_split", "none")))
     before = load_file(root / "reranker" / "model.safetensors")
     after = load_file(tmp_path / "reranker" / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -105,14 +68,14 @@ def test_static_distillation_leaves_the_reranker_unchanged(setup, tmp_path):
     )
 
 
-def test_killed_run_resumes_to_the_same_weights(setup, tmp_path):
+def test_killed_run_resumes_to_the_same_weights(train_setup, tmp_path):
     """SIGKILL mid-run, resume from the latest complete checkpoint: same final weights as a run never killed."""
     common = ["--epochs", "3", "--save_steps", "1", "--save_total_limit", "3", "--eval_split", "none"]
-    run_training(*parse_arguments(_argv(setup, tmp_path / "straight", *common)))
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path / "straight", *common)))
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *_argv(setup, killed, *common)], env=env,
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *train_argv(train_setup, killed, *common)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "checkpoint-4" / "progress.json").exists():
@@ -123,7 +86,7 @@ def test_killed_run_resumes_to_the_same_weights(setup, tmp_path):
     assert not (killed / "retriever").exists()
     assert resolve_checkpoint(str(killed), "latest").name.startswith("checkpoint-")
 
-    run_training(*parse_arguments(_argv(setup, killed, *common, "--resume_from_checkpoint", "latest")))
+    run_training(*parse_arguments(train_argv(train_setup, killed, *common, "--resume_from_checkpoint", "latest")))
     for model in ("retriever", "reranker"):
         a = load_file(tmp_path / "straight" / model / "model.safetensors")
         b = load_file(killed / model / "model.safetensors")
@@ -142,11 +105,11 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
         resolve_checkpoint(str(tmp_path), str(checkpoints / "checkpoint-5"))
 
 
-def test_two_process_run_with_accelerate_launch(setup, tmp_path):
+def test_two_process_run_with_accelerate_launch(train_setup, tmp_path):
     """The command users run on several devices, here as 2 CPU processes (gloo), in a fresh interpreter."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
-               *_argv(setup, tmp_path, "--max_steps", "2", "--save_steps", "1", "--eval_split", "none")]
+               *train_argv(train_setup, tmp_path, "--max_steps", "2", "--save_steps", "1", "--eval_split", "none")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -184,13 +147,13 @@ def test_config_file_with_overrides_and_unknown_keys(tmp_path):
         parse_arguments([str(tmp_path / "missing.yaml")])
 
 
-def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(setup, tmp_path):
+def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(train_setup, tmp_path):
     """TensorBoard logs, bf16 autocast, activation checkpointing and eval every 2 steps in one tiny run."""
     from huggingface_hub import ModelCard
 
     extra = ["--report_to", "tensorboard", "--mixed_precision", "bf16", "--gradient_checkpointing", "true",
              "--eval_steps", "2", "--epochs", "2", "--max_steps", "4", "--logging_steps", "1"]
-    argv = _argv(setup, tmp_path, *extra)
+    argv = train_argv(train_setup, tmp_path, *extra)
     argv[argv.index("--report_to") + 1] = "tensorboard"
     metrics = run_training(*parse_arguments(argv))
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
@@ -200,10 +163,10 @@ def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(setup, tm
     assert card.data.eval_results[0].metric_value == round(metrics["eval"]["results"]["retriever"][card.data.eval_results[0].metric_name], 4)
 
 
-def test_gradient_accumulation_counts_optimizer_steps(setup, tmp_path):
+def test_gradient_accumulation_counts_optimizer_steps(train_setup, tmp_path):
     # 12 queries / batch 4 = 3 batches; accumulating 2 gives 2 optimizer steps (the last one at the end of the data)
     extra = ["--gradient_accumulation_steps", "2", "--eval_split", "none", "--save_steps", "0", "--logging_steps", "1"]
-    metrics = run_training(*parse_arguments(_argv(setup, tmp_path, *extra)))
+    metrics = run_training(*parse_arguments(train_argv(train_setup, tmp_path, *extra)))
     assert metrics["train"]["steps"] == 2
 
 
@@ -236,13 +199,15 @@ def test_step_losses_teacher_phase_and_in_batch_negatives():
     assert set(warm) == {"loss", "supervised", "retriever_ce"}
 
 
-def test_augmentation_chain_warms_up_augments_then_trains_jointly(setup, tmp_path):
+@pytest.mark.parametrize("warmup", ["separate", "joint"])
+def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, tmp_path, warmup):
     """--augment: warm-up -> mined + denoised lists -> joint training from the warm models; a rerun skips done stages."""
-    argv = _argv(setup, tmp_path, "--augment", "true", "--augment_top_n", "6", "--epochs", "1", "--eval_split", "none")
+    argv = train_argv(train_setup, tmp_path, "--augment", "true", "--augment_top_n", "6", "--epochs", "1", "--eval_split", "none",
+                      "--augment_warmup", warmup)
     metrics = run_training(*parse_arguments(argv))
     assert RQ2Retriever.from_pretrained(tmp_path / "warmup" / "retriever") is not None
     warm_log = [json.loads(line) for line in (tmp_path / "warmup" / "train_log.jsonl").read_text().splitlines()]
-    assert {row["phase"] for row in warm_log} == {"warmup"}
+    assert {row["phase"] for row in warm_log} == {"warmup" if warmup == "separate" else "joint"}
     report = json.loads((tmp_path / "augmented" / "augmentation_report.json").read_text())
     assert report["queries"] == 12 and report["top_n"] == 6 and metrics["augmentation"] == report
     config = json.loads((tmp_path / "training_config.json").read_text())
