@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
+from .bm25 import bm25_search
 from .data import RetrievalData, load_beir
 from .evaluation import DEFAULT_METRICS, evaluate_run, write_trec_run
 from .index import INDEX_TYPES, IndexOptions
@@ -41,6 +42,7 @@ class EvaluateArguments:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     relevance_threshold: int = field(default=1, metadata={"help": "grade from which MRR/Recall/MAP count a passage relevant (TREC DL: 2)"})
     index_type: str = field(default="flat", metadata={"help": f"FAISS index: {INDEX_TYPES}"})
+    bm25: bool = field(default=False, metadata={"help": "also report BM25 on the same queries"})
     index_dir: str | None = field(default=None, metadata={"help": "load the corpus index from here if it holds one of this retriever, else save it here"})
     output_dir: str = "outputs/eval"
 
@@ -61,6 +63,12 @@ def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str
     lines = ["| system | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in metrics) + " |" for name, values in rows.items()]
     return "\n".join(lines)
+
+
+def bm25_baseline(data: RetrievalData, metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, top_k: int = 100) -> dict[str, float]:
+    """BM25 (bm25s, k1 1.5, b 0.75, no stemming) on ``data``: the lexical baseline every table should carry."""
+    hits = bm25_search(data, top_k)
+    return evaluate_run(to_run(list(hits), list(hits.values())), data.qrels, metrics)[0]
 
 
 def evaluate_retrieval(
@@ -115,6 +123,8 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size, args.fusion,
         args.relevance_threshold, pipe,
     )
+    if args.bm25:
+        results["BM25 (bm25s)"] = bm25_baseline(data, args.metrics, args.top_k)
     for name, run in runs.items():
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
         write_trec_run(run, str(output_dir / f"run.{slug}.trec"))

@@ -7,9 +7,8 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .model_card import render_card
+from .model_card import CURVE_FILE, ROLES, plot_training_curve, render_card
 
-ROLES = ("retriever", "reranker")
 RUN_FILES = ("metrics.json", "training_config.json", "train_log.jsonl")
 
 
@@ -37,8 +36,10 @@ def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path 
         for name in RUN_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, target / name)
+        if not (target / CURVE_FILE).is_file():
+            plot_training_curve(run_dir / "train_log.jsonl", target / CURVE_FILE)
         partner = repos[ROLES[1 - ROLES.index(role)]]
-        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], partner)
+        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], partner, (target / CURVE_FILE).is_file())
         card.save(target / "README.md")
         staged[role] = target
     return staged

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .bm25 import bm25_search
 from .data import RetrievalData
 from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 
@@ -31,21 +32,12 @@ INSTANCE_FEATURES = {
 
 
 def bm25_negatives(data: RetrievalData, top_n: int = 100, k1: float = 1.5, b: float = 0.75) -> dict[str, list[str]]:
-    """Top-n BM25 (bm25s, no stemming) doc ids per query of ``data``, judged positives excluded."""
-    import bm25s
-
-    corpus_ids = data.corpus["_id"]
-    texts = [f"{title} {text}".strip() for title, text in zip(data.corpus["title"], data.corpus["text"])]
-    retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-    query_ids, queries = data.queries["_id"], data.queries["text"]
-    k = min(top_n + max((len(p) for p in data.qrels.values()), default=0), len(corpus_ids))
-    hits, _ = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False), k=k, show_progress=False)
-    negatives = {}
-    for qid, row in zip(query_ids, hits):
-        judged = data.qrels.get(qid, {})
-        negatives[qid] = [corpus_ids[i] for i in row if judged.get(corpus_ids[i], 0) <= 0][:top_n]
-    return negatives
+    """Top-n BM25 doc ids per query of ``data``, judged positives excluded."""
+    depth = top_n + max((len(p) for p in data.qrels.values()), default=0)
+    return {
+        qid: [doc for doc, _ in hits if data.qrels.get(qid, {}).get(doc, 0) <= 0][:top_n]
+        for qid, hits in bm25_search(data, depth, k1, b).items()
+    }
 
 
 def build_instances(

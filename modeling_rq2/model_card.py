@@ -1,4 +1,9 @@
-"""Model cards for trained RQ2 models: metadata (with model-index) and body from measured metrics."""
+"""Model cards for trained RQ2 models: metadata (with model-index) and a body built from a run's files.
+
+Everything a card states comes from the run folder: ``metrics.json`` (measured results, baselines
+of the same run, hardware, time), ``training_config.json`` (the recipe) and ``train_log.jsonl``
+(the training curve, drawn to ``training_curve.png`` beside the weights).
+"""
 
 import json
 from importlib import resources
@@ -8,10 +13,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluate import markdown_table
 
-_ROLES = {
-    "retriever": {"pipeline_tag": "sentence-similarity", "tags": ["feature-extraction", "dense-retrieval"]},
-    "reranker": {"pipeline_tag": "text-ranking", "tags": ["cross-encoder", "re-ranking"]},
+ROLES = ("retriever", "reranker")
+CURVE_FILE = "training_curve.png"
+_ROLE_METADATA = {
+    "retriever": {"pipeline_tag": "sentence-similarity", "tags": ["feature-extraction", "dense-retrieval", "sentence-transformers"]},
+    "reranker": {"pipeline_tag": "text-ranking", "tags": ["cross-encoder", "re-ranking", "sentence-transformers"]},
 }
+_BACKBONES = {"default": "sentence-transformers/all-MiniLM-L6-v2"}
+_HUB_DATASETS = {"scifact": "BeIR/scifact", "msmarco": "BeIR/msmarco", "nq": "BeIR/nq"}
+_LICENSES = {"scifact": "cc-by-nc-2.0"}
 
 
 def _metric_system(role: str, results: dict) -> str | None:
@@ -21,12 +31,84 @@ def _metric_system(role: str, results: dict) -> str | None:
     return next((name for name in results if name != "retriever"), None)
 
 
+def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
+    """Draw the logged losses against the optimizer step into ``png_file``; False when nothing was logged."""
+    log_file = Path(log_file)
+    rows = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()] if log_file.is_file() else []
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.2), dpi=110)
+    labels = {"loss": "total loss", "supervised": "re-ranker listwise CE", "kl": "KL(retriever, re-ranker)", "retriever_ce": "retriever CE"}
+    for key, label in labels.items():
+        points = [(row["step"], row[key]) for row in rows if key in row]
+        if points:
+            axis.plot(*zip(*points), label=label, linewidth=1.4)
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("loss (mean over the logging window)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(png_file)
+    plt.close(figure)
+    return True
+
+
+def _training_details(config: dict, metrics: dict, model_config: dict, role: str) -> str:
+    """The recipe in words: data, lists, loss variant, optimisation, hardware and time."""
+    model, data = config.get("ModelArguments", {}), config.get("DataArguments", {})
+    loss, train = config.get("LossArguments", {}), config.get("JointTrainingArguments", {})
+    hardware = metrics.get("hardware", {})
+    augmentation = metrics.get("augmentation")
+    lists = "hybrid-augmented lists (retrieved, denoised by the re-ranker)" if augmentation else (
+        f"saved instances `{data.get('train_instances')}`" if data.get("train_instances") else f"BM25 top {data.get('negatives_top_n')} negatives"
+    )
+    lines = [
+        f"- Data: `{data.get('data')}` split `{data.get('train_split')}`; {lists}; lists of {data.get('list_size')} passages (1 positive).",
+        f"- Loss: dynamic listwise distillation, KL direction `{loss.get('direction')}`, KL trains the re-ranker: "
+        f"{loss.get('reranker_kl_gradient')}, reduction `{loss.get('reduction')}`, static teacher: {loss.get('static')}; "
+        f"retriever CE weight {loss.get('retriever_supervised_weight')} (in-batch negatives: {loss.get('in_batch_negatives')}); "
+        f"share of joint steps where only the re-ranker learns from the KL: {loss.get('kl_warmup_ratio')}.",
+        f"- Optimisation: {train.get('epochs')} joint epoch(s) after {train.get('warmup_epochs')} warm-up epoch(s), "
+        f"{train.get('batch_size')} queries per device x {hardware.get('processes', 1)} process(es) x "
+        f"{train.get('gradient_accumulation_steps')} accumulation; AdamW, learning rates retriever {train.get('retriever_lr')}, "
+        f"re-ranker {train.get('reranker_lr')} (new head {train.get('reranker_head_lr')}), schedule `{train.get('lr_scheduler')}`, "
+        f"precision `{train.get('mixed_precision')}`, seed {train.get('seed')}.",
+        f"- Inputs: queries {model.get('query_max_length')} tokens, passages {model.get('passage_max_length')} "
+        f"(training lists {model.get('train_passage_max_length')}), re-ranker pairs {model.get('reranker_max_length')}; "
+        f"this model: pooling `{model_config.get('pooling')}`"
+        + (f", similarity `{model_config.get('similarity')}`, shared towers {model_config.get('shared_towers')}." if role == "retriever" else "."),
+        f"- Hardware: {hardware.get('device', 'not recorded')}; {metrics.get('train', {}).get('steps')} optimizer steps; "
+        f"wall time {metrics.get('seconds_total')} s (training {metrics.get('train', {}).get('seconds')} s).",
+    ]
+    if augmentation:
+        lines.append(
+            f"- Augmentation: top {augmentation.get('top_n')} retrieved; {augmentation.get('negatives_removed')} of "
+            f"{augmentation.get('negatives_retrieved')} retrieved negatives removed as likely false negatives, "
+            f"{augmentation.get('positives_added')} unlabelled passages added as positives; instances {augmentation.get('instances')}."
+        )
+    return "\n".join(lines)
+
+
 def render_card(
-    run_dir: str | Path, role: str, repo_id: str, retriever_repo: str, reranker_repo: str, partner_repo: str | None = None
+    run_dir: str | Path,
+    role: str,
+    repo_id: str,
+    retriever_repo: str,
+    reranker_repo: str,
+    partner_repo: str | None = None,
+    with_curve: bool | None = None,
 ) -> ModelCard:
-    """A card for ``run_dir/<role>`` from the run's metrics.json and training_config.json."""
-    if role not in _ROLES:
-        raise ValueError(f"role must be one of {sorted(_ROLES)}, got {role!r}")
+    """A card for ``run_dir/<role>`` from the run's metrics.json, training_config.json and config.
+
+    ``with_curve``: embed ``training_curve.png`` (default: when ``run_dir/<role>`` holds one).
+    """
+    if role not in _ROLE_METADATA:
+        raise ValueError(f"role must be one of {sorted(_ROLE_METADATA)}, got {role!r}")
     run_dir = Path(run_dir)
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():
@@ -38,13 +120,15 @@ def render_card(
     config_file = run_dir / "training_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
     model_config = json.loads((run_dir / role / "config.json").read_text(encoding="utf-8"))
-    base_model = config.get("ModelArguments", {}).get(role)
-    base_model = "sentence-transformers/all-MiniLM-L6-v2" if base_model in (None, "default") else base_model
+    base_model = config.get("ModelArguments", {}).get(role, "default")
+    base_model = _BACKBONES.get(base_model, base_model) if not Path(str(base_model)).exists() else None
+    data_name = str(config.get("DataArguments", {}).get("data") or evaluation.get("dataset", ""))
+    hub_dataset = _HUB_DATASETS.get(data_name, data_name if "/" in data_name and not Path(data_name).exists() else None)
 
     eval_results = [
         EvalResult(
             task_type="text-retrieval" if role == "retriever" else "text-ranking",
-            dataset_type=evaluation.get("dataset", ""),
+            dataset_type=hub_dataset or evaluation.get("dataset", ""),
             dataset_name=evaluation.get("dataset", ""),
             dataset_split=evaluation.get("split"),
             metric_type=metric.replace("@", "_at_"),
@@ -55,17 +139,16 @@ def render_card(
     ]
     card_data = ModelCardData(
         language="en",
-        license="cc-by-nc-2.0" if evaluation.get("dataset") == "scifact" else "apache-2.0",
+        license=_LICENSES.get(data_name, "apache-2.0"),
         library_name="transformers",
-        pipeline_tag=_ROLES[role]["pipeline_tag"],
-        tags=["modeling_rq2", "rocketqav2", *(_ROLES[role]["tags"])],
+        pipeline_tag=_ROLE_METADATA[role]["pipeline_tag"],
+        tags=["modeling_rq2", "rocketqav2", *(_ROLE_METADATA[role]["tags"])],
         base_model=base_model,
+        datasets=[hub_dataset] if hub_dataset else None,
         model_name=repo_id,
         eval_results=eval_results or None,
     )
-    training = [f"- {section}: `{json.dumps(values, sort_keys=True)}`" for section, values in config.items()]
-    training.append(f"- steps: {metrics.get('train', {}).get('steps')}, wall time: {metrics.get('seconds_total')} s")
-    training.append(f"- model config: pooling `{model_config.get('pooling')}`, max length {model_config.get('max_length') or model_config.get('passage_max_length')}")
+    rows = {**{f"ours: {name}": values for name, values in results.items()}, **evaluation.get("baselines", {})}
     return ModelCard.from_template(
         card_data,
         template_str=(resources.files("modeling_rq2.model_card_template") / "template.md").read_text(encoding="utf-8"),
@@ -76,6 +159,24 @@ def render_card(
         reranker_repo=reranker_repo,
         eval_dataset=evaluation.get("dataset", "not evaluated"),
         eval_split=evaluation.get("split", "-"),
-        results_table=markdown_table(results, list(next(iter(results.values())))) if results else "No evaluation was run.",
-        training_details="\n".join(training),
+        results_table=markdown_table(rows, list(next(iter(results.values())))) if results else "No evaluation was run.",
+        has_curve=(run_dir / role / CURVE_FILE).is_file() if with_curve is None else with_curve,
+        training_details=_training_details(config, metrics, model_config, role),
+        max_length=model_config.get("passage_max_length") or model_config.get("max_length"),
+        query_max_length=model_config.get("query_max_length"),
+        data_license=_LICENSES.get(data_name, "that of the training data"),
     )
+
+
+def write_cards(run_dir: str | Path, repos: dict[str, str] | None = None) -> None:
+    """Render both models' README.md cards (and their training-curve PNG) inside ``run_dir``.
+
+    ``repos``: Hub ids per role (default: ``<run folder name>-<role>``), used for links and usage.
+    """
+    run_dir = Path(run_dir)
+    repos = repos or {role: f"{run_dir.resolve().name}-{role}" for role in ROLES}
+    for role in ROLES:
+        plot_training_curve(run_dir / "train_log.jsonl", run_dir / role / CURVE_FILE)
+    for role, partner in zip(ROLES, reversed(ROLES)):
+        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], repos[partner])
+        card.save(run_dir / role / "README.md")

@@ -31,10 +31,10 @@ from transformers import get_scheduler
 from .augmentation import AugmentationArguments
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
 from .data import load_beir
-from .evaluate import evaluate_retrieval, markdown_table
+from .evaluate import bm25_baseline, evaluate_retrieval, markdown_table
 from .evaluation import DEFAULT_METRICS
 from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances, load_instances
-from .model_card import render_card
+from .model_card import write_cards
 from .losses import DIRECTIONS, REDUCTIONS, listwise_cross_entropy, listwise_distillation_loss
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput
 
@@ -393,6 +393,15 @@ def _evaluate(accelerator: Accelerator, joint: nn.Module, evaluation, args: "Joi
     return results
 
 
+def _hardware(accelerator: Accelerator) -> dict:
+    """Where the run ran, for the cards: device name, process count, precision."""
+    if accelerator.device.type == "cuda":
+        device = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
+    else:
+        device = f"{accelerator.device.type.upper()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads per process)"
+    return {"device": device, "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision}
+
+
 def _prepare_lists(data_args: DataArguments, args: "JointTrainingArguments", accelerator: Accelerator):
     """Training instances (BM25 negatives unless saved instances are given) and the eval split.
 
@@ -586,12 +595,13 @@ def train(
         results = _evaluate(accelerator, joint, evaluation, args, progress["global_step"])
         metrics["eval"] = {"dataset": evaluation.name, "split": evaluation.split, "results": results,
                            "seconds": round(time.perf_counter() - eval_started, 1)}
+        if accelerator.is_main_process:  # the lexical baseline of the same queries, for the cards (seconds)
+            metrics["eval"]["baselines"] = {"BM25 (bm25s)": bm25_baseline(evaluation, DEFAULT_METRICS, args.eval_top_k)}
+    metrics["hardware"] = _hardware(accelerator)
     if accelerator.is_main_process:
         metrics["seconds_total"] = round(time.perf_counter() - started, 1)
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        repos = {role: f"{output.resolve().name}-{role}" for role in ("retriever", "reranker")}
-        for role, partner in (("retriever", "reranker"), ("reranker", "retriever")):
-            render_card(output, role, repos[role], repos["retriever"], repos["reranker"], repos[partner]).save(output / role / "README.md")
+        write_cards(output)
         print(f"wrote {output}/retriever, {output}/reranker (with model cards) and metrics.json in {metrics['seconds_total']} s")
     accelerator.wait_for_everyone()
     accelerator.end_training()

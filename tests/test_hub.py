@@ -20,9 +20,13 @@ def run_dir(tmp_path, retriever, reranker):
     run = tmp_path / "run"
     retriever.save_pretrained(run / "retriever")
     reranker.save_pretrained(run / "reranker")
-    metrics = {"train": {"steps": 3}, "eval": {"dataset": "scifact", "split": "test", "results": RESULTS}, "seconds_total": 9.5}
+    metrics = {"train": {"steps": 3}, "eval": {"dataset": "scifact", "split": "test", "results": RESULTS,
+               "baselines": {"BM25 (bm25s)": {"ndcg@10": 0.662, "mrr@10": 0.631}}}, "seconds_total": 9.5,
+               "hardware": {"device": "CPU (2 cores)", "processes": 1}}
     (run / "metrics.json").write_text(json.dumps(metrics))
-    (run / "training_config.json").write_text(json.dumps({"DataArguments": {"list_size": 4}}))
+    config = {"ModelArguments": {"retriever": "default", "reranker": "default"}, "DataArguments": {"data": "scifact", "list_size": 4}}
+    (run / "training_config.json").write_text(json.dumps(config))
+    (run / "train_log.jsonl").write_text("".join(json.dumps({"step": i, "loss": 3.0 / i, "kl": 0.5 / i}) + "\n" for i in (1, 2, 3)))
     return run
 
 
@@ -77,3 +81,25 @@ def test_bad_inputs_are_named(run_dir, tmp_path):
     (run_dir / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match="metrics.json: missing"):
         stage_run(run_dir, REPOS, tmp_path / "s")
+
+
+def test_cards_carry_metadata_baselines_and_the_training_curve(run_dir, tmp_path):
+    staged = stage_run(run_dir, REPOS, tmp_path / "stage")
+    card = ModelCard.load(staged["retriever"] / "README.md")
+    assert card.data.datasets == ["BeIR/scifact"] and card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.license == "cc-by-nc-2.0" and card.data.language == "en"
+    assert "| BM25 (bm25s) | 0.6620 | 0.6310 |" in card.text and "| ours: retriever | 0.6123 | 0.5000 |" in card.text
+    assert "not comparable" in card.text and "CPU (2 cores)" in card.text and "@inproceedings{ren-etal-2021-rocketqav2" in card.text
+    assert "![training curve](training_curve.png)" in card.text
+    assert (staged["retriever"] / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (run_dir / "retriever" / "training_curve.png").exists()  # staging never writes into the run folder
+
+
+def test_push_command_dry_run_never_prints_or_writes_the_token(run_dir, tmp_path, capsys):
+    from push_to_hub import main
+
+    main(["--run_dir", str(run_dir), "--retriever_repo", REPOS["retriever"], "--reranker_repo", REPOS["reranker"],
+          "--dry-run", "--local-dir", str(tmp_path / "stage"), "--token", "hf_SECRET_value"])
+    out = capsys.readouterr()
+    assert "dry run" in out.out and "hf_SECRET_value" not in out.out + out.err
+    assert not [p for p in (tmp_path / "stage").rglob("*") if p.is_file() and b"hf_SECRET_value" in p.read_bytes()]

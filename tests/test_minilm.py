@@ -46,3 +46,20 @@ def test_reranker_from_minilm_scores_pairs():
     reranker = RQ2Reranker.from_backbone(default_backbone_path(), pooling="mean")
     scores = reranker.score(TEXTS[2], [{"title": "Scurvy", "text": TEXTS[2]}, TEXTS[0]])
     assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_pipeline_on_bundled_scifact_ranks_gold_abstracts_first():
+    """Zero-shot MiniLM through the whole pipeline on 20 bundled test claims over 200 abstracts (their gold + others)."""
+    from modeling_rq2.data import load_beir
+    from modeling_rq2.evaluation import evaluate_run
+    from modeling_rq2.pipeline import RetrieveThenRerank, to_run
+
+    data = load_beir("scifact", "test")
+    queries = data.queries.select(range(20))
+    gold = {doc for qid in queries["_id"] for doc in data.qrels[qid]}
+    passages = dict(zip(data.corpus["_id"], data.passages()))
+    corpus = {doc: passages[doc] for doc in [*sorted(gold), *[d for d in passages if d not in gold][: 200 - len(gold)]]}
+    pipe = RetrieveThenRerank.from_pretrained(load_retriever("default", passage_max_length=128), None, corpus)
+    run = to_run(queries["_id"], pipe.search(queries["text"], top_k=10))
+    means, _ = evaluate_run(run, {qid: data.qrels[qid] for qid in queries["_id"]}, ["mrr@10", "recall@10"])
+    assert means["mrr@10"] > 0.6 and means["recall@10"] > 0.8, means
