@@ -1,5 +1,6 @@
 """Publishing a training run: stage each model as a folder with its card, then upload with HfApi."""
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -8,7 +9,10 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .model_card import CURVE_FILE, ROLES, plot_training_curve, render_card
+from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+from .sentence_transformers_export import export_reranker, export_retriever
 
+logger = logging.getLogger(__name__)
 RUN_FILES = ("metrics.json", "training_config.json", "train_log.jsonl")
 
 
@@ -36,6 +40,10 @@ def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path 
         for name in RUN_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, target / name)
+        try:  # sentence-transformers users load the folders with SentenceTransformer / CrossEncoder
+            (export_retriever if role == "retriever" else export_reranker)(_load(role, target), target)
+        except ValueError as err:
+            logger.warning("%s: not exported for sentence-transformers (%s)", target, err)
         if not (target / CURVE_FILE).is_file():
             plot_training_curve(run_dir / "train_log.jsonl", target / CURVE_FILE)
         partner = repos[ROLES[1 - ROLES.index(role)]]
@@ -43,6 +51,10 @@ def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path 
         card.save(target / "README.md")
         staged[role] = target
     return staged
+
+
+def _load(role: str, folder: Path) -> RQ2Retriever | RQ2Reranker:
+    return (RQ2Retriever if role == "retriever" else RQ2Reranker).from_pretrained(folder)
 
 
 def publish(

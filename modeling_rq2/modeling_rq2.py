@@ -450,7 +450,10 @@ def _sentence_transformers_defaults(name_or_path: str) -> dict:
             if pooling_file is not None:
                 with open(pooling_file, encoding="utf-8") as f:
                     pooling = json.load(f)
-                if pooling.get("pooling_mode_mean_tokens"):
+                mode = pooling.get("pooling_mode")  # sentence-transformers >= 6; older folders: one flag per mode
+                if mode in ("mean", "cls"):
+                    defaults["pooling"] = mode
+                elif pooling.get("pooling_mode_mean_tokens"):
                     defaults["pooling"] = "mean"
                 elif pooling.get("pooling_mode_cls_token"):
                     defaults["pooling"] = "cls"

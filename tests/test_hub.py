@@ -2,6 +2,7 @@ import json
 import re
 from unittest.mock import MagicMock
 
+import numpy as np
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
@@ -103,3 +104,17 @@ def test_push_command_dry_run_never_prints_or_writes_the_token(run_dir, tmp_path
     out = capsys.readouterr()
     assert "dry run" in out.out and "hf_SECRET_value" not in out.out + out.err
     assert not [p for p in (tmp_path / "stage").rglob("*") if p.is_file() and b"hf_SECRET_value" in p.read_bytes()]
+
+
+def test_staged_folders_load_in_sentence_transformers_with_the_same_outputs(run_dir, tmp_path, retriever, reranker):
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    staged = stage_run(run_dir, REPOS, tmp_path / "stage")
+    queries, passages = ["what causes scurvy", "the sun"], ["scurvy is caused by low vitamin c", "paris is in france"]
+    st = SentenceTransformer(str(staged["retriever"]), device="cpu")
+    assert np.allclose(st.encode_query(queries), retriever.encode_queries(queries), atol=1e-5)
+    assert np.allclose(st.encode_document(passages), retriever.encode_passages(passages), atol=1e-5)
+    cross = CrossEncoder(str(staged["reranker"]), device="cpu")
+    pairs = list(zip(queries, passages))
+    assert np.allclose(cross.predict(pairs), reranker.score_pairs(pairs), atol=1e-5)
+    assert RQ2Retriever.from_pretrained(staged["retriever"]).config.pooling == retriever.config.pooling

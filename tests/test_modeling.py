@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import textwrap
@@ -177,3 +178,15 @@ def test_from_backbone_copies_backbone_weights(tmp_path, tiny_tokenizer):
     reranker = RQ2Reranker.from_backbone(tmp_path / "enc")
     torch.testing.assert_close(reranker.encoder.encoder.layer[0].output.dense.weight, encoder.encoder.layer[0].output.dense.weight)
     assert reranker.tokenizer is not None and reranker.config.name_or_path == str(tmp_path / "enc")
+
+
+@pytest.mark.parametrize("pooling_config, expected", [({"pooling_mode": "cls"}, "cls"), ({"pooling_mode_mean_tokens": True}, "mean")])
+def test_sentence_transformers_pooling_is_read_in_old_and_new_formats(tmp_path, pooling_config, expected):
+    from modeling_rq2.modeling_rq2 import _sentence_transformers_defaults
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    modules = [{"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    assert _sentence_transformers_defaults(str(tmp_path)) == {"pooling": expected, "similarity": "cosine"}

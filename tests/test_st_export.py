@@ -1,0 +1,142 @@
+"""Exported folders load with sentence-transformers and give the same embeddings and scores as our models."""
+
+import hashlib
+import os
+from functools import partial
+
+import numpy as np
+import pytest
+from transformers import AutoModel
+
+from modeling_rq2 import RQ2Retriever, format_passage
+from modeling_rq2.sentence_transformers_export import export_reranker, export_retriever
+
+from conftest import tiny_reranker, tiny_retriever
+
+st = pytest.importorskip("sentence_transformers", minversion="6.2")
+
+# Short max lengths, so that the long texts below are truncated (a wrong length changes the numbers).
+LENGTHS = {"query_max_length": 6, "passage_max_length": 12}
+QUERIES = ["what causes scurvy", "does the sun give light and energy to the earth and the moon", "heart"]
+PASSAGES = [
+    "scurvy is caused by low vitamin c and the sun does not cause scurvy in patients or mice",
+    "the sun is a star",
+    "paris is in france",
+]
+DICT_PASSAGES = [{"title": "sun", "text": "the sun is a star and gives light"}, {"title": "", "text": "paris is in france"}]
+ATOL = 1e-5
+
+
+def _saved(model, folder, export):
+    model.save_pretrained(folder)
+    export(model, folder)
+    return str(folder)
+
+
+def _digests(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _assert_same_as_ours(model: RQ2Retriever, loaded) -> None:
+    np.testing.assert_allclose(loaded.encode_query(QUERIES), model.encode_queries(QUERIES), atol=ATOL)
+    np.testing.assert_allclose(loaded.encode_document(PASSAGES), model.encode_passages(PASSAGES), atol=ATOL)
+    sep = model.tokenizer.sep_token
+    np.testing.assert_allclose(  # dict passages: sentence-transformers takes the formatted string
+        loaded.encode_document([format_passage(p, sep) for p in DICT_PASSAGES]),
+        model.encode_passages(DICT_PASSAGES),
+        atol=ATOL,
+    )
+    np.testing.assert_allclose(loaded.encode(PASSAGES), model.encode_passages(PASSAGES), atol=ATOL)  # default: passages
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"pooling": "mean"}, {"pooling": "cls", "similarity": "cosine"}], ids=["mean-dot", "cls-cosine"]
+)
+def test_shared_towers_load_as_a_module_stack(tiny_tokenizer, tmp_path, overrides):
+    model = tiny_retriever(tiny_tokenizer, **LENGTHS, **overrides)
+    folder = _saved(model, tmp_path / "r", export_retriever)
+    loaded = st.SentenceTransformer(folder)
+
+    _assert_same_as_ours(model, loaded)
+    assert [type(m).__name__ for m in loaded] == ["Transformer", "Pooling"] + (["Normalize"] if "similarity" in overrides else [])
+    assert loaded.similarity_fn_name == model.config.similarity
+    assert loaded.max_seq_length == 12  # the passage length; encode_query truncates at the query length
+    assert os.path.samefile(tmp_path / "r" / "model.safetensors", tmp_path / "r" / "encoder" / "model.safetensors")
+
+
+def test_separate_towers_load_as_a_router(tiny_tokenizer, tmp_path):
+    model = tiny_retriever(tiny_tokenizer, shared_towers=False, pooling="mean", similarity="cosine", **LENGTHS)
+    loaded = st.SentenceTransformer(_saved(model, tmp_path / "r", export_retriever))
+
+    _assert_same_as_ours(model, loaded)
+    router = loaded[0]
+    assert isinstance(router, st.sentence_transformer.modules.Router)
+    assert {route: modules[0].max_seq_length for route, modules in router.sub_modules.items()} == {"query": 6, "document": 12}
+    assert not np.allclose(loaded.encode_query(QUERIES[:1]), loaded.encode_document(QUERIES[:1]), atol=1e-3)  # two towers
+
+
+def test_reranker_loads_as_a_cross_encoder_with_raw_logits(tiny_tokenizer, tmp_path):
+    model = tiny_reranker(tiny_tokenizer, max_length=16, pooling="mean")
+    loaded = st.CrossEncoder(_saved(model, tmp_path / "rr", export_reranker), trust_remote_code=True)
+    pairs = [(q, p) for q in QUERIES for p in PASSAGES]
+
+    np.testing.assert_allclose(loaded.predict(pairs), model.score_pairs(pairs), atol=ATOL)
+    np.testing.assert_allclose(loaded.predict(pairs[:1]), model.score_pairs(pairs[:1]), atol=ATOL)  # a batch of one
+    assert loaded.predict(pairs[1]) == pytest.approx(model.score_pairs(pairs[1:2])[0], abs=ATOL)  # one bare pair
+    dict_pairs = [("what is the sun", p) for p in DICT_PASSAGES]
+    sep = model.tokenizer.sep_token
+    np.testing.assert_allclose(
+        loaded.predict([(q, format_passage(p, sep)) for q, p in dict_pairs]), model.score_pairs(dict_pairs), atol=ATOL
+    )
+    assert loaded.max_seq_length == 16 and loaded.num_labels == 1
+
+
+def _outputs(model):
+    """What the model computes: passage embeddings for the retriever, pair logits for the re-ranker."""
+    if isinstance(model, RQ2Retriever):
+        return model.encode_passages(PASSAGES)
+    return model.score_pairs(list(zip(QUERIES, PASSAGES)))
+
+
+@pytest.mark.parametrize(
+    "make, export",
+    [
+        (partial(tiny_retriever, shared_towers=True), export_retriever),
+        (partial(tiny_retriever, shared_towers=False), export_retriever),
+        (tiny_reranker, export_reranker),
+    ],
+    ids=["shared-retriever", "separate-retriever", "reranker"],
+)
+def test_export_leaves_the_saved_model_loadable(tiny_tokenizer, tmp_path, make, export):
+    model = make(tiny_tokenizer)
+    model.save_pretrained(tmp_path / "m")
+    before = _digests(tmp_path / "m")
+    export(model, tmp_path / "m")
+    export(model, tmp_path / "m")  # again: rewrites its own files only
+    assert {name: digest for name, digest in _digests(tmp_path / "m").items() if name in before} == before
+
+    expected = _outputs(model)
+    np.testing.assert_allclose(_outputs(type(model).from_pretrained(tmp_path / "m")), expected, atol=ATOL)
+    auto = AutoModel.from_pretrained(tmp_path / "m", trust_remote_code=True)
+    auto.tokenizer = model.tokenizer
+    np.testing.assert_allclose(_outputs(auto), expected, atol=ATOL)
+
+
+def test_unexportable_configurations_raise(tiny_tokenizer, tmp_path):
+    retriever = tiny_retriever(tiny_tokenizer)
+    retriever.save_pretrained(tmp_path / "r")
+    retriever.config.pooling = "max"
+    with pytest.raises(ValueError, match="pooling='max'"):
+        export_retriever(retriever, tmp_path / "r")
+
+    reranker = tiny_reranker(tiny_tokenizer)
+    reranker.save_pretrained(tmp_path / "rr")
+    reranker.config.num_labels = 2
+    with pytest.raises(ValueError, match="num_labels"):
+        export_reranker(reranker, tmp_path / "rr")
+
+    reranker.config.num_labels, reranker.tokenizer = 1, None
+    with pytest.raises(ValueError, match="no tokenizer"):
+        export_reranker(reranker, tmp_path / "rr")
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        export_retriever(tiny_retriever(tiny_tokenizer), tmp_path / "empty")
