@@ -6,6 +6,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 
 import copy
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,21 @@ def train_argv(train_setup, output_dir, *extra) -> list[str]:
         "--passage_max_length", "32", "--train_passage_max_length", "32", "--reranker_max_length", "48",
         "--rerank_top_k", "5", "--eval_top_k", "10", "--negatives_top_n", "10", *extra,
     ]
+
+
+def run_without_package(script: str, tmp_path: Path) -> str:
+    """Run ``script`` in a fresh interpreter where ``modeling_rq2`` cannot be imported (a user without it); its stdout."""
+    prelude = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "modeling_rq2" or name.startswith("modeling_rq2."):
+                    raise ImportError("modeling_rq2 is not installed here")
+        sys.meta_path.insert(0, Block())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script)], capture_output=True, text=True, timeout=300,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -9,6 +9,8 @@ from huggingface_hub import HfApi, ModelCard
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
 from modeling_rq2.hub import publish, stage_run
 
+from conftest import run_without_package
+
 REPOS = {"retriever": "me/rq2-retriever", "reranker": "me/rq2-reranker"}
 RESULTS = {
     "retriever": {"ndcg@10": 0.61234, "mrr@10": 0.5},
@@ -118,3 +120,24 @@ def test_staged_folders_load_in_sentence_transformers_with_the_same_outputs(run_
     pairs = list(zip(queries, passages))
     assert np.allclose(cross.predict(pairs), reranker.score_pairs(pairs), atol=1e-5)
     assert RQ2Retriever.from_pretrained(staged["retriever"]).config.pooling == retriever.config.pooling
+
+
+def test_staged_folders_load_without_the_package(run_dir, tmp_path, retriever, reranker):
+    """A user without modeling_rq2: transformers with trust_remote_code, and sentence-transformers, on the staged folders."""
+    staged = stage_run(run_dir, REPOS, tmp_path / "stage")
+    queries, passages = ["what causes scurvy", "the sun"], ["scurvy is caused by low vitamin c", "paris is in france"]
+    np.save(tmp_path / "q.npy", retriever.encode_queries(queries))
+    np.save(tmp_path / "s.npy", reranker.score_pairs(list(zip(queries, passages))))
+    script = f"""
+import numpy as np
+from transformers import AutoModel
+from sentence_transformers import CrossEncoder, SentenceTransformer
+expected_q, expected_s = np.load({str(tmp_path / "q.npy")!r}), np.load({str(tmp_path / "s.npy")!r})
+r = AutoModel.from_pretrained({str(staged["retriever"])!r}, trust_remote_code=True)
+np.testing.assert_allclose(r.encode_queries({queries!r}), expected_q, atol=1e-5)
+np.testing.assert_allclose(SentenceTransformer({str(staged["retriever"])!r}).encode_query({queries!r}), expected_q, atol=1e-5)
+cross = CrossEncoder({str(staged["reranker"])!r}, trust_remote_code=True)
+np.testing.assert_allclose(cross.predict({list(zip(queries, passages))!r}), expected_s, atol=1e-5)
+print("ok")
+"""
+    assert run_without_package(script, tmp_path).strip().endswith("ok")

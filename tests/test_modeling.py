@@ -1,7 +1,4 @@
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -10,7 +7,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever, format_passage
 
-from conftest import tiny_retriever
+from conftest import run_without_package, tiny_retriever
 
 QUERIES = ["what causes scurvy", "does the sun give light and energy to earth", "heart risk"]
 PASSAGES = [
@@ -137,29 +134,18 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path,
     expected_s = reranker.score(QUERIES[0], PASSAGES)
     np.save(tmp_path / "q.npy", expected_q)
     np.save(tmp_path / "s.npy", expected_s)
-    script = textwrap.dedent(
-        f"""
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "modeling_rq2" or name.startswith("modeling_rq2."):
-                    raise ImportError("modeling_rq2 is not installed here")
-        sys.meta_path.insert(0, Block())
-        import numpy as np
-        from transformers import AutoModel, AutoModelForSequenceClassification
-        r = AutoModel.from_pretrained({str(tmp_path / "r")!r}, trust_remote_code=True)
-        assert type(r).__module__.startswith("transformers_modules"), type(r).__module__
-        np.testing.assert_allclose(r.encode_queries({QUERIES!r}), np.load({str(tmp_path / "q.npy")!r}), atol=1e-6)
-        for auto in (AutoModel, AutoModelForSequenceClassification):
-            c = auto.from_pretrained({str(tmp_path / "c")!r}, trust_remote_code=True)
-            np.testing.assert_allclose(c.score({QUERIES[0]!r}, {PASSAGES!r}), np.load({str(tmp_path / "s.npy")!r}), atol=1e-6)
-        print("ok")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    script = f"""
+import numpy as np
+from transformers import AutoModel, AutoModelForSequenceClassification
+r = AutoModel.from_pretrained({str(tmp_path / "r")!r}, trust_remote_code=True)
+assert type(r).__module__.startswith("transformers_modules"), type(r).__module__
+np.testing.assert_allclose(r.encode_queries({QUERIES!r}), np.load({str(tmp_path / "q.npy")!r}), atol=1e-6)
+for auto in (AutoModel, AutoModelForSequenceClassification):
+    c = auto.from_pretrained({str(tmp_path / "c")!r}, trust_remote_code=True)
+    np.testing.assert_allclose(c.score({QUERIES[0]!r}, {PASSAGES!r}), np.load({str(tmp_path / "s.npy")!r}), atol=1e-6)
+print("ok")
+"""
+    assert run_without_package(script, tmp_path).strip().endswith("ok")
 
 
 def test_from_backbone_copies_backbone_weights(tmp_path, tiny_tokenizer):
