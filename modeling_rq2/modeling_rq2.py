@@ -7,6 +7,7 @@ because ``save_pretrained`` copies it next to the weights so that a saved folder
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 from transformers.utils import ModelOutput, cached_file
 
 from .configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
+
+logger = logging.getLogger(__name__)
 
 Passage = str | dict
 """A passage is a plain string or a mapping with ``text`` and an optional ``title``."""
@@ -119,6 +122,7 @@ class RQ2PreTrainedModel(PreTrainedModel):
     def __init__(self, config, tokenizer: PreTrainedTokenizerBase | None = None):
         super().__init__(config)
         self.tokenizer = tokenizer
+        self._warned_caps: set[tuple[int, int]] = set()
 
     @classmethod
     def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
@@ -185,11 +189,22 @@ class RQ2PreTrainedModel(PreTrainedModel):
         return model
 
     def _length(self, requested: int) -> int:
-        """A max length the backbone can take: never beyond its position embeddings or tokenizer limit."""
+        """A max length the backbone can take: never beyond its position embeddings or tokenizer limit.
+
+        A cap below the requested length is logged once (a tokenizer saved by sentence-transformers
+        carries its ``max_seq_length`` as ``model_max_length``).
+        """
         limits = [requested, getattr(self.config.encoder_config, "max_position_embeddings", requested)]
         if self.tokenizer is not None and self.tokenizer.model_max_length < 1_000_000:
             limits.append(self.tokenizer.model_max_length)
-        return min(limits)
+        length = min(limits)
+        if length < requested and (requested, length) not in self._warned_caps:
+            self._warned_caps.add((requested, length))
+            logger.warning(
+                "%s: max length %d capped at %d (position embeddings %s, tokenizer model_max_length %s)",
+                type(self).__name__, requested, length, limits[1], limits[2] if len(limits) > 2 else "-",
+            )
+        return length
 
     def _require_tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer is None:

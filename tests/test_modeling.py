@@ -176,3 +176,15 @@ def test_sentence_transformers_pooling_is_read_in_old_and_new_formats(tmp_path, 
                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     assert _sentence_transformers_defaults(str(tmp_path)) == {"pooling": expected, "similarity": "cosine"}
+
+
+def test_a_length_beyond_the_backbone_is_capped_and_logged_once(tiny_tokenizer, caplog):
+    import logging
+
+    model = tiny_retriever(tiny_tokenizer, passage_max_length=256)  # position embeddings: 128
+    with caplog.at_level(logging.WARNING, logger="modeling_rq2.modeling_rq2"):
+        for _ in range(3):
+            assert model.tokenize_passages([" ".join(["sun"] * 300)])["input_ids"].shape == (1, 128)
+    assert [r.getMessage() for r in caplog.records] == [
+        "RQ2Retriever: max length 256 capped at 128 (position embeddings 128, tokenizer model_max_length -)"
+    ]

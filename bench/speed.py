@@ -1,0 +1,299 @@
+"""Speed and memory, ours beside sentence-transformers and raw FAISS, in one run (ratios hold on a noisy machine).
+
+    python bench/speed.py                        # all cases, SciFact passages, the offline MiniLM
+    python bench/speed.py --passages 256 --steps 3 --cases encode_ours encode_st
+
+Each case runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its own. Writes
+bench/results/speed.json and speed.md. Never run in CI.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+CASES = ("encode_ours", "encode_st", "train_ours", "train_st", "profile_ours", "search_ours", "search_faiss", "scaling")
+
+
+def _passages(n: int) -> list[dict]:
+    from modeling_rq2.data import load_beir
+
+    return load_beir("scifact", "test").passages()[:n]
+
+
+def _lists(batch: int, m: int) -> list[dict]:
+    """The same (query, [positive, negatives...]) lists for both systems: SciFact train claims with BM25 negatives."""
+    from modeling_rq2.data import load_beir
+    from modeling_rq2.instances import ListwiseDataset, bm25_negatives, build_instances
+
+    data = load_beir("scifact", "train")
+    data.queries = data.queries.select(range(batch * 8))
+    instances = build_instances(data, bm25_negatives(data, 20))
+    lists = ListwiseDataset(instances, dict(zip(data.corpus["_id"], data.passages())), m)
+    return [lists[i] for i in range(len(lists))]
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, kernels)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - started) / repeats
+
+
+def case_encode_ours(args) -> dict:
+    from modeling_rq2.backbones import load_retriever
+
+    model = load_retriever("default", passage_max_length=args.max_length)
+    passages = _passages(args.passages)
+    seconds = _timed(lambda: model.encode_passages(passages, args.batch_size, show_progress_bar=False), 1)
+    return {"passages_per_s": len(passages) / seconds}
+
+
+def case_encode_st(args) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    from modeling_rq2.backbones import default_backbone_path
+    from modeling_rq2.modeling_rq2 import format_passage
+
+    model = SentenceTransformer(default_backbone_path(), device="cpu")
+    model.max_seq_length = args.max_length
+    texts = [format_passage(p, "[SEP]") for p in _passages(args.passages)]
+    seconds = _timed(lambda: model.encode(texts, batch_size=args.batch_size, show_progress_bar=False), 1)
+    return {"passages_per_s": len(texts) / seconds}
+
+
+def _joint_setup(args):
+    import torch
+
+    from modeling_rq2.backbones import load_reranker, load_retriever
+    from modeling_rq2.instances import ListwiseCollator
+    from modeling_rq2.training import JointModel, LossArguments, step_losses
+
+    dropout = {"attention_probs_dropout_prob": 0.0}
+    retriever = load_retriever("default", dropout, passage_max_length=args.train_length)
+    reranker = load_reranker("default", dropout, pooling="mean", max_length=args.train_length)
+    collate = ListwiseCollator(retriever, reranker, args.list_size, args.train_length, args.train_length)
+    joint = JointModel(retriever, reranker).train()
+    optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5)
+    items = _lists(args.queries_per_step, args.list_size)[: args.queries_per_step]
+    loss_args = LossArguments()
+    return torch, collate, joint, optimizer, items, loss_args, step_losses
+
+
+def case_train_ours(args) -> dict:
+    torch, collate, joint, optimizer, items, loss_args, step_losses = _joint_setup(args)
+
+    def step():
+        batch = collate(items)
+        retriever_output, reranker_scores = joint(batch)
+        loss = step_losses(retriever_output, reranker_scores, batch["list_mask"], "joint", False, loss_args, 0.05)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    seconds = _timed(step, args.steps)
+    return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds}
+
+
+def case_profile_ours(args) -> dict:
+    """Where a joint step's time goes: tokenisation, each model's forward, backward, optimizer."""
+    torch, collate, joint, optimizer, items, loss_args, step_losses = _joint_setup(args)
+    phases = {k: 0.0 for k in ("collate", "retriever_forward", "reranker_forward", "loss", "backward", "optimizer")}
+    for repeat in range(args.steps + 1):
+        marks = [time.perf_counter()]
+        batch = collate(items)
+        marks.append(time.perf_counter())
+        pick = lambda prefix: {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}  # noqa: E731
+        q, p = pick("query_"), pick("passage_")
+        retriever_output = joint.retriever(
+            query_input_ids=q["input_ids"], passage_input_ids=p["input_ids"],
+            query_attention_mask=q["attention_mask"], passage_attention_mask=p["attention_mask"],
+        )
+        marks.append(time.perf_counter())
+        reranker_scores = joint.reranker(**pick("pair_")).logits
+        marks.append(time.perf_counter())
+        loss = step_losses(retriever_output, reranker_scores, batch["list_mask"], "joint", False, loss_args, 0.05)["loss"]
+        marks.append(time.perf_counter())
+        loss.backward()
+        marks.append(time.perf_counter())
+        optimizer.step()
+        optimizer.zero_grad()
+        marks.append(time.perf_counter())
+        if repeat:  # the first step warms up
+            for name, start, end in zip(phases, marks, marks[1:]):
+                phases[name] += (end - start) / args.steps
+    total = sum(phases.values())
+    return {"seconds": phases, "share": {k: v / total for k, v in phases.items()}}
+
+
+def case_train_st(args) -> dict:
+    """sentence-transformers doing the same work separately: a bi-encoder MNRL step and a CrossEncoder step on the same lists."""
+    import torch
+    from sentence_transformers import CrossEncoder, SentenceTransformer, losses
+
+    from modeling_rq2.backbones import default_backbone_path
+    from modeling_rq2.modeling_rq2 import format_passage
+
+    path = default_backbone_path()
+    bi = SentenceTransformer(path, device="cpu", model_kwargs={"attn_implementation": "sdpa"})
+    bi.max_seq_length = args.train_length
+    bi.train()
+    mnrl = losses.MultipleNegativesRankingLoss(bi)
+    cross = CrossEncoder(path, num_labels=1, device="cpu", max_length=args.train_length)
+    cross.train()
+    bce = torch.nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.AdamW([*bi.parameters(), *cross.parameters()], lr=1e-5)
+    items = _lists(args.queries_per_step, args.list_size)[: args.queries_per_step]
+    m = args.list_size
+    texts = [[format_passage(p, "[SEP]") for p in item["passages"]] for item in items]
+
+    def step():
+        columns = [[item["query"] for item in items]] + [[t[j] for t in texts] for j in range(m)]
+        features = [bi.preprocess(column) for column in columns]
+        loss = mnrl(features, torch.zeros(len(items)))
+        pairs = [(item["query"], t) for item, t_list in zip(items, texts) for t in t_list]
+        logits = cross(cross.preprocess(pairs))["scores"]
+        labels = torch.tensor([float(j == 0) for _ in items for j in range(m)])
+        loss = loss + bce(logits.reshape(-1), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    seconds = _timed(step, args.steps)
+    return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds}
+
+
+def _vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def case_search_ours(args) -> dict:
+    from modeling_rq2.index import DenseIndex
+
+    index = DenseIndex.build(_vectors(args.vectors), [str(i) for i in range(args.vectors)])
+    queries = _vectors(args.search_queries, seed=1)
+    seconds = _timed(lambda: index.search(queries, 100), 1)
+    return {"queries_per_s": len(queries) / seconds}
+
+
+def case_search_faiss(args) -> dict:
+    import faiss
+
+    index = faiss.IndexFlatIP(384)
+    index.add(_vectors(args.vectors))
+    queries = _vectors(args.search_queries, seed=1)
+    seconds = _timed(lambda: index.search(queries, 100), 1)
+    return {"queries_per_s": len(queries) / seconds}
+
+
+def case_scaling(args) -> dict:
+    """Index build and search time against corpus size: the fitted exponent should stay near 1 (never 2)."""
+    from modeling_rq2.index import DenseIndex
+
+    sizes, build, search = [25_000, 50_000, 100_000, 200_000], [], []
+    queries = _vectors(200, seed=1)
+    for n in sizes:
+        vectors, ids = _vectors(n), [str(i) for i in range(n)]
+        started = time.perf_counter()
+        index = DenseIndex.build(vectors, ids)
+        build.append(time.perf_counter() - started)
+        search.append(_timed(lambda: index.search(queries, 100), 1))
+    slope = lambda ys: float(np.polyfit(np.log(sizes), np.log(ys), 1)[0])  # noqa: E731
+    return {"sizes": sizes, "build_seconds": build, "search_seconds": search, "build_exponent": slope(build),
+            "search_exponent": slope(search)}
+
+
+def run_case(name: str, args) -> dict:
+    """One case in this process; adds its peak resident memory."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result = globals()[f"case_{name}"](args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _ratio(results: dict, ours: str, peer: str, key: str) -> float | None:
+    if ours in results and peer in results:
+        return results[ours][key] / results[peer][key]
+    return None
+
+
+def markdown(report: dict) -> str:
+    """The report as a Markdown table of cases and the ratios."""
+    r = report["results"]
+    lines = ["| case | throughput | peak RSS (MB) |", "|---|---|---|"]
+    for name, values in r.items():
+        rate = next((f"{values[k]:.1f} {k.replace('_per_s', '')}/s" for k in values if k.endswith("_per_s")), "")
+        if name == "scaling":
+            rate = f"build exponent {values['build_exponent']:.2f}, search exponent {values['search_exponent']:.2f}"
+        if name == "profile_ours":
+            rate = ", ".join(f"{k} {v:.0%}" for k, v in values["share"].items())
+        lines.append(f"| {name} | {rate} | {values['peak_rss_mb']:.0f} |")
+    lines += ["", "| ratio (ours / peer) | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in report["ratios"].items() if v is not None]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--passages", type=int, default=1024, help="SciFact passages encoded")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_length", type=int, default=256, help="passage length when encoding")
+    parser.add_argument("--train_length", type=int, default=128, help="passage and pair length in training steps")
+    parser.add_argument("--list_size", type=int, default=4)
+    parser.add_argument("--queries_per_step", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--vectors", type=int, default=100_000, help="index size for the search cases")
+    parser.add_argument("--search_queries", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case and print its JSON
+    parser.add_argument("--output", default=str(RESULTS / "speed"))
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(args.case, args)))
+        return {}
+
+    results = {}
+    forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a]
+    forwarded = [a for i, a in enumerate(forwarded) if not (a == "--cases" or (i and forwarded[i - 1] == "--cases") or a in CASES)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for name in args.cases:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, *forwarded, "--case", name], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"case {name} failed:\n{proc.stderr[-3000:]}")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{name}: {results[name]} ({time.perf_counter() - started:.0f} s)", flush=True)
+    report = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("case", "output")},
+        "results": results,
+        "ratios": {
+            "encoding ours/sentence-transformers": _ratio(results, "encode_ours", "encode_st", "passages_per_s"),
+            "training ours (joint) / sentence-transformers (bi + cross)": _ratio(results, "train_ours", "train_st", "queries_per_s"),
+            "search ours / raw FAISS": _ratio(results, "search_ours", "search_faiss", "queries_per_s"),
+        },
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    output.with_suffix(".md").write_text(markdown(report) + "\n", encoding="utf-8")
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
