@@ -224,6 +224,15 @@ def run_case(name: str, args) -> dict:
     return result
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput (every round's throughput kept under ``rounds``)."""
+    key = next((k for k in runs[0] if k.endswith("_per_s")), None)
+    if key is None:
+        return runs[-1]
+    ordered = sorted(runs, key=lambda run: run[key])
+    return {**ordered[len(ordered) // 2], "rounds": [run[key] for run in runs]}
+
+
 def _ratio(results: dict, ours: str, peer: str, key: str) -> float | None:
     if ours in results and peer in results:
         return results[ours][key] / results[peer][key]
@@ -259,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vectors", type=int, default=100_000, help="index size for the search cases")
     parser.add_argument("--search_queries", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the cases; each case reports its median round")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case and print its JSON
     parser.add_argument("--output", default=str(RESULTS / "speed"))
     args = parser.parse_args(argv)
@@ -266,17 +276,19 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(run_case(args.case, args)))
         return {}
 
-    results = {}
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a]
-    forwarded = [a for i, a in enumerate(forwarded) if not (a == "--cases" or (i and forwarded[i - 1] == "--cases") or a in CASES)]
+    forwarded = [a for a in forwarded if a != "--cases" and a not in CASES]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for name in args.cases:
-        started = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, *forwarded, "--case", name], capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"case {name} failed:\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{name}: {results[name]} ({time.perf_counter() - started:.0f} s)", flush=True)
+    runs: dict[str, list[dict]] = {name: [] for name in args.cases}
+    for _ in range(args.repeats):  # rounds over all cases, so a slow spell of the machine hits both sides
+        for name in args.cases:
+            started = time.perf_counter()
+            proc = subprocess.run([sys.executable, __file__, *forwarded, "--case", name], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"case {name} failed:\n{proc.stderr[-3000:]}")
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"{name}: {runs[name][-1]} ({time.perf_counter() - started:.0f} s)", flush=True)
+    results = {name: _median_run(found) for name, found in runs.items()}
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
         "settings": {k: v for k, v in vars(args).items() if k not in ("case", "output")},

@@ -97,6 +97,7 @@ class DenseIndex:
         self.options = options or IndexOptions()
         self.index = index if index is not None else self.options.build(dim)
         self.doc_ids: list[str] = list(doc_ids or [])
+        self._id_array = np.asarray(self.doc_ids, dtype=object)
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -149,11 +150,17 @@ class DenseIndex:
         k = min(k, len(self))
         if k == 0:
             return [[] for _ in range(len(queries))]
+        if len(self._id_array) != len(self.doc_ids):  # ids as a numpy array: one vectorised lookup per batch
+            self._id_array = np.asarray(self.doc_ids, dtype=object)
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(queries), batch_size):
             scores, ids = self.index.search(queries[start : start + batch_size], k)
-            for row_scores, row_ids in zip(scores, ids):
-                results.append([(self.doc_ids[i], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0])
+            docs = self._id_array[np.maximum(ids, 0)].tolist()
+            if (ids >= 0).all():
+                results.extend(list(zip(row_docs, row_scores)) for row_docs, row_scores in zip(docs, scores.tolist()))
+                continue
+            for row_docs, row_scores, row_ids in zip(docs, scores.tolist(), ids):
+                results.append([(d, s) for d, s, i in zip(row_docs, row_scores, row_ids) if i >= 0])
         return results
 
     def save(self, folder: str | os.PathLike) -> None:

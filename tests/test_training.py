@@ -170,7 +170,7 @@ def test_gradient_accumulation_counts_optimizer_steps(train_setup, tmp_path):
     assert metrics["train"]["steps"] == 2
 
 
-@pytest.mark.parametrize("preset", ["scifact.yaml", "scifact-full.yaml", "msmarco.yaml"])
+@pytest.mark.parametrize("preset", ["scifact.yaml", "scifact-full.yaml", "scifact-augmented.yaml", "msmarco.yaml"])
 def test_presets_parse(preset):
     _, data_args, _, args, _ = parse_arguments([str(ROOT / "configs" / preset)])
     assert data_args.list_size >= 4 and args.output_dir.startswith("outputs/")
