@@ -109,10 +109,10 @@ def augment_instances(
     ``index``: the corpus already encoded by ``retriever`` (encoded here otherwise).
     """
     args = args or AugmentationArguments()
-    corpus_ids = list(data.corpus["_id"])
-    passages = dict(zip(corpus_ids, data.passages()))
+    corpus_ids, corpus = list(data.corpus["_id"]), data.passages()
+    passages = dict(zip(corpus_ids, corpus))
     if index is None:
-        index = build_index(retriever, data.passages(), corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar)
+        index = build_index(retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar)
     queries = [
         (qid, text, [d for d, g in data.qrels.get(qid, {}).items() if g >= relevance_threshold])
         for qid, text in zip(data.queries["_id"], data.queries["text"])

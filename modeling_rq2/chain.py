@@ -21,6 +21,7 @@ from accelerate import PartialState
 from .augmentation import REPORT_FILE, AugmentationArguments, augment_instances, save_instances
 from .backbones import load_reranker, load_retriever
 from .data import load_beir
+from .model_card import write_cards
 from .training import DataArguments, JointTrainingArguments, LossArguments, ModelArguments, train
 
 
@@ -67,6 +68,7 @@ def run_training(
         replace(args, warmup_epochs=0, epochs=max(1, args.epochs)),
     )
     metrics["augmentation"] = json.loads((augmented / REPORT_FILE).read_text(encoding="utf-8"))
-    if state.is_main_process:
+    if state.is_main_process:  # the cards, rendered by train, now also describe the augmentation
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        write_cards(output)
     return metrics

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,31 @@ def run_without_package(script: str, tmp_path: Path) -> str:
                             env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_training(argv: list[str], output: bool = False) -> subprocess.Popen:
+    """``python train.py ARGV`` in a fresh single-threaded process (stdout+stderr piped when ``output``)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    stream = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], env=env, stdout=stream,
+                            stderr=subprocess.STDOUT if output else subprocess.DEVNULL, text=True)
+
+
+def wait_until(proc: subprocess.Popen, condition, timeout: float = 240) -> None:
+    """Poll ``condition()`` while ``proc`` runs; fail if the run ends (or time runs out) first."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.02)
+
+
+def assert_same_weights(run_a: Path, run_b: Path) -> None:
+    """Both runs saved identical retriever and re-ranker weights."""
+    from safetensors.torch import load_file
+
+    for model in ("retriever", "reranker"):
+        a, b = load_file(run_a / model / "model.safetensors"), load_file(run_b / model / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), model

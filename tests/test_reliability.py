@@ -1,11 +1,7 @@
 """What users do to a training run and to loaded files: signals, full disks, NaNs, untrusted weights, odd inputs."""
 
 import errno
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +18,9 @@ from modeling_rq2.losses import listwise_cross_entropy, listwise_distillation_lo
 from modeling_rq2.pipeline import RetrieveThenRerank
 from modeling_rq2.training import parse_arguments
 
-from conftest import TINY_CORPUS, train_argv
+from conftest import TINY_CORPUS, assert_same_weights, start_training, train_argv, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _weights(folder: Path) -> dict:
-    return {**load_file(folder / "retriever" / "model.safetensors"), **load_file(folder / "reranker" / "model.safetensors")}
 
 
 def test_sigterm_checkpoints_and_exits_then_resumes_to_the_same_weights(train_setup, tmp_path):
@@ -36,13 +28,9 @@ def test_sigterm_checkpoints_and_exits_then_resumes_to_the_same_weights(train_se
     run_training(*parse_arguments(train_argv(train_setup, tmp_path / "straight", *common)))
 
     stopped = tmp_path / "stopped"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *train_argv(train_setup, stopped, *common)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log, deadline = stopped / "train_log.jsonl", time.time() + 240
-    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
-        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be stopped"
-        time.sleep(0.02)
+    proc = start_training(train_argv(train_setup, stopped, *common), output=True)
+    log = stopped / "train_log.jsonl"
+    wait_until(proc, lambda: log.exists() and len(log.read_text().splitlines()) >= 3)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
@@ -51,8 +39,7 @@ def test_sigterm_checkpoints_and_exits_then_resumes_to_the_same_weights(train_se
     assert (checkpoint / "progress.json").is_file()
 
     run_training(*parse_arguments(train_argv(train_setup, stopped, *common, "--resume_from_checkpoint", "latest")))
-    a, b = _weights(tmp_path / "straight"), _weights(stopped)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(tmp_path / "straight", stopped)
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(train_setup, tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from modeling_rq2 import RQ2Reranker, RQ2Retriever
 from modeling_rq2.chain import run_training
 from modeling_rq2.training import parse_arguments, resolve_checkpoint
 
-from conftest import train_argv
+from conftest import assert_same_weights, start_training, train_argv, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 def test_training_writes_loadable_models_metrics_and_checkpoints(train_setup, tmp_path):
@@ -74,23 +73,15 @@ def test_killed_run_resumes_to_the_same_weights(train_setup, tmp_path):
     run_training(*parse_arguments(train_argv(train_setup, tmp_path / "straight", *common)))
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *train_argv(train_setup, killed, *common)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (killed / "checkpoints" / "checkpoint-4" / "progress.json").exists():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
-        time.sleep(0.05)
+    proc = start_training(train_argv(train_setup, killed, *common))
+    wait_until(proc, (killed / "checkpoints" / "checkpoint-4" / "progress.json").exists)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "retriever").exists()
     assert resolve_checkpoint(str(killed), "latest").name.startswith("checkpoint-")
 
     run_training(*parse_arguments(train_argv(train_setup, killed, *common, "--resume_from_checkpoint", "latest")))
-    for model in ("retriever", "reranker"):
-        a = load_file(tmp_path / "straight" / model / "model.safetensors")
-        b = load_file(killed / model / "model.safetensors")
-        assert all(torch.equal(a[k], b[k]) for k in a), model
+    assert_same_weights(tmp_path / "straight", killed)
 
 
 def test_incomplete_checkpoints_are_never_resumed(tmp_path):
@@ -215,6 +206,7 @@ def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, t
     assert config["ModelArguments"]["retriever"] == str(tmp_path / "warmup" / "retriever")
     assert metrics["train"]["steps"] == math.ceil(sum(report["instances"].values()) / 4)  # one epoch over the new lists
     assert RQ2Reranker.from_pretrained(tmp_path / "reranker") is not None
+    assert "- Augmentation: top 6 retrieved" in (tmp_path / "retriever" / "README.md").read_text()
 
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "warmup" / "metrics.json", tmp_path / "augmented" / "augmentation_report.json")}
     run_training(*parse_arguments(argv + ["--resume_from_checkpoint", "latest"]))
