@@ -9,8 +9,10 @@ Systems: ``bm25`` (bm25s); ``zeroshot`` (the backbone untrained); ``st_biencoder
 MultipleNegativesRankingLoss on (anchor, positive, negative_1..3) rows, batch 16, grid ``--st_lrs`` x ``--st_epochs``);
 ``st_crossencoder`` (CrossEncoder, BCE with pos_weight 3 or ListNet, 8 queries a step, grid ``--ce_lrs`` x
 ``--ce_epochs``, re-ranking the selected st_biencoder's top ``--rerank_top_k``: pure and z-score fused as ours);
-``ours`` (``run_training``, the default recipe); ``ours_augmented`` (``--augment true --augment_top_n 30``); the
-ablations of ``FLAGS`` (``--systems ablations``).
+``ours`` (``run_training``, the default recipe); ``ours_augmented`` (``--augment true --augment_top_n 30``; its
+warm-up stage is the ``ours`` job's models when that job ran with the same settings and seed); the ablations of
+``FLAGS`` (``--systems ablations``), among them ``ours_3_epochs``, the control for ours_augmented: about as many
+optimizer steps, no augmentation.
 
 Every system starts from the same backbone (the offline all-MiniLM-L6-v2) and trains on the same lists (each
 training query, one positive and BM25 negatives from the top 50; ``build_instances`` + ``ListwiseDataset``, epoch 0)
@@ -47,6 +49,7 @@ OURS = ("ours", "ours_augmented")
 AUGMENTED = ["--augment", "true", "--augment_top_n", "30"]
 FLAGS = {
     "ours": [],
+    "ours_3_epochs": ["--epochs", "3"],  # the control for ours_augmented: about its optimizer steps, no augmentation
     "ours_augmented": AUGMENTED,
     "static": ["--static", "true"],
     "direction_reranker_to_retriever": ["--direction", "reranker_to_retriever"],
@@ -342,13 +345,45 @@ def job_rq2(config: dict, folder: Path) -> dict:
     ]
     argv += [a for flag, value in (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
              if value for a in (flag, str(value))]
+    reused = _reuse_warmup(config, folder)
     started = time.perf_counter()
     metrics = run_training(*parse_arguments(argv + config["flags"]))
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started + (reused["train_seconds"] if reused else 0.0)
     for checkpoints in sorted((folder / "run").rglob("checkpoints")):  # done: the saved models are what counts
         shutil.rmtree(checkpoints)
     return {"rows": metrics["eval"]["results"], "train_seconds": seconds - metrics["eval"]["seconds"],
-            "eval_seconds": metrics["eval"]["seconds"], "details": {"argv": argv + config["flags"], "train": metrics["train"]}}
+            "eval_seconds": metrics["eval"]["seconds"], "details": {"argv": argv + config["flags"], "train": metrics["train"],
+                        "warmup_reused_from": reused and reused["job"]}}
+
+
+def _reuse_warmup(config: dict, folder: Path) -> dict | None:
+    """For the chain, the finished ``ours`` job of the same settings and seed as its warm-up stage, if there is one.
+
+    The default warm-up (``augment_warmup joint``) is exactly the ``ours`` recipe trained without evaluation, so its
+    models are hard-linked into RUN/warmup instead of trained again; the chain skips the stage and the job's train
+    seconds add the ``ours`` job's. Returns that job's name and train seconds, or None (the chain trains the warm-up).
+    """
+    if "--augment" not in config["flags"] or "--augment_warmup" in config["flags"] or "--augment_warmup_epochs" in config["flags"]:
+        return None
+    job = f"ours-seed{config['seed']}"
+    source, warm = folder.parent / job, folder / "run" / "warmup"
+    result = source / "result.json"
+    if not result.is_file() or not (source / "run" / "metrics.json").is_file():
+        return None
+    done = json.loads(result.read_text(encoding="utf-8"))
+    if done["config"] != {**config, "system": "ours", "flags": []}:
+        return None
+    if not (warm / "metrics.json").is_file():
+        shutil.rmtree(warm, ignore_errors=True)
+        staging = warm.with_name("warmup.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in ("retriever", "reranker"):
+            shutil.copytree(source / "run" / name, staging / name, copy_function=os.link)
+        shutil.copy2(source / "run" / "metrics.json", staging / "metrics.json")
+        staging.replace(warm)
+    print(f"warm-up: the models of {job} (the same recipe and seed), not trained again", flush=True)
+    return {"job": job, "train_seconds": done["train_seconds"]}
 
 
 def _family(system: str) -> str:

@@ -3,7 +3,13 @@
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from .configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
-from .modeling_rq2 import RQ2Reranker, RQ2RerankerOutput, RQ2Retriever, RQ2RetrieverOutput, format_passage
+from .modeling_rq2 import (
+    RQ2Reranker,
+    RQ2RerankerOutput,
+    RQ2Retriever,
+    RQ2RetrieverOutput,
+    format_passage,
+)
 
 # With the package installed, the Auto classes know our models without trust_remote_code.
 AutoConfig.register(RQ2RetrieverConfig.model_type, RQ2RetrieverConfig, exist_ok=True)
@@ -14,7 +20,15 @@ AutoModelForSequenceClassification.register(RQ2RerankerConfig, RQ2Reranker, exis
 
 __version__ = "0.1.0"
 
-_LAZY = {"RetrieveThenRerank": "pipeline", "DenseIndex": "index", "load_beir": "data"}
+_LAZY = {
+    "RetrieveThenRerank": "pipeline",
+    "DenseIndex": "index",
+    "load_beir": "data",
+    "load_data": "sources",
+    "load_msmarco": "msmarco",
+    "load_dpr": "dpr",
+    "has_answer": "answers",
+}
 
 
 def __getattr__(name: str):
@@ -29,7 +43,11 @@ def __getattr__(name: str):
 __all__ = [
     "DenseIndex",
     "RetrieveThenRerank",
+    "has_answer",
     "load_beir",
+    "load_data",
+    "load_dpr",
+    "load_msmarco",
     "RQ2Reranker",
     "RQ2RerankerConfig",
     "RQ2RerankerOutput",

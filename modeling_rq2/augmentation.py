@@ -23,6 +23,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from .corpus import lookup_passages
 from .data import RetrievalData
 from .index import DenseIndex, build_index
 from .instances import INSTANCE_FEATURES
@@ -110,7 +111,6 @@ def augment_instances(
     """
     args = args or AugmentationArguments()
     corpus_ids, corpus = list(data.corpus["_id"]), data.passages()
-    passages = dict(zip(corpus_ids, corpus))
     if index is None:
         index = build_index(retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar)
     queries = [
@@ -125,11 +125,12 @@ def augment_instances(
     retrieved = index.search(retriever.encode_queries([text for _, text, _ in queries], args.augment_batch_size), top_n)
 
     # one re-ranker pass over every retrieved pair, plus the gold positives (they calibrate the probability)
-    pairs, owners = [], []
+    texts, owners = [], []
     for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved)):
         docs = [doc for doc, _ in hits] + [doc for doc in gold if doc not in {d for d, _ in hits}]
-        pairs += [(text, passages[doc]) for doc in docs]
+        texts += [text] * len(docs)
         owners += [(i, doc, doc in gold) for doc in docs]
+    pairs = list(zip(texts, lookup_passages(corpus.by_id(), [doc for _, doc, _ in owners])))
     logits = reranker.score_pairs(pairs, args.augment_batch_size, show_progress_bar)
     labels = np.array([is_gold for _, _, is_gold in owners], dtype=np.float64)
     a, b = platt_scale(logits, labels) if args.probability == "platt" else (1.0, 0.0)
@@ -208,10 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import HfArgumentParser
 
     from .backbones import load_reranker, load_retriever
-    from .data import load_beir
+    from .sources import load_data
 
     command, args = HfArgumentParser((AugmentCommandArguments, AugmentationArguments)).parse_args_into_dataclasses(args=argv)
-    data = load_beir(command.data, command.split)
+    data = load_data(command.data, command.split)
     instances, report = augment_instances(data, load_retriever(command.retriever), load_reranker(command.reranker), args)
     save_instances(instances, command.output, report)
     print(json.dumps({k: v for k, v in report.items() if k != "arguments"}, indent=2))

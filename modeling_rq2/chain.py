@@ -18,11 +18,22 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from .augmentation import REPORT_FILE, AugmentationArguments, augment_instances, save_instances
+from .augmentation import (
+    REPORT_FILE,
+    AugmentationArguments,
+    augment_instances,
+    save_instances,
+)
 from .backbones import load_reranker, load_retriever
-from .data import load_beir
 from .model_card import write_cards
-from .training import DataArguments, JointTrainingArguments, LossArguments, ModelArguments, train
+from .sources import load_data
+from .training import (
+    DataArguments,
+    JointTrainingArguments,
+    LossArguments,
+    ModelArguments,
+    train,
+)
 
 
 def run_training(
@@ -48,7 +59,7 @@ def run_training(
     state = PartialState()
     with state.main_process_first():  # the main process augments; the others then find its result
         if not (augmented / REPORT_FILE).is_file():
-            data = load_beir(data_args.data, data_args.train_split)
+            data = load_data(data_args.data, data_args.train_split)
             if data_args.max_train_queries:
                 data = replace(data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries)))))
             instances, report = augment_instances(

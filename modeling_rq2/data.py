@@ -1,11 +1,15 @@
-"""Readers for retrieval data in the BEIR layout (a folder or a Hugging Face dataset name).
+"""Readers for retrieval data in the BEIR layout (a folder or a Hugging Face dataset name), and the
+shared pieces of every reader (``RetrievalData``, validated JSONL/TSV records, qrels, id checks).
 
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
 ``text``) and ``qrels/<split>.tsv`` (``query-id  corpus-id  score``); ``.jsonl.gz`` works too.
 Every malformed record raises :class:`DataFormatError` naming the file and line, or, with
 ``skip_invalid=True``, is skipped and counted in a logged warning: never silently dropped.
+Corpora become Arrow datasets (written once to the datasets cache, then memory-mapped), and ids
+are checked with Arrow compute, so millions of passages never become Python lists here.
 """
 
+import csv
 import gzip
 import json
 import logging
@@ -14,8 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .evaluation import DEFAULT_METRICS
+
+if TYPE_CHECKING:
+    from .corpus import CorpusSequence
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +44,12 @@ class RetrievalData:
 
     corpus: ``datasets.Dataset`` with columns ``_id``, ``title``, ``text``.
     queries: ``datasets.Dataset`` with ``_id``, ``text``: the queries judged in this split.
-    qrels: ``{query_id: {doc_id: grade}}``, as pytrec_eval takes them.
+    qrels: ``{query_id: {doc_id: grade}}``, as pytrec_eval takes them (empty when the split is
+        judged by answers instead).
+    answers: ``{query_id: [answer strings]}`` for open-domain QA (DPR's Natural Questions): a
+        passage is relevant when it contains an answer (``answer_match`` "string" or "regex").
+    negatives: hard negatives shipped with the data (DPR's ``hard_negative_ctxs``), ``{query_id: [doc ids]}``.
+    metrics: what the dataset's papers report (e.g. MS MARCO: MRR@10, Recall@50/1000).
     """
 
     corpus: datasets.Dataset
@@ -40,10 +57,16 @@ class RetrievalData:
     qrels: dict[str, dict[str, int]]
     name: str
     split: str
+    answers: dict[str, list[str]] | None = None
+    answer_match: str = "string"
+    negatives: dict[str, list[str]] | None = None
+    metrics: tuple[str, ...] = DEFAULT_METRICS
 
-    def passages(self) -> list[dict]:
-        """The corpus as ``{"title", "text"}`` dicts, in corpus order (what the models encode)."""
-        return [{"title": t, "text": x} for t, x in zip(self.corpus["title"], self.corpus["text"])]
+    def passages(self) -> "CorpusSequence":
+        """The corpus as ``{"title", "text"}`` dicts in corpus order (what the models encode), read lazily."""
+        from .corpus import CorpusSequence
+
+        return CorpusSequence(self.corpus)
 
 
 def bundled_dataset_path(name: str = "scifact") -> Path:
@@ -120,24 +143,81 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool =
     problems.report()
 
 
-def _jsonl_dataset(path: Path, fields: tuple[str, ...], skip_invalid: bool) -> datasets.Dataset:
-    """Arrow-backed dataset of a JSONL file, cached by path, size and modification time."""
-    stat = path.stat()
+def read_tsv_records(
+    path: Path, columns: tuple[str, ...], skip_invalid: bool = False, header: str | None = None, quoted: bool = False
+) -> Iterator[dict]:
+    """Validated records of a tab-separated file: exactly ``len(columns)`` columns, a non-empty id and text.
+
+    ``header``: the first cell of a header line to skip (e.g. ``"id"``); ``quoted``: cells may be in
+    double quotes with ``""`` escapes (the csv module's dialect, as DPR writes ``psgs_w100.tsv``).
+    """
+    problems = _Problems(path, skip_invalid)
+    for number, line in _lines(path):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        cells = next(csv.reader([line], delimiter="\t")) if quoted else line.split("\t")
+        if number == 1 and header is not None and cells[0].strip().lower() == header:
+            continue
+        if len(cells) != len(columns):
+            problems(number, f"expected {len(columns)} tab-separated columns ({', '.join(columns)}), got {len(cells)}")
+            continue
+        row = dict(zip(columns, (cell.strip() for cell in cells)))
+        if not row["_id"]:
+            problems(number, "empty id")
+            continue
+        if not row["text"]:
+            problems(number, f"id {row['_id']!r} has an empty text")
+            continue
+        yield row
+    problems.report()
+
+
+def check_unique_ids(dataset: datasets.Dataset, path: Path) -> None:
+    """Raise naming the lines of the first duplicate ``_id`` of a TSV-read dataset (checked in Arrow: no Python set)."""
+    ids = dataset.data.column("_id")
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    counts = pc.value_counts(ids)
+    duplicate = counts.field("values").filter(pc.greater(counts.field("counts"), 1))[0].as_py()
+    lines = []
+    for number, line in _lines(path):  # the error path only: find where the id occurs
+        if line.split("\t", 1)[0].strip().strip('"') == duplicate:
+            lines.append(number)
+    raise DataFormatError(f"{path}: duplicate id {duplicate!r} (lines {', '.join(map(str, lines[:2])) or '?'})")
+
+
+def unknown_ids(ids: list[str], known: "pa.ChunkedArray | pa.Array") -> list[int]:
+    """Positions in ``ids`` of the ids that ``known`` (an Arrow column, e.g. a corpus' ``_id``) lacks."""
+    if not ids:
+        return []
+    found = pc.is_in(pa.array(ids, type=pa.string()), value_set=known)
+    return [i for i, ok in enumerate(found.to_pylist()) if not ok]
+
+
+def arrow_dataset(generator, gen_kwargs: dict, columns: tuple[str, ...]) -> datasets.Dataset:
+    """An Arrow dataset of string columns from a record generator, cached by its arguments (file size and
+    time among them); our DataFormatError comes out as itself, naming the file and line."""
     try:
         return datasets.Dataset.from_generator(
-            _generate_records,
-            gen_kwargs={
-                "path": str(path),
-                "fields": fields,
-                "skip_invalid": skip_invalid,
-                "fingerprint": (stat.st_size, stat.st_mtime_ns),
-            },
-            features=datasets.Features({"_id": datasets.Value("string"), **{f: datasets.Value("string") for f in fields}}),
+            generator, gen_kwargs=gen_kwargs, features=datasets.Features({c: datasets.Value("string") for c in columns})
         )
     except datasets.exceptions.DatasetGenerationError as err:
-        if isinstance(err.__cause__, DataFormatError):  # our message names the file and line: surface it
+        if isinstance(err.__cause__, DataFormatError):
             raise err.__cause__ from None
         raise
+
+
+def file_fingerprint(path: Path) -> tuple[str, int, int]:
+    """What makes a cached dataset of ``path`` stale: its resolved path, size and modification time."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _jsonl_dataset(path: Path, fields: tuple[str, ...], skip_invalid: bool) -> datasets.Dataset:
+    """Arrow-backed dataset of a JSONL file, cached by path, size and modification time."""
+    kwargs = {"path": str(path), "fields": fields, "skip_invalid": skip_invalid, "fingerprint": file_fingerprint(path)}
+    return arrow_dataset(_generate_records, kwargs, ("_id", *fields))
 
 
 def _generate_records(path: str, fields: tuple[str, ...], skip_invalid: bool, fingerprint: tuple) -> Iterator[dict]:
@@ -146,13 +226,17 @@ def _generate_records(path: str, fields: tuple[str, ...], skip_invalid: bool, fi
 
 def read_qrels(
     path: Path,
-    query_ids: set[str] | None = None,
-    doc_ids: set[str] | None = None,
+    query_ids: "pa.ChunkedArray | None" = None,
+    doc_ids: "pa.ChunkedArray | None" = None,
     skip_invalid: bool = False,
 ) -> dict[str, dict[str, int]]:
-    """Read a qrels TSV (``query-id corpus-id score``, optional header; TREC 4-column also accepted)."""
+    """Read a qrels TSV (``query-id corpus-id score``, optional header; TREC 4-column also accepted).
+
+    ``query_ids`` / ``doc_ids``: Arrow columns of the known ids (a dataset's ``.data.column("_id")``);
+    judgements naming other ids are errors (checked in bulk, so an 8.8M-passage corpus costs no Python set).
+    """
     problems = _Problems(path, skip_invalid)
-    qrels: dict[str, dict[str, int]] = {}
+    rows: list[tuple[int, str, str, int]] = []
     for number, line in _lines(path):
         columns = line.split()
         if not columns:
@@ -170,11 +254,17 @@ def read_qrels(
         except ValueError:
             problems(number, f"score {score!r} is not a number")
             continue
-        if query_ids is not None and qid not in query_ids:
-            problems(number, f"query id {qid!r} is not in the queries file")
-            continue
-        if doc_ids is not None and did not in doc_ids:
-            problems(number, f"corpus id {did!r} is not in the corpus file")
+        rows.append((number, qid, did, grade))
+    bad: dict[int, str] = {}
+    for known, column, what in ((query_ids, 1, "query id {!r} is not in the queries file"),
+                                (doc_ids, 2, "corpus id {!r} is not in the corpus file")):
+        if known is not None:
+            for i in unknown_ids([row[column] for row in rows], known):
+                bad.setdefault(i, what.format(rows[i][column]))
+    qrels: dict[str, dict[str, int]] = {}
+    for i, (number, qid, did, grade) in enumerate(rows):
+        if i in bad:
+            problems(number, bad[i])
             continue
         qrels.setdefault(qid, {})[did] = grade
     problems.report()
@@ -199,7 +289,7 @@ def load_beir(name_or_path: str | os.PathLike = "scifact", split: str = "test", 
         qrels_path = folder / "qrels" / f"{split}.tsv"
         if not qrels_path.is_file():
             raise DataFormatError(f"{qrels_path}: file not found (no qrels for split {split!r})")
-        qrels = read_qrels(qrels_path, set(queries["_id"]), set(corpus["_id"]), skip_invalid)
+        qrels = read_qrels(qrels_path, queries.data.column("_id"), corpus.data.column("_id"), skip_invalid)
         name = folder.name
     else:
         corpus, queries, qrels = _load_beir_from_hub(str(name_or_path), split)

@@ -1,28 +1,37 @@
-"""Evaluate a retriever (and optionally a re-ranker on its top-k) on a BEIR-layout dataset.
+"""Evaluate a retriever (and optionally a re-ranker on its top-k) on any supported dataset.
 
     python -m modeling_rq2.evaluate --retriever default --data scifact --split test
     python -m modeling_rq2.evaluate --retriever out/retriever --reranker out/reranker --rerank_top_k 50
     python -m modeling_rq2.evaluate --retriever out/retriever --data BeIR/nfcorpus --index_type hnsw --index_dir idx/
+    accelerate launch -m modeling_rq2.evaluate --retriever out/retriever --data msmarco/ --split dev.small \
+        --top_k 1000 --index_dir idx/        # MS MARCO's official files: every process encodes its shards
 
-Prints a Markdown table, writes ``metrics.json`` (means, and per query in ``per_query.json``) and
-TREC run files into ``--output_dir``.
+Metrics default to the dataset's own (BEIR: nDCG@10...; MS MARCO: MRR@10, Recall@50/1000; NQ:
+answer hits in the top 5/20/100). Prints a Markdown table, writes ``metrics.json`` (means, and per
+query in ``per_query.json``) and TREC run files into ``--output_dir``. With ``--index_dir``, the
+corpus is encoded into resumable shards there (a killed run re-encodes at most one shard per process).
 """
 
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from accelerate import Accelerator
 from transformers import HfArgumentParser
 
+from .answers import MATCH_TYPES, answer_judgements
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
 from .bm25 import bm25_search
-from .data import RetrievalData, load_beir
-from .evaluation import DEFAULT_METRICS, evaluate_run, write_trec_run
+from .corpus import CorpusPassages, lookup_passages
+from .data import RetrievalData
+from .evaluation import evaluate_run, write_trec_run
 from .index import INDEX_TYPES, IndexOptions
-from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 from .pipeline import RetrieveThenRerank, to_run
+from .sources import load_data
 
 
 @dataclass
@@ -31,7 +40,7 @@ class EvaluateArguments:
 
     retriever: str = field(default=DEFAULT_BACKBONE, metadata={"help": "saved RQ2Retriever, or a plain encoder ('default' = offline MiniLM)"})
     reranker: str | None = field(default=None, metadata={"help": "saved RQ2Reranker to re-rank the retriever's top-k"})
-    data: str = field(default="scifact", metadata={"help": "BEIR folder, bundled name or Hub dataset"})
+    data: str = field(default="scifact", metadata={"help": "BEIR / MS MARCO / DPR folder, bundled name or Hub dataset"})
     split: str = "test"
     top_k: int = field(default=100, metadata={"help": "passages retrieved per query"})
     rerank_top_k: int = field(default=50, metadata={"help": "head of the retrieved list that the re-ranker re-orders"})
@@ -39,11 +48,13 @@ class EvaluateArguments:
     query_max_length: int | None = None
     passage_max_length: int | None = None
     batch_size: int = 32
-    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: list[str] | None = field(default=None, metadata={"help": "default: the dataset's own (see the module doc)"})
     relevance_threshold: int = field(default=1, metadata={"help": "grade from which MRR/Recall/MAP count a passage relevant (TREC DL: 2)"})
     index_type: str = field(default="flat", metadata={"help": f"FAISS index: {INDEX_TYPES}"})
     bm25: bool = field(default=False, metadata={"help": "also report BM25 on the same queries"})
     index_dir: str | None = field(default=None, metadata={"help": "load the corpus index from here if it holds one of this retriever, else save it here"})
+    shard_size: int = field(default=100_000, metadata={"help": "passages per resumable encoding shard (with --index_dir)"})
+    answer_match: str = field(default="string", metadata={"help": "answer-judged data (DPR): string, or regex (CuratedTREC)"})
     output_dir: str = "outputs/eval"
 
     def __post_init__(self):
@@ -56,6 +67,10 @@ class EvaluateArguments:
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
         if self.index_type not in INDEX_TYPES:
             raise ValueError(f"--index_type must be one of {INDEX_TYPES}, got {self.index_type!r}")
+        if self.answer_match not in MATCH_TYPES:
+            raise ValueError(f"--answer_match must be one of {MATCH_TYPES}, got {self.answer_match!r}")
+        if self.shard_size < 1:
+            raise ValueError(f"--shard_size must be >= 1, got {self.shard_size}")
 
 
 def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
@@ -65,10 +80,22 @@ def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str
     return "\n".join(lines)
 
 
-def bm25_baseline(data: RetrievalData, metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, top_k: int = 100) -> dict[str, float]:
+def judgements(data: RetrievalData, run: dict[str, dict[str, float]], passages: Mapping[str, Passage] | None = None) -> dict[str, dict[str, int]]:
+    """What ``run`` is scored against: the qrels, or for answer-judged data (NQ) the retrieved passages
+    that contain an answer (their texts read in one batch from ``passages``, default the corpus)."""
+    if data.answers is None:
+        return data.qrels
+    passages = passages if passages is not None else CorpusPassages(data.corpus)
+    ids = sorted({doc for docs in run.values() for doc in docs})
+    texts = dict(zip(ids, (p["text"] for p in lookup_passages(passages, ids))))
+    return answer_judgements(run, data.answers, lambda docs: [texts[d] for d in docs], data.answer_match)
+
+
+def bm25_baseline(data: RetrievalData, metrics: list[str] | tuple[str, ...] | None = None, top_k: int = 100) -> dict[str, float]:
     """BM25 (bm25s, k1 1.5, b 0.75, no stemming) on ``data``: the lexical baseline every table should carry."""
     hits = bm25_search(data, top_k)
-    return evaluate_run(to_run(list(hits), list(hits.values())), data.qrels, metrics)[0]
+    run = to_run(list(hits), list(hits.values()))
+    return evaluate_run(run, judgements(data, run), metrics or data.metrics)[0]
 
 
 def evaluate_retrieval(
@@ -77,7 +104,7 @@ def evaluate_retrieval(
     reranker: RQ2Reranker | None = None,
     top_k: int = 100,
     rerank_top_k: int = 50,
-    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    metrics: list[str] | tuple[str, ...] | None = None,
     batch_size: int = 32,
     fusion: float = 0.0,
     relevance_threshold: int = 1,
@@ -86,8 +113,10 @@ def evaluate_retrieval(
     """Retrieve (and re-rank the head) for every query of ``data``; returns (metrics, per-query metrics, runs) per system.
 
     With a re-ranker, both pure re-ranking and, when ``fusion`` > 0, the fused ranking are reported.
-    ``pipe``: a pipeline over ``data``'s corpus already built (else the corpus is encoded into an exact index).
+    ``metrics``: default the dataset's own. ``pipe``: a pipeline over ``data``'s corpus already built
+    (else the corpus is encoded into an exact index).
     """
+    metrics = metrics or data.metrics
     pipe = pipe or RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, batch_size)
     query_ids, query_texts = data.queries["_id"], data.queries["text"]
     candidates = pipe.retrieve(query_texts, top_k)
@@ -100,13 +129,16 @@ def evaluate_retrieval(
                 query_texts, candidates, rerank_top_k, fusion, logits
             )
     runs = {name: to_run(query_ids, ranked) for name, ranked in systems.items()}
-    scored = {name: evaluate_run(run, data.qrels, metrics, relevance_threshold) for name, run in runs.items()}
+    judged = judgements(data, runs["retriever"], pipe.passages)  # re-ranking only re-orders these candidates
+    scored = {name: evaluate_run(run, judged, metrics, relevance_threshold) for name, run in runs.items()}
     return {name: s[0] for name, s in scored.items()}, {name: s[1] for name, s in scored.items()}, runs
 
 
 def run_evaluation(args: EvaluateArguments) -> dict:
     """Encode the corpus, retrieve (and re-rank), score; returns the report written to metrics.json."""
-    data = load_beir(args.data, args.split)
+    data = load_data(args.data, args.split)
+    data.answer_match = args.answer_match
+    metrics = args.metrics or list(data.metrics)
     if args.top_k > len(data.corpus):  # before any model loads
         raise ValueError(f"--top_k {args.top_k} is more than the {len(data.corpus)} passages of {data.name}")
     overrides = {k: v for k, v in (("query_max_length", args.query_max_length), ("passage_max_length", args.passage_max_length)) if v}
@@ -116,15 +148,24 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
+    accelerator = Accelerator()
+    # under ``accelerate launch``, the processes share the corpus encoding
+    retriever.to(accelerator.device)
+    if reranker is not None:
+        reranker.to(accelerator.device)
+    if accelerator.num_processes > 1 and args.index_dir is None:
+        raise ValueError("several processes encode into shards in --index_dir: give one")
     pipe = RetrieveThenRerank.from_pretrained(
-        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size
+        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size, accelerator, args.shard_size
     )
+    if not accelerator.is_main_process:  # the search and the scoring run once
+        return {}
     results, per_query, runs = evaluate_retrieval(
-        retriever, data, reranker, args.top_k, args.rerank_top_k, args.metrics, args.batch_size, args.fusion,
+        retriever, data, reranker, args.top_k, args.rerank_top_k, metrics, args.batch_size, args.fusion,
         args.relevance_threshold, pipe,
     )
     if args.bm25:
-        results["BM25 (bm25s)"] = bm25_baseline(data, args.metrics, args.top_k)
+        results["BM25 (bm25s)"] = bm25_baseline(data, metrics, args.top_k)
     for name, run in runs.items():
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
         write_trec_run(run, str(output_dir / f"run.{slug}.trec"))
@@ -140,7 +181,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (output_dir / "per_query.json").write_text(json.dumps(per_query, indent=1), encoding="utf-8")
     print(f"{data.name} ({args.split}): {len(data.queries)} queries, {len(data.corpus)} passages, {report['seconds']} s")
-    print(markdown_table(results, args.metrics))
+    print(markdown_table(results, metrics))
     print(f"wrote {output_dir / 'metrics.json'}")
     return report
 

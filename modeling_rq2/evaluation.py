@@ -1,4 +1,7 @@
-"""Ranking metrics with trec_eval's definitions (MRR@k, Recall@k, nDCG@k, MAP).
+"""Ranking metrics with trec_eval's definitions (MRR@k, Recall@k, nDCG@k, MAP, Success@k).
+
+``success@k`` is 1 when any relevant document is in the top k (trec_eval's ``success_k``): what
+RocketQA's ``msmarco_eval`` reports as Recall@50/1000 and DPR as top-k retrieval accuracy (Recall@k).
 
 Runs and qrels are pytrec_eval-style dicts: ``run = {qid: {docid: score}}``,
 ``qrels = {qid: {docid: grade}}``. Documents are ranked by score, ties broken by doc id in
@@ -11,13 +14,13 @@ import re
 from collections.abc import Iterable
 
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
-_METRIC = re.compile(r"^(ndcg|mrr|recall|map)(?:@(\d+))?$")
+_METRIC = re.compile(r"^(ndcg|mrr|recall|map|success)(?:@(\d+))?$")
 
 
 def _parse(metric: str) -> tuple[str, int | None]:
     match = _METRIC.match(metric.lower())
     if not match or (match.group(1) != "map" and match.group(2) is None):
-        raise ValueError(f"unknown metric {metric!r}: use ndcg@k, mrr@k, recall@k or map (e.g. 'ndcg@10')")
+        raise ValueError(f"unknown metric {metric!r}: use ndcg@k, mrr@k, recall@k, success@k or map (e.g. 'ndcg@10')")
     return match.group(1), int(match.group(2)) if match.group(2) else None
 
 
@@ -31,6 +34,8 @@ def _query_metric(kind: str, k: int | None, ranking: list[str], judged: dict[str
     top = ranking if k is None else ranking[:k]
     if kind == "mrr":
         return next((1.0 / i for i, doc in enumerate(top, start=1) if doc in relevant), 0.0)
+    if kind == "success":
+        return float(any(doc in relevant for doc in top))
     if kind == "recall":
         return sum(doc in relevant for doc in top) / len(relevant) if relevant else 0.0
     if kind == "map":

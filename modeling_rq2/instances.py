@@ -9,7 +9,7 @@ of one positive (first) and up to m-1 negatives, sampled with a seed that depend
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .bm25 import bm25_search
+from .corpus import lookup_passages
 from .data import RetrievalData
 from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 
@@ -84,7 +85,7 @@ class ListwiseDataset(Dataset):
     A query with fewer than m-1 negatives gets a shorter list; the collator masks the rest.
     """
 
-    def __init__(self, instances: datasets.Dataset, passages: dict[str, Passage], list_size: int, seed: int = 42):
+    def __init__(self, instances: datasets.Dataset, passages: Mapping[str, Passage], list_size: int, seed: int = 42):
         if list_size < 1:
             raise ValueError(f"list_size must be >= 1, got {list_size}")
         missing = {doc for row in instances for doc in (*row["positives"], *row["negatives"]) if doc not in passages}
@@ -112,7 +113,7 @@ class ListwiseDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.instances[index]
-        return {"query": row["query"], "passages": [self.passages[d] for d in self.sample(index, row)]}
+        return {"query": row["query"], "passages": lookup_passages(self.passages, self.sample(index, row))}
 
 
 class ListwiseCollator:

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 
 from .backbones import load_reranker, load_retriever
+from .corpus import CorpusSequence, lookup_passages
 from .data import RetrievalData
 from .index import DenseIndex, IndexOptions, build_index
 from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
@@ -29,7 +30,7 @@ class RetrieveThenRerank:
         self,
         retriever: RQ2Retriever,
         index: DenseIndex,
-        passages: dict[str, Passage],
+        passages: Mapping[str, Passage],
         reranker: RQ2Reranker | None = None,
     ):
         if index.dim != retriever.embedding_dim:
@@ -46,10 +47,19 @@ class RetrieveThenRerank:
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         options: IndexOptions | None = None,
+        accelerator=None,
+        shard_folder: str | os.PathLike | None = None,
+        shard_size: int = 100_000,
     ) -> "RetrieveThenRerank":
-        """Encode ``passages`` with the retriever into an index (exact inner product unless ``options`` say)."""
-        index = build_index(retriever, passages, doc_ids, options, batch_size, show_progress_bar)
-        return cls(retriever, index, dict(zip(index.doc_ids, passages)), reranker)
+        """Encode ``passages`` with the retriever into an index (exact inner product unless ``options`` say).
+
+        ``shard_folder`` / ``accelerator``: encode into resumable shards on disk, split across processes
+        (see ``index.build_index``).
+        """
+        index = build_index(
+            retriever, passages, doc_ids, options, batch_size, show_progress_bar, accelerator, shard_folder, shard_size
+        )
+        return cls(retriever, index, _by_id(doc_ids, passages), reranker)
 
     @classmethod
     def from_pretrained(
@@ -60,12 +70,15 @@ class RetrieveThenRerank:
         index_folder: str | os.PathLike | None = None,
         options: IndexOptions | None = None,
         batch_size: int = 64,
+        accelerator=None,
+        shard_size: int = 100_000,
     ) -> "RetrieveThenRerank":
         """Models by name or folder (or instances) + a corpus; the index is loaded from ``index_folder``
         when it holds one made by this retriever, else encoded (and saved there when given).
 
         ``corpus``: a ``RetrievalData``, a ``datasets.Dataset`` with ``_id``/``title``/``text``, or a
-        ``{doc_id: passage}`` mapping.
+        ``{doc_id: passage}`` mapping. With ``index_folder``, the corpus is encoded into resumable shards
+        in ``index_folder/shards`` (each process of ``accelerator`` encoding its share) before indexing.
         """
         if corpus is None:
             raise ValueError("a corpus is needed: the passages that the index holds and the re-ranker reads")
@@ -77,10 +90,13 @@ class RetrieveThenRerank:
             index = DenseIndex.load(index_folder, retriever=retriever)
             if sorted(index.doc_ids) != sorted(doc_ids):
                 raise ValueError(f"{index_folder}: indexes {len(index)} passages that are not the corpus given ({len(doc_ids)})")
-            return cls(retriever, index, dict(zip(doc_ids, passages)), reranker)
-        pipe = cls.from_corpus(retriever, passages, doc_ids, reranker, batch_size, options=options)
-        if index_folder is not None:
+            return cls(retriever, index, _by_id(doc_ids, passages), reranker)
+        shards = Path(index_folder) / "shards" if index_folder is not None else None
+        pipe = cls.from_corpus(retriever, passages, doc_ids, reranker, batch_size, None, options, accelerator, shards, shard_size)
+        if index_folder is not None and (accelerator is None or accelerator.is_main_process):
             pipe.index.save(index_folder)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
         return pipe
 
     def retrieve(self, queries: Sequence[str], top_k: int = 100) -> list[list[tuple[str, float]]]:
@@ -93,7 +109,8 @@ class RetrieveThenRerank:
         """Re-ranker logits of the first ``rerank_top_k`` candidates of each query (one forward pass for all)."""
         if self.reranker is None:
             raise ValueError("this pipeline has no re-ranker")
-        pairs = [(q, self.passages[doc]) for q, hits in zip(queries, candidates) for doc, _ in hits[:rerank_top_k]]
+        heads = [(q, doc) for q, hits in zip(queries, candidates) for doc, _ in hits[:rerank_top_k]]
+        pairs = list(zip((q for q, _ in heads), lookup_passages(self.passages, [doc for _, doc in heads])))
         logits = iter(self.reranker.score_pairs(pairs).tolist())
         return [[next(logits) for _ in hits[:rerank_top_k]] for hits in candidates]
 
@@ -136,16 +153,18 @@ class RetrieveThenRerank:
         return self.rerank(queries, candidates, rerank_top_k, fusion)
 
 
-def _corpus_items(corpus: Corpus) -> tuple[list[str], list[Passage]]:
-    """(doc ids, passages) of a corpus given in any of the accepted forms."""
+def _by_id(doc_ids: Sequence[str], passages: Sequence[Passage]) -> Mapping[str, Passage]:
+    """Passages by doc id: an Arrow-backed view for an Arrow corpus, else a dict."""
+    return passages.by_id() if isinstance(passages, CorpusSequence) else dict(zip(doc_ids, passages))
+
+
+def _corpus_items(corpus: Corpus) -> tuple[list[str], Sequence[Passage]]:
+    """(doc ids, passages) of a corpus given in any of the accepted forms (Arrow corpora stay on disk)."""
     if isinstance(corpus, RetrievalData):
-        return list(corpus.corpus["_id"]), corpus.passages()
+        corpus = corpus.corpus
     if isinstance(corpus, datasets.Dataset):
-        missing = {"_id", "text"} - set(corpus.column_names)
-        if missing:
-            raise ValueError(f"corpus dataset lacks the columns {sorted(missing)} (has {corpus.column_names})")
-        titles = corpus["title"] if "title" in corpus.column_names else [""] * len(corpus)
-        return list(corpus["_id"]), [{"title": t, "text": x} for t, x in zip(titles, corpus["text"])]
+        passages = CorpusSequence(corpus)  # checks the columns
+        return list(passages.corpus["_id"]), passages
     if isinstance(corpus, Mapping):
         return [str(k) for k in corpus], list(corpus.values())
     raise TypeError(f"corpus must be RetrievalData, a datasets.Dataset or a {{doc_id: passage}} mapping, got {type(corpus).__name__}")

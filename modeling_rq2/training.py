@@ -30,17 +30,30 @@ from transformers import get_scheduler
 
 from .augmentation import AugmentationArguments
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
-from .data import load_beir
+from .corpus import CorpusPassages
 from .evaluate import bm25_baseline, evaluate_retrieval, markdown_table
-from .evaluation import DEFAULT_METRICS
-from .instances import ListwiseCollator, ListwiseDataset, bm25_negatives, build_instances, load_instances
+from .instances import (
+    ListwiseCollator,
+    ListwiseDataset,
+    bm25_negatives,
+    build_instances,
+    load_instances,
+)
+from .losses import (
+    DIRECTIONS,
+    REDUCTIONS,
+    listwise_cross_entropy,
+    listwise_distillation_loss,
+)
 from .model_card import write_cards
-from .losses import DIRECTIONS, REDUCTIONS, listwise_cross_entropy, listwise_distillation_loss
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput
+from .msmarco import read_triples
+from .sources import load_data
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
+BM25_BASELINE_MAX_PASSAGES = 1_000_000  # beyond, the in-run BM25 baseline would cost more than it tells
 PROGRESS_FILE = "progress.json"
 
 
@@ -81,10 +94,16 @@ class ModelArguments:
 class DataArguments:
     """Training lists and the evaluation split."""
 
-    data: str = field(default="scifact", metadata={"help": "BEIR folder, bundled name or Hub dataset"})
+    data: str = field(default="scifact", metadata={"help": "BEIR / MS MARCO / DPR folder, bundled name or Hub dataset"})
     train_split: str = "train"
     eval_split: str | None = field(default="test", metadata={"help": "split evaluated after training (none: skip)"})
     train_instances: str | None = field(default=None, metadata={"help": "saved listwise instances (datasets folder) instead of BM25 lists"})
+    negatives: str = field(
+        default="auto",
+        metadata={"help": "bm25 | data (the data's own hard negatives: DPR's hard_negative_ctxs) | a triples file "
+                          "(MS MARCO triples.train.small.tsv or qidpidtriples); auto: the data's own when it has them, else bm25"},
+    )
+    max_triples: int | None = field(default=None, metadata={"help": "read only the first N lines of a triples file"})
     list_size: int = field(default=4, metadata={"help": "m: passages per query list (1 positive + m-1 negatives)"})
     negatives_top_n: int = field(default=50, metadata={"help": "BM25 depth the negatives are drawn from"})
     max_train_queries: int | None = field(default=None, metadata={"help": "use only the first N training queries"})
@@ -384,11 +403,11 @@ def _evaluate(accelerator: Accelerator, joint: nn.Module, evaluation, args: "Joi
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(joint)
         results, _, _ = evaluate_retrieval(
-            model.retriever, evaluation, model.reranker, args.eval_top_k, args.rerank_top_k, DEFAULT_METRICS,
+            model.retriever, evaluation, model.reranker, args.eval_top_k, args.rerank_top_k, evaluation.metrics,
             args.eval_batch_size, args.fusion,
         )
         accelerator.log({f"eval/{s}/{m}": v for s, r in results.items() for m, v in r.items()}, step=step)
-        print(f"step {step}:\n{markdown_table(results, list(DEFAULT_METRICS))}")
+        print(f"step {step}:\n{markdown_table(results, list(evaluation.metrics))}")
     accelerator.wait_for_everyone()
     return results
 
@@ -408,23 +427,34 @@ def _prepare_lists(data_args: DataArguments, args: "JointTrainingArguments", acc
     Settings that the data make impossible (lists or top-k larger than the corpus) fail here, before any model loads.
     """
     with accelerator.main_process_first():
-        train = load_beir(data_args.data, data_args.train_split)
+        train = load_data(data_args.data, data_args.train_split)
+        size = len(train.corpus)
+        _require(data_args.list_size <= size, "list_size", f"{data_args.list_size} is more than the {size} passages of {train.name}")
         if data_args.train_instances:
             instances = load_instances(data_args.train_instances)
         else:
-            instances = build_instances(train, bm25_negatives(train, data_args.negatives_top_n))
+            instances = build_instances(train, _negatives(train, data_args))
         if data_args.max_train_queries:
             instances = instances.select(range(min(data_args.max_train_queries, len(instances))))
-        evaluation = load_beir(data_args.data, data_args.eval_split) if data_args.eval_split else None
-    size = len(train.corpus)
-    _require(data_args.list_size <= size, "list_size", f"{data_args.list_size} is more than the {size} passages of {train.name}")
-    if not data_args.train_instances:
-        _require(data_args.negatives_top_n < size, "negatives_top_n", f"must be below the corpus size {size}, got {data_args.negatives_top_n}")
+        evaluation = load_data(data_args.data, data_args.eval_split) if data_args.eval_split else None
     if evaluation is not None:
         _require(args.eval_top_k <= len(evaluation.corpus), "eval_top_k",
                  f"{args.eval_top_k} is more than the {len(evaluation.corpus)} passages of {evaluation.name}")
-    passages = dict(zip(train.corpus["_id"], train.passages()))
-    return instances, passages, evaluation
+    return instances, CorpusPassages(train.corpus), evaluation
+
+
+def _negatives(train, data_args: DataArguments) -> dict[str, list[str]]:
+    """Hard negatives per query: the data's own, a triples file's, or BM25's top ``negatives_top_n``."""
+    source = data_args.negatives
+    if source == "data" or (source == "auto" and train.negatives is not None):
+        _require(train.negatives is not None, "negatives", f"{train.name}/{train.split} ships no hard negatives: use bm25 or a triples file")
+        return train.negatives
+    if source not in ("auto", "bm25"):
+        _require(Path(source).is_file(), "negatives", f"{source}: not bm25, data, auto or a triples file")
+        return read_triples(source, train, data_args.max_triples)
+    _require(data_args.negatives_top_n < len(train.corpus), "negatives_top_n",
+             f"must be below the corpus size {len(train.corpus)}, got {data_args.negatives_top_n}")
+    return bm25_negatives(train, data_args.negatives_top_n)
 
 
 def train(
@@ -595,8 +625,9 @@ def train(
         results = _evaluate(accelerator, joint, evaluation, args, progress["global_step"])
         metrics["eval"] = {"dataset": evaluation.name, "split": evaluation.split, "results": results,
                            "seconds": round(time.perf_counter() - eval_started, 1)}
-        if accelerator.is_main_process:  # the lexical baseline of the same queries, for the cards (seconds)
-            metrics["eval"]["baselines"] = {"BM25 (bm25s)": bm25_baseline(evaluation, DEFAULT_METRICS, args.eval_top_k)}
+        if accelerator.is_main_process and len(evaluation.corpus) <= BM25_BASELINE_MAX_PASSAGES:
+            # the lexical baseline of the same queries, for the cards (seconds on small corpora)
+            metrics["eval"]["baselines"] = {"BM25 (bm25s)": bm25_baseline(evaluation, evaluation.metrics, args.eval_top_k)}
     metrics["hardware"] = _hardware(accelerator)
     if accelerator.is_main_process:
         metrics["seconds_total"] = round(time.perf_counter() - started, 1)

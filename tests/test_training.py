@@ -98,10 +98,12 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
 
 def test_two_process_run_with_accelerate_launch(train_setup, tmp_path):
     """The command users run on several devices, here as 2 CPU processes (gloo), in a fresh interpreter."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # several CPU processes (MULTI_CPU, gloo): --multi_gpu starts them, ACCELERATE_USE_CPU makes them CPU processes;
+    # --cpu --num_processes 2 would quietly start one
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
                *train_argv(train_setup, tmp_path, "--max_steps", "2", "--save_steps", "1", "--eval_split", "none")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
