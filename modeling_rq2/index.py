@@ -5,9 +5,10 @@ line), plus ``meta.json`` recording the retriever (name and a fingerprint of its
 dimension and the index type, checked when loading so vectors from another model are never
 searched with this one's queries.
 
-Index types: ``flat`` (exact inner product, the paper's choice), ``hnsw`` (graph, no training,
-fast approximate search) and ``ivfpq`` (inverted lists + product quantisation: small, trained on the
-corpus, for millions of passages).
+Index types: ``flat`` (exact inner product, the paper's choice), ``flat16`` (the same exhaustive
+search over vectors stored as float16: half the memory, scores within fp16 rounding, no training),
+``hnsw`` (graph, no training, fast approximate search) and ``ivfpq`` (inverted lists + product
+quantisation: small, trained on the corpus, for millions of passages).
 """
 
 import hashlib
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .modeling_rq2 import Passage, RQ2Retriever
 
-INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+INDEX_TYPES = ("flat", "flat16", "hnsw", "ivfpq")
 SHARDS_META = "shards.json"
 
 
@@ -52,6 +53,8 @@ class IndexOptions:
         """An empty inner-product index of this type (IVF-PQ still needs ``train``)."""
         if self.index_type == "flat":
             return faiss.IndexFlatIP(dim)
+        if self.index_type == "flat16":  # exhaustive, float16 codes; FAISS marks it trained already
+            return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
         if self.index_type == "hnsw":
             index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.hnsw_ef_search
@@ -60,7 +63,9 @@ class IndexOptions:
         if dim % pq_m:
             raise ValueError(f"pq_m={pq_m} must divide the embedding dimension {dim}")
         nlist = self.ivf_nlist or max(1, min(int(4 * np.sqrt(max(train_size, 1))), train_size // 39))
-        return faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{self.pq_nbits}", faiss.METRIC_INNER_PRODUCT)
+        # "np": no polysemous training. It only relabels each sub-quantizer's centroids for Hamming
+        # pre-filtering, which search never uses (same ids and scores), and took minutes on one thread
+        return faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{self.pq_nbits}np", faiss.METRIC_INNER_PRODUCT)
 
     def apply_search_settings(self, index: "faiss.Index") -> None:
         """Search-time knobs FAISS does not keep in the index file (IVF's nprobe)."""
@@ -68,6 +73,22 @@ class IndexOptions:
             faiss.extract_index_ivf(index).nprobe = self.ivf_nprobe
         elif self.index_type == "hnsw":
             index.hnsw.efSearch = self.hnsw_ef_search
+
+
+def _train_rows(size: int, train_sample: int, seed: int) -> "np.ndarray | None":
+    """Row numbers of the training sample (in draw order), or None for all rows."""
+    if size <= train_sample:
+        return None
+    return np.random.default_rng(seed).choice(size, train_sample, replace=False)
+
+
+def _trained_index(options: IndexOptions, dim: int, size: int, gather, train_sample: int, seed: int) -> "faiss.Index":
+    """An empty index for ``size`` vectors, trained if its type needs it on ``gather(rows)`` (rows None: all)."""
+    index = options.build(dim, train_size=size)
+    if not index.is_trained:
+        index.train(np.ascontiguousarray(gather(_train_rows(size, train_sample, seed)), dtype=np.float32))
+    options.apply_search_settings(index)
+    return index
 
 
 def retriever_fingerprint(retriever: RQ2Retriever) -> str:
@@ -118,12 +139,10 @@ class DenseIndex:
         if embeddings.ndim != 2:
             raise ValueError(f"embeddings must be a 2-d array (n, dim), got shape {embeddings.shape}")
         options = options or IndexOptions()
-        index = options.build(embeddings.shape[1], len(embeddings))
-        if not index.is_trained:
-            rng = np.random.default_rng(seed)
-            sample = embeddings if len(embeddings) <= train_sample else embeddings[rng.choice(len(embeddings), train_sample, replace=False)]
-            index.train(sample)
-        options.apply_search_settings(index)
+        index = _trained_index(
+            options, embeddings.shape[1], len(embeddings), lambda rows: embeddings if rows is None else embeddings[rows],
+            train_sample, seed,
+        )
         dense = cls(embeddings.shape[1], model_name, index, options=options, fingerprint=fingerprint)
         dense.add(embeddings, list(doc_ids))
         return dense
@@ -254,7 +273,7 @@ def encode_corpus_shards(
         start, end = shard * shard_size, min((shard + 1) * shard_size, len(doc_ids))
         embeddings = retriever.encode_passages(passages[start:end], batch_size, show_progress_bar=False)
         _write_atomic(folder / f"shard-{shard:05d}.docid", "".join(f"{d}\n" for d in doc_ids[start:end]))
-        tmp = folder / f".tmp-shard-{shard:05d}.npy"
+        tmp = folder / f".tmp-{os.getpid()}-shard-{shard:05d}.npy"  # two jobs on one folder never share a file
         with open(tmp, "wb") as f:
             np.save(f, embeddings.astype(np.float32))
         os.replace(tmp, folder / f"shard-{shard:05d}.npy")  # the .npy marks the shard complete
@@ -265,8 +284,16 @@ def _shard_count(size: int, shard_size: int) -> int:
     return max(1, -(-size // shard_size))
 
 
-def index_from_shards(folder: str | os.PathLike, options: IndexOptions | None = None) -> DenseIndex:
-    """Build a DenseIndex from a complete shard folder (embeddings memory-mapped, read once)."""
+def index_from_shards(
+    folder: str | os.PathLike, options: IndexOptions | None = None, train_sample: int = 200_000, seed: int = 0
+) -> DenseIndex:
+    """Build a DenseIndex from a complete shard folder, never holding the corpus in RAM twice.
+
+    The shards are memory-mapped: an index that needs training (IVF-PQ) is trained on the same
+    sample ``DenseIndex.build`` would draw (``train_sample`` rows, ``seed``), gathered row by row
+    from the shards, and vectors are then added shard by shard. The result equals
+    ``DenseIndex.build`` over the concatenated shards with the same options, sample size and seed.
+    """
     folder = Path(folder)
     if not (folder / SHARDS_META).is_file():
         raise FileNotFoundError(f"{folder / SHARDS_META}: missing; encode the corpus with encode_corpus_shards first")
@@ -275,11 +302,38 @@ def index_from_shards(folder: str | os.PathLike, options: IndexOptions | None = 
     missing = [s for s in range(count) if not (folder / f"shard-{s:05d}.npy").is_file()]
     if missing:
         raise ValueError(f"{folder}: {len(missing)} of {count} shards not encoded yet (e.g. shard {missing[0]}); rerun the encoding")
-    embeddings = np.concatenate([np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r") for s in range(count)])
-    doc_ids = [d for s in range(count) for d in (folder / f"shard-{s:05d}.docid").read_text(encoding="utf-8").splitlines()]
-    if len(doc_ids) != meta["size"] or embeddings.shape != (meta["size"], meta["dim"]):
-        raise ValueError(f"{folder}: shards hold {embeddings.shape} embeddings and {len(doc_ids)} ids, expected {meta['size']}")
-    return DenseIndex.build(embeddings, doc_ids, options, meta["model_name"], meta["fingerprint"])
+    shard = lambda s: np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r")
+    shapes = [shard(s).shape for s in range(count)]
+    size, dim = meta["size"], meta["dim"]
+    bad = [s for s, shape in enumerate(shapes) if len(shape) != 2 or shape[1] != dim]
+    if bad:
+        raise ValueError(f"{folder}: shard {bad[0]} holds embeddings of shape {shapes[bad[0]]}, expected dim {dim}")
+    if sum(shape[0] for shape in shapes) != size:
+        raise ValueError(f"{folder}: shards hold {sum(shape[0] for shape in shapes)} embeddings, expected {size}")
+    starts = np.cumsum([0] + [shape[0] for shape in shapes])
+    ids = [(folder / f"shard-{s:05d}.docid").read_text(encoding="utf-8").splitlines() for s in range(count)]
+    wrong = [s for s in range(count) if len(ids[s]) != shapes[s][0]]
+    if wrong:  # checked before any training: a mismatch is found in seconds, not after an hour of k-means
+        raise ValueError(f"{folder}: shard {wrong[0]} holds {shapes[wrong[0]][0]} embeddings but {len(ids[wrong[0]])} ids")
+
+    def gather(rows):
+        if rows is None:  # the whole corpus is the sample (it fits the training budget)
+            return np.concatenate([shard(s) for s in range(count)])
+        order = np.argsort(rows, kind="stable")
+        sample = np.empty((len(rows), dim), dtype=np.float32)
+        owner = np.searchsorted(starts, rows[order], side="right") - 1
+        for s in np.unique(owner):
+            where = order[owner == s]
+            sample[where] = shard(s)[rows[where] - starts[s]]
+        return sample  # rows in draw order, as DenseIndex.build takes them
+
+    options = options or IndexOptions()
+    index = _trained_index(options, dim, size, gather, train_sample, seed)
+    dense = DenseIndex(dim, meta["model_name"], index, options=options, fingerprint=meta["fingerprint"])
+    for s in range(count):  # one shard's pages mapped at a time
+        dense.add(shard(s), ids[s])
+        ids[s] = None
+    return dense
 
 
 def build_index(

@@ -1,4 +1,6 @@
 import copy
+import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -97,8 +99,8 @@ def _clustered(n=400, dim=16, seed=1):
 
 @pytest.mark.parametrize(
     "options",
-    [IndexOptions("hnsw", hnsw_m=16), IndexOptions("ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=16, pq_nbits=4)],
-    ids=["hnsw", "ivfpq"],
+    [IndexOptions("flat16"), IndexOptions("hnsw", hnsw_m=16), IndexOptions("ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=16, pq_nbits=4)],
+    ids=["flat16", "hnsw", "ivfpq"],
 )
 def test_approximate_indexes_find_the_exact_top1_and_survive_a_round_trip(options, tmp_path):
     vectors = _clustered()
@@ -187,3 +189,85 @@ def test_pipeline_from_pretrained_saves_then_reuses_its_index(retriever, reranke
     assert again.search(["what causes scurvy"], top_k=4, rerank_top_k=2) == first
     with pytest.raises(ValueError, match="not the corpus given"):
         RetrieveThenRerank.from_pretrained(tmp_path / "retriever", None, dict(list(corpus.items())[:3]), tmp_path / "index")
+
+
+def test_flat16_is_exact_search_in_half_the_memory_and_survives_a_round_trip(tmp_path):
+    vectors = _clustered(n=2000, dim=64)
+    ids = [f"doc{i}" for i in range(len(vectors))]
+    queries = vectors[:100] + 0.05 * np.random.default_rng(3).standard_normal((100, 64)).astype(np.float32)
+    flat, half = (DenseIndex.build(vectors, ids, IndexOptions(kind), "m") for kind in ("flat", "flat16"))
+    assert half.index.is_trained and half.index.ntotal == 2000
+    exact, hits = flat.search(queries, k=10), half.search(queries, k=10)
+    assert [h[0][0] for h in hits] == [e[0][0] for e in exact]  # fp16 rounding may swap only near-ties
+    assert np.mean([len({d for d, _ in h} & {d for d, _ in e}) / 10 for h, e in zip(hits, exact)]) > 0.98
+    assert np.allclose([[s for _, s in h] for h in hits], [[s for _, s in h] for h in exact], atol=2e-3)
+    flat.save(tmp_path / "flat")
+    half.save(tmp_path / "flat16")
+    loaded = DenseIndex.load(tmp_path / "flat16", expected_dim=64)
+    assert loaded.options == IndexOptions("flat16") and loaded.search(queries, k=10) == hits
+    size = lambda name: (tmp_path / name / "index").stat().st_size
+    assert 0.45 < size("flat16") / size("flat") < 0.55
+
+
+def _write_shards(folder, vectors, ids, shard_size):
+    folder.mkdir(parents=True)
+    for s, start in enumerate(range(0, len(vectors), shard_size)):
+        np.save(folder / f"shard-{s:05d}.npy", vectors[start : start + shard_size])
+        (folder / f"shard-{s:05d}.docid").write_text("".join(f"{d}\n" for d in ids[start : start + shard_size]))
+    meta = {"model_name": "m", "fingerprint": "f", "dim": vectors.shape[1], "size": len(ids), "shard_size": shard_size}
+    (folder / "shards.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("train_sample", [600, 250], ids=["sample-is-all-rows", "sample-across-shards"])
+@pytest.mark.parametrize(
+    "options",
+    [IndexOptions("flat"), IndexOptions("flat16"), IndexOptions("ivfpq", ivf_nlist=4, ivf_nprobe=2, pq_m=8, pq_nbits=4)],
+    ids=["flat", "flat16", "ivfpq"],
+)
+def test_index_from_shards_equals_build_over_the_concatenated_vectors(options, train_sample, tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((600, 16)).astype(np.float32)
+    ids = [f"doc{i}" for i in range(600)]
+    folder = _write_shards(tmp_path / "shards", vectors, ids, shard_size=200)
+    sharded = index_from_shards(folder, options, train_sample=train_sample, seed=7)
+    whole = DenseIndex.build(vectors, ids, options, "m", "f", train_sample=train_sample, seed=7)
+    queries = rng.standard_normal((40, 16)).astype(np.float32)
+    assert sharded.doc_ids == ids and (sharded.model_name, sharded.fingerprint) == ("m", "f")
+    assert sharded.search(queries, k=20) == whole.search(queries, k=20)
+    if options.index_type == "ivfpq":  # same sample, same k-means: identical codes
+        assert faiss_bytes(sharded.index) == faiss_bytes(whole.index)
+
+
+def faiss_bytes(index):
+    import faiss
+
+    return faiss.serialize_index(index).tobytes()
+
+
+def test_index_from_shards_never_copies_the_corpus(tmp_path):
+    vectors = np.random.default_rng(5).standard_normal((6000, 256)).astype(np.float32)  # 6 MB in 3 shards
+    ids = [str(i) for i in range(6000)]
+    folder = _write_shards(tmp_path / "shards", vectors, ids, shard_size=2000)
+    for options in (IndexOptions("flat"), IndexOptions("ivfpq", ivf_nlist=8, pq_m=8)):
+        tracemalloc.start()  # numpy arrays and the id strings are traced (FAISS's own storage is not)
+        index_from_shards(folder, options, train_sample=500)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < vectors.nbytes / 3, (options.index_type, peak)
+
+
+def test_index_from_shards_checks_ids_before_training(tmp_path):
+    vectors = np.random.default_rng(6).standard_normal((30, 8)).astype(np.float32)
+    folder = _write_shards(tmp_path / "shards", vectors, [str(i) for i in range(30)], shard_size=10)
+    (folder / "shard-00001.docid").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="shard 1 holds 10 embeddings but 2 ids"):
+        index_from_shards(folder, IndexOptions("ivfpq", ivf_nlist=2, pq_m=2))
+
+
+def test_ivfpq_skips_polysemous_training():
+    """It costs minutes per index on one thread and changes no search result (8-bit codes only)."""
+    import faiss
+
+    index = IndexOptions("ivfpq", ivf_nlist=4, pq_m=4, pq_nbits=8).build(16, 1000)
+    assert faiss.downcast_index(index).do_polysemous_training is False
