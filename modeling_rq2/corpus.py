@@ -16,12 +16,15 @@ from .modeling_rq2 import Passage
 _BATCH = 10_000
 
 
-def _flat(corpus: datasets.Dataset) -> datasets.Dataset:
-    """The corpus without an indices mapping, so its Arrow table is in row order."""
+def flat_corpus(corpus: datasets.Dataset) -> datasets.Dataset:
+    """The corpus without an indices mapping (its Arrow table in row order) and with string ids."""
     missing = {"_id", "text"} - set(corpus.column_names)
     if missing:
         raise ValueError(f"corpus dataset lacks the columns {sorted(missing)} (has {corpus.column_names})")
-    return corpus.flatten_indices() if corpus._indices is not None else corpus
+    corpus = corpus.flatten_indices() if corpus._indices is not None else corpus
+    if corpus.features["_id"] != datasets.Value("string"):  # e.g. integer ids: doc ids are strings everywhere
+        corpus = corpus.cast_column("_id", datasets.Value("string"))
+    return corpus
 
 
 def _rows_to_passages(batch: dict) -> list[Passage]:
@@ -33,7 +36,7 @@ class CorpusSequence(Sequence):
     """The corpus' passages (``{"title", "text"}``) by position; slices read one Arrow slice."""
 
     def __init__(self, corpus: datasets.Dataset):
-        self.corpus = _flat(corpus)
+        self.corpus = flat_corpus(corpus)
 
     def __len__(self) -> int:
         return len(self.corpus)
@@ -59,7 +62,7 @@ class CorpusPassages(Mapping):
     """``{doc_id: passage}`` over an Arrow corpus; ``get_many`` reads a whole list of ids in one take."""
 
     def __init__(self, corpus: datasets.Dataset):
-        self.corpus = _flat(corpus)
+        self.corpus = flat_corpus(corpus)
         self._offset = _consecutive_offset(self.corpus)
         self._rows = None if self._offset is not None else {doc: i for i, doc in enumerate(self.corpus["_id"])}
 
@@ -67,7 +70,7 @@ class CorpusPassages(Mapping):
         """The corpus row of ``doc_id``, or None when the corpus has no such id."""
         if self._rows is not None:
             return self._rows.get(doc_id)
-        if not doc_id.isdigit():
+        if not (doc_id.isascii() and doc_id.isdigit()):
             return None
         row = int(doc_id) - self._offset
         return row if 0 <= row < len(self.corpus) and str(int(doc_id)) == doc_id else None

@@ -14,6 +14,7 @@ import gzip
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -86,12 +87,16 @@ def _find(folder: Path, stem: str) -> Path:
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file, gzip or plain; bad bytes name their line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataFormatError(f"{path}:{number + 1}: truncated or corrupt gzip file ({err})") from None
 
 
 class _Problems:
@@ -151,14 +156,16 @@ def read_tsv_records(
     ``header``: the first cell of a header line to skip (e.g. ``"id"``); ``quoted``: cells may be in
     double quotes with ``""`` escapes (the csv module's dialect, as DPR writes ``psgs_w100.tsv``).
     """
-    problems = _Problems(path, skip_invalid)
+    problems, first = _Problems(path, skip_invalid), True
     for number, line in _lines(path):
-        line = line.rstrip("\r\n")
+        line = line.rstrip("\r\n").lstrip("\ufeff") if first else line.rstrip("\r\n")
         if not line.strip():
             continue
         cells = next(csv.reader([line], delimiter="\t")) if quoted else line.split("\t")
-        if number == 1 and header is not None and cells[0].strip().lower() == header:
+        if header is not None and first and cells[0].strip().lstrip("\ufeff").lower() == header:
+            first = False
             continue
+        first = False
         if len(cells) != len(columns):
             problems(number, f"expected {len(columns)} tab-separated columns ({', '.join(columns)}), got {len(cells)}")
             continue

@@ -19,6 +19,7 @@ import codecs
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[i
                 buffer, started = buffer[1:], True
                 continue
             if buffer[:1] == "]" and started:
+                if buffer[1:].strip() or f.read(1).strip():
+                    raise DataFormatError(f"{path}:{line}: data after the closing ']'")
                 return
             if buffer:
                 try:
@@ -98,8 +101,13 @@ def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[i
                     buffer = buffer[end:]
                     continue
             if eof:
+                if started:
+                    raise DataFormatError(f"{path}:{line}: the JSON array is not closed (truncated file?)")
                 return
-            raw = f.read(block_size)
+            try:
+                raw = f.read(block_size)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+                raise DataFormatError(f"{path}:{line + buffer.count(chr(10))}: truncated or corrupt gzip file ({err})") from None
             eof = not raw
             try:
                 buffer += text_decoder.decode(raw, final=eof)

@@ -15,7 +15,7 @@ corpus is encoded into resumable shards there (a killed run re-encodes at most o
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from .bm25 import bm25_search
 from .corpus import CorpusPassages, lookup_passages
 from .data import RetrievalData
 from .evaluation import evaluate_run, write_trec_run
-from .index import INDEX_TYPES, IndexOptions
+from .index import INDEX_TYPES, IndexOptions, encode_corpus_shards
 from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 from .pipeline import RetrieveThenRerank, to_run
 from .sources import load_data
@@ -80,6 +80,14 @@ def markdown_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str
     return "\n".join(lines)
 
 
+def check_cutoffs(metrics: Sequence[str], top_k: int, corpus_size: int, flag: str = "--top_k") -> None:
+    """Refuse a metric cut deeper than the retrieved list (success@1000 of a top 100 would be success@100)."""
+    deepest = max((int(m.split("@")[1]) for m in metrics if "@" in m), default=0)
+    if top_k < min(deepest, corpus_size):
+        raise ValueError(f"{flag} {top_k} is below the deepest metric cutoff ({deepest}, of {', '.join(metrics)}): "
+                         f"retrieve at least {min(deepest, corpus_size)}")
+
+
 def judgements(data: RetrievalData, run: dict[str, dict[str, float]], passages: Mapping[str, Passage] | None = None) -> dict[str, dict[str, int]]:
     """What ``run`` is scored against: the qrels, or for answer-judged data (NQ) the retrieved passages
     that contain an answer (their texts read in one batch from ``passages``, default the corpus)."""
@@ -117,6 +125,7 @@ def evaluate_retrieval(
     (else the corpus is encoded into an exact index).
     """
     metrics = metrics or data.metrics
+    check_cutoffs(metrics, top_k, len(data.corpus))
     pipe = pipe or RetrieveThenRerank.from_corpus(retriever, data.passages(), data.corpus["_id"], reranker, batch_size)
     query_ids, query_texts = data.queries["_id"], data.queries["text"]
     candidates = pipe.retrieve(query_texts, top_k)
@@ -141,6 +150,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     metrics = args.metrics or list(data.metrics)
     if args.top_k > len(data.corpus):  # before any model loads
         raise ValueError(f"--top_k {args.top_k} is more than the {len(data.corpus)} passages of {data.name}")
+    check_cutoffs(metrics, args.top_k, len(data.corpus))
     overrides = {k: v for k, v in (("query_max_length", args.query_max_length), ("passage_max_length", args.passage_max_length)) if v}
     retriever = load_retriever(args.retriever, **overrides)
     reranker = load_reranker(args.reranker) if args.reranker else None
@@ -153,13 +163,20 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     retriever.to(accelerator.device)
     if reranker is not None:
         reranker.to(accelerator.device)
-    if accelerator.num_processes > 1 and args.index_dir is None:
-        raise ValueError("several processes encode into shards in --index_dir: give one")
+    if accelerator.num_processes > 1:
+        if args.index_dir is None:
+            raise ValueError("several processes encode into shards in --index_dir: give one")
+        if not (Path(args.index_dir) / "meta.json").is_file():  # each process its shards; the main one indexes
+            passages = data.passages()
+            encode_corpus_shards(retriever, passages, passages.corpus.data.column("_id").to_pylist(),
+                                 Path(args.index_dir) / "shards", args.shard_size, args.batch_size,
+                                 accelerator.process_index, accelerator.num_processes)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:  # the index, the search and the scoring exist once
+            return {}
     pipe = RetrieveThenRerank.from_pretrained(
-        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size, accelerator, args.shard_size
+        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size, args.shard_size
     )
-    if not accelerator.is_main_process:  # the search and the scoring run once
-        return {}
     results, per_query, runs = evaluate_retrieval(
         retriever, data, reranker, args.top_k, args.rerank_top_k, metrics, args.batch_size, args.fusion,
         args.relevance_threshold, pipe,

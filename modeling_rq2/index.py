@@ -355,8 +355,17 @@ def build_index(
     """
     num_processes = accelerator.num_processes if accelerator is not None else 1
     if shard_folder is None and num_processes == 1:
+        name, fingerprint = retriever.config.name_or_path, retriever_fingerprint(retriever)
+        options = options or IndexOptions()
+        if len(passages) > shard_size and options.index_type != "ivfpq":  # no training: add a shard at a time
+            index = DenseIndex(retriever.embedding_dim, name, options=options, fingerprint=fingerprint)
+            starts = range(0, len(passages), shard_size)
+            for start in tqdm(starts, desc="encoding", unit="shard", disable=show_progress_bar is False):
+                end = start + shard_size
+                index.add(retriever.encode_passages(passages[start:end], batch_size, False), list(doc_ids[start:end]))
+            return index  # memory: the index and one shard's embeddings, not the corpus' three times over
         embeddings = retriever.encode_passages(passages, batch_size, show_progress_bar)
-        return DenseIndex.build(embeddings, doc_ids, options, retriever.config.name_or_path, retriever_fingerprint(retriever))
+        return DenseIndex.build(embeddings, doc_ids, options, name, fingerprint)
     if shard_folder is None:
         raise ValueError("encoding across several processes needs a shard_folder they all can write")
     process_index = accelerator.process_index if accelerator is not None else 0

@@ -24,6 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from .corpus import flat_corpus
 from .data import (
     DataFormatError,
     RetrievalData,
@@ -106,8 +107,10 @@ def read_triples(
     path = Path(path)
     problems = _Problems(path, skip_invalid)
     negatives: dict[str, dict[str, None]] = {}
-    query_column, doc_column = data.queries.data.column("_id"), data.corpus.data.column("_id")
+    corpus = flat_corpus(data.corpus)  # row numbers below index its table
+    query_column, doc_column = data.queries.data.column("_id"), corpus.data.column("_id")
     query_rows = doc_index = None
+    by_id: dict[str, dict[str, None]] = {}  # the negatives given as ids: checked in bulk at the end
     for number, line in _lines(path):
         if max_triples is not None and number > max_triples:
             break
@@ -119,10 +122,11 @@ def read_triples(
             continue
         if all(cell.strip().isdigit() for cell in cells):  # qid pid pid
             qid, negative = cells[0].strip(), cells[2].strip()
+            by_id.setdefault(qid, {})[negative] = None
         else:
             if query_rows is None:  # the first text triple: index the queries and the collection once
                 query_rows = {" ".join(t.split()): q for q, t in zip(data.queries["_id"], data.queries["text"])}
-                doc_index = _text_index(data.corpus)
+                doc_index = _text_index(corpus)
             qid = query_rows.get(" ".join(cells[0].split()))
             if qid is None:
                 problems(number, f"query {cells[0][:60]!r} is not a query of {data.name}/{data.split}")
@@ -134,9 +138,9 @@ def read_triples(
             negative = doc_column[row].as_py()
         negatives.setdefault(qid, {})[negative] = None
     problems.report()
-    if doc_index is None:  # id triples: check every id once, in bulk
-        for ids, column, what in ((list(negatives), query_column, "query id"),
-                                  ([d for docs in negatives.values() for d in docs], doc_column, "passage id")):
+    if by_id:  # id triples: check every id once, in bulk
+        for ids, column, what in ((list(by_id), query_column, "query id"),
+                                  ([d for docs in by_id.values() for d in docs], doc_column, "passage id")):
             missing = unknown_ids(ids, column)
             if missing:
                 raise DataFormatError(f"{path}: {len(missing)} {what}s are not in {data.name}/{data.split}, e.g. {ids[missing[0]]!r}")

@@ -70,7 +70,6 @@ class RetrieveThenRerank:
         index_folder: str | os.PathLike | None = None,
         options: IndexOptions | None = None,
         batch_size: int = 64,
-        accelerator=None,
         shard_size: int = 100_000,
     ) -> "RetrieveThenRerank":
         """Models by name or folder (or instances) + a corpus; the index is loaded from ``index_folder``
@@ -78,7 +77,7 @@ class RetrieveThenRerank:
 
         ``corpus``: a ``RetrievalData``, a ``datasets.Dataset`` with ``_id``/``title``/``text``, or a
         ``{doc_id: passage}`` mapping. With ``index_folder``, the corpus is encoded into resumable shards
-        in ``index_folder/shards`` (each process of ``accelerator`` encoding its share) before indexing.
+        in ``index_folder/shards`` (shards already there, e.g. from several processes, are not encoded again).
         """
         if corpus is None:
             raise ValueError("a corpus is needed: the passages that the index holds and the re-ranker reads")
@@ -92,11 +91,11 @@ class RetrieveThenRerank:
                 raise ValueError(f"{index_folder}: indexes {len(index)} passages that are not the corpus given ({len(doc_ids)})")
             return cls(retriever, index, _by_id(doc_ids, passages), reranker)
         shards = Path(index_folder) / "shards" if index_folder is not None else None
-        pipe = cls.from_corpus(retriever, passages, doc_ids, reranker, batch_size, None, options, accelerator, shards, shard_size)
-        if index_folder is not None and (accelerator is None or accelerator.is_main_process):
+        pipe = cls.from_corpus(retriever, passages, doc_ids, reranker, batch_size, None, options, None, shards, shard_size)
+        if shards is not None and list(pipe.index.doc_ids) != list(doc_ids):
+            raise ValueError(f"{shards}: holds the shards of another corpus; delete it or use another index_folder")
+        if index_folder is not None:
             pipe.index.save(index_folder)
-        if accelerator is not None:
-            accelerator.wait_for_everyone()
         return pipe
 
     def retrieve(self, queries: Sequence[str], top_k: int = 100) -> list[list[tuple[str, float]]]:

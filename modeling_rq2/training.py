@@ -18,11 +18,17 @@ import time
 import types
 import typing
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    InitProcessGroupKwargs,
+    ProjectConfiguration,
+    set_seed,
+)
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -31,7 +37,7 @@ from transformers import get_scheduler
 from .augmentation import AugmentationArguments
 from .backbones import DEFAULT_BACKBONE, load_reranker, load_retriever
 from .corpus import CorpusPassages
-from .evaluate import bm25_baseline, evaluate_retrieval, markdown_table
+from .evaluate import bm25_baseline, check_cutoffs, evaluate_retrieval, markdown_table
 from .instances import (
     ListwiseCollator,
     ListwiseDataset,
@@ -184,6 +190,10 @@ class JointTrainingArguments:
     report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate on the eval split every N optimizer steps (0: only at the end)"})
     eval_top_k: int = 100
+    ddp_timeout: int = field(
+        default=1800,
+        metadata={"help": "seconds processes wait for each other (the main one alone evaluates and augments: raise it for big corpora)"},
+    )
     rerank_top_k: int = 20
     fusion: float = field(default=0.5, metadata={"help": "also evaluate the head ordered by (1-a) z(reranker) + a z(retriever); 0: off"})
     eval_batch_size: int = 64
@@ -440,6 +450,7 @@ def _prepare_lists(data_args: DataArguments, args: "JointTrainingArguments", acc
     if evaluation is not None:
         _require(args.eval_top_k <= len(evaluation.corpus), "eval_top_k",
                  f"{args.eval_top_k} is more than the {len(evaluation.corpus)} passages of {evaluation.name}")
+        check_cutoffs(evaluation.metrics, args.eval_top_k, len(evaluation.corpus), "--eval_top_k")
     return instances, CorpusPassages(train.corpus), evaluation
 
 
@@ -471,6 +482,7 @@ def train(
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=args.ddp_timeout))],
     )
     set_seed(args.seed)
     _check_writable(args.output_dir)

@@ -50,7 +50,7 @@ def _shards_encoded(log: Path) -> int:
 def test_two_processes_encode_shards_and_a_killed_run_resumes(train_setup, tmp_path):
     root, _ = train_setup
     data = write_msmarco(tmp_path / "msmarco")  # 20 passages: 7 shards of 3
-    common = ["--retriever", str(root / "retriever"), "--data", str(data), "--split", "dev.small", "--top_k", "10",
+    common = ["--retriever", str(root / "retriever"), "--data", str(data), "--split", "dev.small", "--top_k", "20",
               "--batch_size", "4", "--shard_size", "3", "--rerank_top_k", "0"]
     index = tmp_path / "index"
     run = [*common, "--index_dir", str(index), "--output_dir", str(tmp_path / "eval")]

@@ -271,3 +271,16 @@ def test_ivfpq_skips_polysemous_training():
 
     index = IndexOptions("ivfpq", ivf_nlist=4, pq_m=4, pq_nbits=8).build(16, 1000)
     assert faiss.downcast_index(index).do_polysemous_training is False
+
+
+def test_in_memory_build_of_a_corpus_larger_than_a_shard_streams_the_same_index(retriever):
+    from modeling_rq2.index import build_index
+
+    passages = [f"passage {i} about {w}" for i, w in enumerate(["sun", "moon", "cell", "gene", "heart"] * 5)]
+    ids = [f"d{i}" for i in range(len(passages))]
+    queries = retriever.encode_queries(["what is the sun", "gene"])
+    whole = build_index(retriever, passages, ids, IndexOptions("flat"))
+    for kind in ("flat", "flat16"):
+        streamed = build_index(retriever, passages, ids, IndexOptions(kind), shard_size=7)
+        assert streamed.doc_ids == ids and streamed.index.ntotal == len(ids)
+        assert [[d for d, _ in hits] for hits in streamed.search(queries, 5)] == [[d for d, _ in hits] for hits in whole.search(queries, 5)]

@@ -200,7 +200,7 @@ def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(train
         "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
         "--output_dir", str(tmp_path / "run"), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
         "--epochs", "1", "--mixed_precision", "no", "--reranker_max_length", "48", "--passage_max_length", "32",
-        "--train_passage_max_length", "32", "--eval_top_k", "10", "--rerank_top_k", "5", "--augment_top_n", "5",
+        "--train_passage_max_length", "32", "--eval_top_k", "20", "--rerank_top_k", "5", "--augment_top_n", "5",
     ]
     if preset == "msmarco.yaml":
         overrides += ["--negatives", str(data / "triples.train.small.tsv")]
@@ -210,3 +210,48 @@ def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(train
     assert all(set(r) == set(metrics) and all(0 <= v <= 1 for v in r.values()) for r in results.values())
     assert metrics_out["augmentation"]["queries"] == 12 and (tmp_path / "run" / "warmup" / "reranker").is_dir()
     assert (tmp_path / "run" / "retriever" / "model.safetensors").is_file()
+
+
+def test_metric_cutoffs_deeper_than_the_retrieved_list_are_refused(msmarco, train_setup, tmp_path):
+    from modeling_rq2.evaluate import main as evaluate_main
+
+    root, _ = train_setup
+    with pytest.raises(ValueError, match="--top_k 10 is below the deepest metric cutoff \\(1000"):
+        evaluate_main(["--retriever", str(root / "retriever"), "--data", str(msmarco), "--split", "dev.small",
+                       "--top_k", "10", "--rerank_top_k", "0", "--output_dir", str(tmp_path / "eval")])
+
+
+def test_broken_files_fail_naming_the_file(msmarco, nq, tmp_path):
+    raw = gzip.compress((msmarco / "collection.tsv").read_bytes())
+    (msmarco / "collection.tsv").unlink()
+    (msmarco / "collection.tsv.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataFormatError, match="collection.tsv.gz:[0-9]+: truncated or corrupt gzip"):
+        load_msmarco(msmarco, "dev.small")
+    unclosed = tmp_path / "unclosed.json"
+    unclosed.write_text(json.dumps([{"question": "q", "answers": []}])[:-1], encoding="utf-8")
+    with pytest.raises(DataFormatError, match="not closed"):
+        list(iter_json_records(unclosed))
+    unclosed.write_text(json.dumps([{"question": "q"}]) + "\n[]", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="data after the closing"):
+        list(iter_json_records(unclosed))
+    text = (nq / "psgs_w100.tsv").read_text(encoding="utf-8")
+    (nq / "psgs_w100.tsv").write_text("\ufeff" + text, encoding="utf-8")  # a byte-order mark before the header
+    assert len(load_dpr(nq, "test").corpus) == 20
+
+
+def test_corpus_views_take_integer_ids_and_refuse_odd_digits():
+    import datasets
+
+    from modeling_rq2.corpus import CorpusSequence
+
+    corpus = datasets.Dataset.from_dict({"_id": [1, 2, 3], "text": ["a", "b", "c"]})
+    passages = CorpusPassages(corpus)
+    assert passages["2"] == {"title": "", "text": "b"} and "\u00b2" not in passages and "2" in passages
+    assert CorpusSequence(corpus)[-1] == {"title": "", "text": "c"}
+
+
+def test_mixed_triples_check_their_ids(msmarco):
+    train = load_msmarco(msmarco, "train")
+    _write(msmarco / "mixed.tsv", [f"what is {TRAIN_WORDS[0]}\t{TEXTS[0]}\t{TEXTS[9]}", "1000\t0\t404"])
+    with pytest.raises(DataFormatError, match="'404'"):
+        read_triples(msmarco / "mixed.tsv", train)
