@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from reporting import write_report  # bench/reporting.py (scripts run as python bench/NAME.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
@@ -713,10 +715,7 @@ def main(argv: list[str] | None = None) -> dict:
     systems = run_systems(args, work, data_path)
     report = build_report(args, data_path, systems)
     report["seconds"] = time.perf_counter() - started
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    output.with_suffix(".md").write_text(markdown(report) + "\n", encoding="utf-8")
-    print(markdown(report))
+    write_report(report, output, markdown)
     print(f"wrote {output.with_suffix('.json')} and .md in {report['seconds']:.0f} s")
     return report
 

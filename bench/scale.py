@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reporting import write_report  # bench/reporting.py (scripts run as python bench/NAME.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -541,7 +542,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--only_real: {args.real_index} or {args.real_model} is missing")
         report = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
         report["real"] = _subprocess(args, forwarded, "real")
-        return _write(report, output)
+        return write_report(report, output, markdown)
 
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
@@ -579,16 +580,7 @@ def main(argv: list[str] | None = None) -> dict:
         "real": _subprocess(args, forwarded, "real") if has_real else None,
         "wall_s": time.perf_counter() - started,
     }
-    return _write(report, output)
-
-
-def _write(report: dict, output: Path) -> dict:
-    """OUTPUT.json and OUTPUT.md (the Markdown made from the JSON, so either can be regenerated)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    output.with_suffix(".md").write_text(markdown(report) + "\n", encoding="utf-8")
-    print(markdown(report))
-    return report
+    return write_report(report, output, markdown)
 
 
 if __name__ == "__main__":

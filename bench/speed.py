@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reporting import write_report  # bench/reporting.py (scripts run as python bench/NAME.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -299,12 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
             "search ours / raw FAISS": _ratio(results, "search_ours", "search_faiss", "queries_per_s"),
         },
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    output.with_suffix(".md").write_text(markdown(report) + "\n", encoding="utf-8")
-    print(markdown(report))
-    return report
+    return write_report(report, Path(args.output), markdown)
 
 
 if __name__ == "__main__":

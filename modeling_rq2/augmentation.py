@@ -111,7 +111,7 @@ def augment_instances(
     """
     args = args or AugmentationArguments()
     corpus = data.passages()
-    corpus_ids = corpus.corpus.data.column("_id").to_pylist()  # 0.1 s a million ids; list(column) takes 15 s
+    corpus_ids = corpus.doc_ids()
     if index is None:
         index = build_index(retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar)
     queries = [

@@ -47,11 +47,18 @@ class CorpusSequence(Sequence):
             if step != 1:
                 return [self[i] for i in range(start, stop, step)]
             return _rows_to_passages(self.corpus[start:stop])
-        return _rows_to_passages(self.corpus[index : index + 1] if index >= 0 else self.corpus[len(self) + index : len(self) + index + 1])[0]
+        index = index + len(self) if index < 0 else index
+        if not 0 <= index < len(self):
+            raise IndexError(f"passage {index} of a corpus of {len(self)}")
+        return _rows_to_passages(self.corpus[index : index + 1])[0]
 
     def __iter__(self) -> Iterator[Passage]:
         for batch in self.corpus.iter(batch_size=_BATCH):
             yield from _rows_to_passages(batch)
+
+    def doc_ids(self) -> list[str]:
+        """The ids in corpus order (from Arrow in one call: 0.1 s a million, where iterating takes 15 s)."""
+        return self.corpus.data.column("_id").to_pylist()
 
     def by_id(self) -> "CorpusPassages":
         """The same passages looked up by doc id."""

@@ -168,7 +168,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
             raise ValueError("several processes encode into shards in --index_dir: give one")
         if not (Path(args.index_dir) / "meta.json").is_file():  # each process its shards; the main one indexes
             passages = data.passages()
-            encode_corpus_shards(retriever, passages, passages.corpus.data.column("_id").to_pylist(),
+            encode_corpus_shards(retriever, passages, passages.doc_ids(),
                                  Path(args.index_dir) / "shards", args.shard_size, args.batch_size,
                                  accelerator.process_index, accelerator.num_processes)
         accelerator.wait_for_everyone()

@@ -110,7 +110,8 @@ def read_triples(
     corpus = flat_corpus(data.corpus)  # row numbers below index its table
     query_column, doc_column = data.queries.data.column("_id"), corpus.data.column("_id")
     query_rows = doc_index = None
-    by_id: dict[str, dict[str, None]] = {}  # the negatives given as ids: checked in bulk at the end
+    id_queries: set[str] = set()  # the ids that id triples name: checked in bulk at the end
+    id_passages: set[str] = set()
     for number, line in _lines(path):
         if max_triples is not None and number > max_triples:
             break
@@ -122,7 +123,8 @@ def read_triples(
             continue
         if all(cell.strip().isdigit() for cell in cells):  # qid pid pid
             qid, negative = cells[0].strip(), cells[2].strip()
-            by_id.setdefault(qid, {})[negative] = None
+            id_queries.add(qid)
+            id_passages.add(negative)
         else:
             if query_rows is None:  # the first text triple: index the queries and the collection once
                 query_rows = {" ".join(t.split()): q for q, t in zip(data.queries["_id"], data.queries["text"])}
@@ -138,9 +140,8 @@ def read_triples(
             negative = doc_column[row].as_py()
         negatives.setdefault(qid, {})[negative] = None
     problems.report()
-    if by_id:  # id triples: check every id once, in bulk
-        for ids, column, what in ((list(by_id), query_column, "query id"),
-                                  ([d for docs in by_id.values() for d in docs], doc_column, "passage id")):
+    if id_queries:  # id triples: check every id once, in bulk
+        for ids, column, what in ((sorted(id_queries), query_column, "query id"), (sorted(id_passages), doc_column, "passage id")):
             missing = unknown_ids(ids, column)
             if missing:
                 raise DataFormatError(f"{path}: {len(missing)} {what}s are not in {data.name}/{data.split}, e.g. {ids[missing[0]]!r}")

@@ -101,6 +101,15 @@ def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: dic
     return folder
 
 
+def corrupt_line(folder: Path, name: str, line_number: int, text: str) -> Path:
+    """Replace line ``line_number`` (1-based) of ``folder/name`` with ``text``; the file's path."""
+    path = folder / name
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[line_number - 1] = text
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 TINY_CORPUS = [
     {"_id": "d1", "title": "scurvy", "text": "scurvy is caused by low vitamin c"},
     {"_id": "d2", "title": "sun", "text": "the sun is a star and gives light and energy to earth"},

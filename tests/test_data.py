@@ -2,10 +2,14 @@ import gzip
 import logging
 
 import pytest
+from conftest import TINY_CORPUS, TINY_QUERIES, corrupt_line
 
-from modeling_rq2.data import DataFormatError, bundled_dataset_path, load_beir, read_qrels
-
-from conftest import TINY_CORPUS, TINY_QUERIES
+from modeling_rq2.data import (
+    DataFormatError,
+    bundled_dataset_path,
+    load_beir,
+    read_qrels,
+)
 
 
 def test_bundled_scifact_matches_its_source_counts():
@@ -33,14 +37,6 @@ def test_gzipped_files_are_read(beir_folder):
     assert len(load_beir(beir_folder, "test").corpus) == len(TINY_CORPUS)
 
 
-def _corrupt(folder, name, line_number, text):
-    path = folder / name
-    lines = path.read_text(encoding="utf-8").splitlines()
-    lines[line_number - 1] = text
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.mark.parametrize(
     "name, line, text, message",
     [
@@ -52,7 +48,7 @@ def _corrupt(folder, name, line_number, text):
     ],
 )
 def test_bad_jsonl_line_names_file_and_line(beir_folder, name, line, text, message):
-    path = _corrupt(beir_folder, name, line, text)
+    path = corrupt_line(beir_folder, name, line, text)
     with pytest.raises(DataFormatError, match=f"{path}:{line}: {message}"):
         load_beir(beir_folder, "test")
 
@@ -65,7 +61,7 @@ def test_non_utf8_bytes_name_the_line(beir_folder):
 
 
 def test_skip_invalid_counts_and_logs(beir_folder, caplog):
-    _corrupt(beir_folder, "corpus.jsonl", 3, "not json")
+    corrupt_line(beir_folder, "corpus.jsonl", 3, "not json")
     with caplog.at_level(logging.WARNING):
         data = load_beir(beir_folder, "test", skip_invalid=True)
     assert len(data.corpus) == len(TINY_CORPUS) - 1

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN_WORDS
+from conftest import TRAIN_WORDS, corrupt_line
 
 from modeling_rq2.corpus import CorpusPassages
 from modeling_rq2.data import DataFormatError
@@ -91,10 +91,7 @@ def test_msmarco_official_files_load_like_beir(msmarco):
     ],
 )
 def test_msmarco_bad_lines_name_file_and_line(msmarco, name, line, text, message):
-    path = msmarco / name
-    lines = path.read_text(encoding="utf-8").splitlines()
-    lines[line - 1] = text
-    _write(path, lines)
+    path = corrupt_line(msmarco, name, line, text)
     with pytest.raises(DataFormatError, match=f"{path}(:{line})?: {message}"):
         load_msmarco(msmarco, "dev.small")
 
