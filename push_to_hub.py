@@ -1,7 +1,7 @@
 """Publish a train.py output folder: the retriever and the re-ranker, each with a generated model card.
 
     python push_to_hub.py --run_dir outputs/scifact --retriever_repo me/rq2-scifact-retriever \
-        --reranker_repo me/rq2-scifact-reranker --dry_run true --local_dir staged/
+        --reranker_repo me/rq2-scifact-reranker --benchmark bench/results/quality.json --dry_run true --local_dir staged/
 """
 
 import sys
@@ -23,12 +23,13 @@ class PushArguments:
     commit_message: str = "Upload RocketQAv2 model trained with modeling_rq2"
     dry_run: bool = field(default=False, metadata={"help": "stage only; print what would be uploaded"})
     local_dir: str | None = field(default=None, metadata={"help": "where to stage (default: a temporary folder)"})
+    benchmark: str | None = field(default=None, metadata={"help": "bench/quality.py report (JSON) whose table goes into the cards"})
 
 
 def main(argv: list[str]) -> None:
     (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
     repos = {"retriever": args.retriever_repo, "reranker": args.reranker_repo}
-    staged = stage_run(args.run_dir, repos, args.local_dir)
+    staged = stage_run(args.run_dir, repos, args.local_dir, args.benchmark)
     print(describe(staged))
     if args.dry_run:
         print(f"dry run: staged in {staged['retriever'].parent}, nothing uploaded")

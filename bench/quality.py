@@ -9,10 +9,11 @@ Systems: ``bm25`` (bm25s); ``zeroshot`` (the backbone untrained); ``st_biencoder
 MultipleNegativesRankingLoss on (anchor, positive, negative_1..3) rows, batch 16, grid ``--st_lrs`` x ``--st_epochs``);
 ``st_crossencoder`` (CrossEncoder, BCE with pos_weight 3 or ListNet, 8 queries a step, grid ``--ce_lrs`` x
 ``--ce_epochs``, re-ranking the selected st_biencoder's top ``--rerank_top_k``: pure and z-score fused as ours);
-``ours`` (``run_training``, the default recipe); ``ours_augmented`` (``--augment true --augment_top_n 30``; its
-warm-up stage is the ``ours`` job's models when that job ran with the same settings and seed); the ablations of
-``FLAGS`` (``--systems ablations``), among them ``ours_3_epochs``, the control for ours_augmented: about as many
-optimizer steps, no augmentation.
+``ours`` (``run_training``, the default recipe: 3 joint epochs); ``ours_1_epoch`` (the peers' budget);
+``ours_augmented`` (the chain, 1 + 1 epochs: ``--augment true --augment_top_n 30``; its warm-up stage is the
+``ours_1_epoch`` job's models when that job ran with the same settings and seed; ``ours`` is its control: about as
+many optimizer steps, no augmentation); the ablations of ``FLAGS`` (``--systems ablations``), each one change to
+``ours_1_epoch``.
 
 Every system starts from the same backbone (the offline all-MiniLM-L6-v2) and trains on the same lists (each
 training query, one positive and BM25 negatives from the top 50; ``build_instances`` + ``ListwiseDataset``, epoch 0)
@@ -47,21 +48,39 @@ RESULTS = ROOT / "bench" / "results"
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 HEADERS = ("nDCG@10", "MRR@10", "R@10", "R@100")
 PEERS = ("bm25", "zeroshot", "st_biencoder", "st_crossencoder")
-OURS = ("ours", "ours_augmented")
-AUGMENTED = ["--augment", "true", "--augment_top_n", "30"]
-FLAGS = {
+OURS = ("ours", "ours_1_epoch", "ours_augmented")
+ONE_EPOCH = ["--epochs", "1"]
+AUGMENTED = [*ONE_EPOCH, "--augment", "true", "--augment_top_n", "30"]  # 1 warm-up epoch, 1 joint epoch of 2x the lists
+FLAGS = {  # ours is the default recipe; the ablations change one thing of ours_1_epoch (their baseline, 3x cheaper)
     "ours": [],
-    "ours_3_epochs": ["--epochs", "3"],  # the control for ours_augmented: about its optimizer steps, no augmentation
+    "ours_1_epoch": ONE_EPOCH,
     "ours_augmented": AUGMENTED,
-    "static": ["--static", "true"],
-    "direction_reranker_to_retriever": ["--direction", "reranker_to_retriever"],
-    "no_reranker_kl_gradient": ["--reranker_kl_gradient", "false"],
-    "paper_loss": ["--retriever_supervised_weight", "0", "--in_batch_negatives", "false", "--kl_warmup_ratio", "0"],
-    "list_size_8": ["--list_size", "8"],
-    "list_size_16": ["--list_size", "16"],
+    "static": [*ONE_EPOCH, "--static", "true"],
+    "direction_reranker_to_retriever": [*ONE_EPOCH, "--direction", "reranker_to_retriever"],
+    "no_reranker_kl_gradient": [*ONE_EPOCH, "--reranker_kl_gradient", "false"],
+    "paper_loss": [*ONE_EPOCH, "--retriever_supervised_weight", "0", "--in_batch_negatives", "false", "--kl_warmup_ratio", "0"],
+    "list_size_8": [*ONE_EPOCH, "--list_size", "8"],
+    "list_size_16": [*ONE_EPOCH, "--list_size", "16"],
     "undenoised": [*AUGMENTED, "--instance_mix", "undenoised"],
 }
+BASELINE = "ours_1_epoch"  # of every ablation
 ABLATIONS = tuple(name for name in FLAGS if name not in OURS)
+DESCRIPTIONS = {
+    "bm25": "BM25 (bm25s)",
+    "zeroshot": "the backbone untrained, as a dense retriever",
+    "st_biencoder": "sentence-transformers bi-encoder, MultipleNegativesRankingLoss on the same lists",
+    "st_crossencoder": "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates",
+    "ours": "our default recipe: joint training, 3 epochs on BM25 lists (about the augmented chain's optimizer steps)",
+    "ours_1_epoch": "joint training, 1 epoch (the peers' budget; the baseline of the ablations)",
+    "ours_augmented": "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger lists",
+    "static": "ours_1_epoch with a frozen re-ranker teacher (static distillation)",
+    "direction_reranker_to_retriever": "ours_1_epoch with the KL divergence in the other direction",
+    "no_reranker_kl_gradient": "ours_1_epoch without the KL gradient into the re-ranker",
+    "paper_loss": "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch negatives, no KL warm-up)",
+    "list_size_8": "ours_1_epoch with lists of 8 passages (default 4)",
+    "list_size_16": "ours_1_epoch with lists of 16 passages",
+    "undenoised": "ours_augmented with undenoised instances only (no re-ranker pass)",
+}
 NOTE = (
     "train s: wall seconds of training (for ours everything but the final evaluation, so warm-up and augmentation too); "
     "eval s: corpus encoding, search and re-ranking. st_crossencoder re-ranks the selected st_biencoder's candidates: its "
@@ -359,21 +378,21 @@ def job_rq2(config: dict, folder: Path) -> dict:
 
 
 def _reuse_warmup(config: dict, folder: Path) -> dict | None:
-    """For the chain, the finished ``ours`` job of the same settings and seed as its warm-up stage, if there is one.
+    """For the chain, the finished ``ours_1_epoch`` job of the same settings and seed as its warm-up stage, if any.
 
-    The default warm-up (``augment_warmup joint``) is exactly the ``ours`` recipe trained without evaluation, so its
+    The default warm-up (``augment_warmup joint``, 1 epoch) is exactly ``ours_1_epoch`` trained without evaluation, so its
     models are hard-linked into RUN/warmup instead of trained again; the chain skips the stage and the job's train
     seconds add the ``ours`` job's. Returns that job's name and train seconds, or None (the chain trains the warm-up).
     """
     if "--augment" not in config["flags"] or "--augment_warmup" in config["flags"] or "--augment_warmup_epochs" in config["flags"]:
         return None
-    job = f"ours-seed{config['seed']}"
+    job = f"{BASELINE}-seed{config['seed']}"
     source, warm = folder.parent / job, folder / "run" / "warmup"
     result = source / "result.json"
     if not result.is_file() or not (source / "run" / "metrics.json").is_file():
         return None
     done = json.loads(result.read_text(encoding="utf-8"))
-    if done["config"] != {**config, "system": "ours", "flags": []}:
+    if done["config"] != {**config, "system": BASELINE, "flags": FLAGS[BASELINE]}:
         return None
     if not (warm / "metrics.json").is_file():
         shutil.rmtree(warm, ignore_errors=True)
@@ -528,6 +547,12 @@ def _table(summaries: dict[str, dict]) -> list[str]:
     return lines
 
 
+def table_block(summaries: dict[str, dict]) -> list[str]:
+    """The table and one line per system saying what it is (the block model cards embed)."""
+    legend = [f"- {name}: {DESCRIPTIONS[name]}" for name in summaries if name in DESCRIPTIONS]
+    return [*_table(summaries), "", *legend]
+
+
 def _entries(summaries: dict[str, dict], systems: tuple[str, ...], row_filter) -> dict[str, dict]:
     """{"system: row": metric spreads} of the rows that pass ``row_filter``."""
     return {f"{s}: {row}": values for s in systems if s in summaries
@@ -602,10 +627,10 @@ def _grid_lines(name: str, system: dict) -> list[str]:
 
 
 def _ablation_lines(summaries: dict[str, dict]) -> list[str]:
-    if "ours" not in summaries or not any(a in summaries for a in ABLATIONS):
+    if BASELINE not in summaries or not any(a in summaries for a in ABLATIONS):
         return []
-    base = summaries["ours"]["rows"]
-    lines = ["", "Ablations, nDCG@10 minus ours':", ""]
+    base = summaries[BASELINE]["rows"]
+    lines = ["", f"Ablations, nDCG@10 minus {BASELINE}'s:", ""]
     for name in (a for a in ABLATIONS if a in summaries):
         deltas = [f"{row} {values['ndcg@10']['mean'] - base[row]['ndcg@10']['mean']:+.4f}"
                   for row, values in summaries[name]["rows"].items() if row in base]
@@ -618,7 +643,7 @@ def markdown(report: dict) -> str:
     d = report["data"]
     title = (f"# Retrieval quality: {d['name']} {d['eval_split']} ({d['queries']} queries, {d['corpus']} passages), "
              f"seeds {report['settings']['seeds']}")
-    lines = [title, "", *_table(report["summaries"])]
+    lines = [title, "", *report["table"]]
     if report["comparisons"]:
         lines += ["", "Ours vs the best peer (delta, ratio):", "", *map(_comparison_line, report["comparisons"])]
     if report["goals"]:
@@ -659,6 +684,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "recipe": _defaults(),
         "systems": {name: {**s, "seeds": {str(k): v for k, v in s["seeds"].items()}} for name, s in systems.items()},
         "summaries": summaries,
+        "table": table_block(summaries),
         "comparisons": comparisons(summaries, args),
         "goals": goals(summaries, args, full_scifact),
     }
@@ -669,7 +695,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     choices = (*PEERS, *FLAGS, "ablations", "all")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", default=[*PEERS, *OURS], choices=choices,
-                        help="'ablations': every ablation (with ours, their baseline); 'all': everything")
+                        help=f"'ablations': every ablation (with {BASELINE}, their baseline); 'all': everything")
     parser.add_argument("--data", default="scifact", help="BEIR folder, bundled name or Hub dataset")
     parser.add_argument("--train_split", default="train")
     parser.add_argument("--eval_split", default="test")
@@ -697,7 +723,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     groups = {"all": (*PEERS, *FLAGS), "ablations": ABLATIONS}
     expanded = [s for name in args.systems for s in groups.get(name, (name,))]
     if set(expanded) & set(ABLATIONS):
-        expanded.append("ours")  # the baseline of every ablation
+        expanded.append(BASELINE)
     args.systems = [s for s in (*PEERS, *FLAGS) if s in expanded]
     return args
 

@@ -96,10 +96,27 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
+def _probabilities(queries: list, retrieved: list, corpus, reranker: RQ2Reranker, args: AugmentationArguments,
+                   show_progress_bar: bool | None) -> tuple[dict[tuple[int, str], float], tuple[float, float]]:
+    """The re-ranker's probability of relevance of every retrieved pair ({(query position, doc id): p}) and the
+    Platt (a, b) behind it; the gold positives are scored too, as the labels Platt scaling fits."""
+    texts, owners = [], []
+    for i, ((_, text, gold), hits) in enumerate(zip(queries, retrieved)):
+        docs = [doc for doc, _ in hits] + [doc for doc in gold if doc not in {d for d, _ in hits}]
+        texts += [text] * len(docs)
+        owners += [(i, doc, doc in gold) for doc in docs]
+    pairs = list(zip(texts, lookup_passages(corpus.by_id(), [doc for _, doc, _ in owners])))
+    logits = reranker.score_pairs(pairs, args.augment_batch_size, show_progress_bar)
+    labels = np.array([is_gold for _, _, is_gold in owners], dtype=np.float64)
+    a, b = platt_scale(logits, labels) if args.probability == "platt" else (1.0, 0.0)
+    probabilities = _sigmoid(a * logits.astype(np.float64) + b)
+    return {(i, doc): p for (i, doc, _), p in zip(owners, probabilities)}, (a, b)
+
+
 def augment_instances(
     data: RetrievalData,
     retriever: RQ2Retriever,
-    reranker: RQ2Reranker,
+    reranker: RQ2Reranker | None,
     args: AugmentationArguments | None = None,
     index: DenseIndex | None = None,
     relevance_threshold: int = 1,
@@ -107,7 +124,8 @@ def augment_instances(
 ) -> tuple[datasets.Dataset, dict]:
     """Undenoised and/or denoised instances for every query of ``data`` with a positive; and a report.
 
-    ``index``: the corpus already encoded by ``retriever`` (encoded here otherwise).
+    ``index``: the corpus already encoded by ``retriever`` (encoded here otherwise). ``reranker`` may be None for
+    ``instance_mix undenoised``, which never consults it (the report then has no denoising counts).
     """
     args = args or AugmentationArguments()
     corpus = data.passages()
@@ -125,33 +143,27 @@ def augment_instances(
     top_n = min(args.augment_top_n, len(corpus_ids))
     retrieved = index.search(retriever.encode_queries([text for _, text, _ in queries], args.augment_batch_size), top_n)
 
-    # one re-ranker pass over every retrieved pair, plus the gold positives (they calibrate the probability)
-    texts, owners = [], []
-    for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved)):
-        docs = [doc for doc, _ in hits] + [doc for doc in gold if doc not in {d for d, _ in hits}]
-        texts += [text] * len(docs)
-        owners += [(i, doc, doc in gold) for doc in docs]
-    pairs = list(zip(texts, lookup_passages(corpus.by_id(), [doc for _, doc, _ in owners])))
-    logits = reranker.score_pairs(pairs, args.augment_batch_size, show_progress_bar)
-    labels = np.array([is_gold for _, _, is_gold in owners], dtype=np.float64)
-    a, b = platt_scale(logits, labels) if args.probability == "platt" else (1.0, 0.0)
-    probabilities = _sigmoid(a * logits.astype(np.float64) + b)
-    probability = {(i, doc): p for (i, doc, _), p in zip(owners, probabilities)}
-
+    # one re-ranker pass over every retrieved pair, plus the gold positives (they calibrate the probability);
+    # undenoised instances alone need no re-ranker, so it is not run for them
+    denoise = args.instance_mix != "undenoised"
+    if denoise and reranker is None:
+        raise ValueError(f"--instance_mix {args.instance_mix}: denoising needs a re-ranker")
+    probability, (a, b) = _probabilities(queries, retrieved, corpus, reranker, args, show_progress_bar) if denoise else ({}, (None, None))
     rows = []
-    counts = {"negatives_retrieved": 0, "negatives_removed": 0, "positives_added": 0, "gold_retrieved": 0,
-              "denoised_without_negatives": 0}
+    counts = {"negatives_retrieved": 0, "gold_retrieved": 0}
+    if denoise:
+        counts.update(negatives_removed=0, positives_added=0, denoised_without_negatives=0)
     for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved)):
         unlabelled = [doc for doc, _ in hits if doc not in gold]
         counts["gold_retrieved"] += len(hits) - len(unlabelled)
         counts["negatives_retrieved"] += len(unlabelled)
-        clean = [doc for doc in unlabelled if probability[i, doc] < args.negative_below]
-        added = [doc for doc in unlabelled if probability[i, doc] > args.positive_above]
-        counts["negatives_removed"] += len(unlabelled) - len(clean)
-        counts["positives_added"] += len(added)
         if args.instance_mix in ("both", "undenoised") and unlabelled:
             rows.append({"query_id": qid, "query": text, "positives": gold, "negatives": unlabelled, "kind": "undenoised"})
-        if args.instance_mix in ("both", "denoised"):
+        if denoise:
+            clean = [doc for doc in unlabelled if probability[i, doc] < args.negative_below]
+            added = [doc for doc in unlabelled if probability[i, doc] > args.positive_above]
+            counts["negatives_removed"] += len(unlabelled) - len(clean)
+            counts["positives_added"] += len(added)
             if clean:
                 rows.append({"query_id": qid, "query": text, "positives": gold + added, "negatives": clean, "kind": "denoised"})
             else:
@@ -167,13 +179,13 @@ def augment_instances(
         "queries_without_positive_skipped": skipped,
         "top_n": top_n,
         "arguments": asdict(args),
-        "platt": {"a": a, "b": b} if args.probability == "platt" else None,
+        "platt": {"a": a, "b": b} if denoise and args.probability == "platt" else None,
         **counts,
         "instances": {kind: sum(r["kind"] == kind for r in rows) for kind in ("undenoised", "denoised")},
     }
     logger.info(
-        "augmentation: %d queries, %d retrieved negatives, %d removed as likely false negatives, %d positives added",
-        len(queries), counts["negatives_retrieved"], counts["negatives_removed"], counts["positives_added"],
+        "augmentation: %d queries, %d retrieved negatives, %s removed as likely false negatives, %s positives added",
+        len(queries), counts["negatives_retrieved"], counts.get("negatives_removed", "none"), counts.get("positives_added", "none"),
     )
     return instances, report
 

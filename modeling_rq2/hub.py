@@ -8,7 +8,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .model_card import CURVE_FILE, ROLES, plot_training_curve, render_card
+from .model_card import BENCHMARK_FILE, CURVE_FILE, ROLES, load_benchmark, plot_training_curve, render_card
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever
 from .sentence_transformers_export import export_reranker, export_retriever
 
@@ -16,9 +16,14 @@ logger = logging.getLogger(__name__)
 RUN_FILES = ("metrics.json", "training_config.json", "train_log.jsonl")
 
 
-def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path | None = None) -> dict[str, Path]:
+def stage_run(
+    run_dir: str | Path, repos: dict[str, str], local_dir: str | Path | None = None, benchmark: str | Path | None = None
+) -> dict[str, Path]:
     """Copy ``run_dir/{retriever,reranker}`` (weights, tokenizer, modeling code) plus the run's metrics
-    and config into ``local_dir/<role>``, each with a generated README.md card. Returns the folders."""
+    and config into ``local_dir/<role>``, each with a generated README.md card. Returns the folders.
+
+    ``benchmark``: a ``bench/quality.py`` report (JSON): its table goes into both cards, the file beside them.
+    """
     run_dir = Path(run_dir)
     for role in ROLES:
         if role not in repos:
@@ -31,6 +36,7 @@ def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path 
             raise FileNotFoundError(f"{run_dir / role}: no saved {role} (expected a train.py output folder)")
     if not (run_dir / "metrics.json").is_file():
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing; cards only carry measured metrics")
+    report = load_benchmark(benchmark) if benchmark else None
     root = Path(local_dir) if local_dir else Path(tempfile.mkdtemp(prefix="rq2-stage-"))
     staged = {}
     for role in ROLES:
@@ -40,6 +46,8 @@ def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path 
         for name in RUN_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, target / name)
+        if report:
+            shutil.copy2(benchmark, target / BENCHMARK_FILE)
         try:  # sentence-transformers users load the folders with SentenceTransformer / CrossEncoder
             (export_retriever if role == "retriever" else export_reranker)(_load(role, target), target)
         except ValueError as err:
@@ -47,7 +55,8 @@ def stage_run(run_dir: str | Path, repos: dict[str, str], local_dir: str | Path 
         if not (target / CURVE_FILE).is_file():
             plot_training_curve(run_dir / "train_log.jsonl", target / CURVE_FILE)
         partner = repos[ROLES[1 - ROLES.index(role)]]
-        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], partner, (target / CURVE_FILE).is_file())
+        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], partner,
+                           (target / CURVE_FILE).is_file(), report)
         card.save(target / "README.md")
         staged[role] = target
     return staged

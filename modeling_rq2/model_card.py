@@ -2,7 +2,8 @@
 
 Everything a card states comes from the run folder: ``metrics.json`` (measured results, baselines
 of the same run, hardware, time), ``training_config.json`` (the recipe) and ``train_log.jsonl``
-(the training curve, drawn to ``training_curve.png`` beside the weights).
+(the training curve, drawn to ``training_curve.png`` beside the weights). A published card can also carry
+a benchmark report of ``bench/quality.py`` (ours beside the peers, measured in one run).
 """
 
 import json
@@ -15,6 +16,8 @@ from .evaluate import markdown_table
 
 ROLES = ("retriever", "reranker")
 CURVE_FILE = "training_curve.png"
+BENCHMARK_FILE = "benchmark.json"
+_BENCHMARK_KEYS = ("data", "settings", "machine", "table")
 _ROLE_METADATA = {
     "retriever": {"pipeline_tag": "sentence-similarity", "tags": ["feature-extraction", "dense-retrieval", "sentence-transformers"]},
     "reranker": {"pipeline_tag": "text-ranking", "tags": ["cross-encoder", "re-ranking", "sentence-transformers"]},
@@ -29,6 +32,34 @@ def _metric_system(role: str, results: dict) -> str | None:
     if role == "retriever":
         return "retriever" if "retriever" in results else None
     return next((name for name in results if name != "retriever"), None)
+
+
+def load_benchmark(path: str | Path) -> dict:
+    """A ``bench/quality.py`` report (OUTPUT.json), checked to hold what the card's benchmark section shows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such benchmark report (bench/quality.py writes bench/results/quality.json)")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    missing = [key for key in _BENCHMARK_KEYS if not isinstance(report, dict) or key not in report]
+    if missing:
+        raise ValueError(f"{path}: not a bench/quality.py report (missing {', '.join(missing)}); rerun bench/quality.py")
+    return report
+
+
+def benchmark_section(report: dict) -> str:
+    """The benchmark's table with what it was measured on: data, seeds, machine."""
+    data, machine = report["data"], report["machine"]
+    seeds = report["settings"].get("seeds")
+    header = (
+        f"Measured by `bench/quality.py` in one run on {data['name']} `{data['eval_split']}` ({data['queries']} queries, "
+        f"{data['corpus']} passages), seeds {seeds} (mean ± standard deviation where several), on {machine.get('device')} "
+        f"({machine.get('cpus')} cores, torch {machine.get('torch')}). Every system starts from the same backbone and "
+        "trains on the same lists; the peers are sentence-transformers models tuned on a small grid."
+    )
+    return "\n".join([header, "", *report["table"]])
 
 
 def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
@@ -86,11 +117,13 @@ def _training_details(config: dict, metrics: dict, model_config: dict, role: str
         f"wall time {metrics.get('seconds_total')} s (training {metrics.get('train', {}).get('seconds')} s).",
     ]
     if augmentation:
-        lines.append(
-            f"- Augmentation: top {augmentation.get('top_n')} retrieved; {augmentation.get('negatives_removed')} of "
-            f"{augmentation.get('negatives_retrieved')} retrieved negatives removed as likely false negatives, "
-            f"{augmentation.get('positives_added')} unlabelled passages added as positives; instances {augmentation.get('instances')}."
+        denoising = (
+            f"{augmentation['negatives_removed']} of {augmentation.get('negatives_retrieved')} retrieved negatives removed as "
+            f"likely false negatives, {augmentation.get('positives_added')} unlabelled passages added as positives"
+            if "negatives_removed" in augmentation
+            else f"{augmentation.get('negatives_retrieved')} retrieved negatives kept as they are (undenoised only: no re-ranker pass)"
         )
+        lines.append(f"- Augmentation: top {augmentation.get('top_n')} retrieved; {denoising}; instances {augmentation.get('instances')}.")
     return "\n".join(lines)
 
 
@@ -102,10 +135,12 @@ def render_card(
     reranker_repo: str,
     partner_repo: str | None = None,
     with_curve: bool | None = None,
+    benchmark: dict | None = None,
 ) -> ModelCard:
     """A card for ``run_dir/<role>`` from the run's metrics.json, training_config.json and config.
 
     ``with_curve``: embed ``training_curve.png`` (default: when ``run_dir/<role>`` holds one).
+    ``benchmark``: a ``load_benchmark`` report, shown in a Benchmark section.
     """
     if role not in _ROLE_METADATA:
         raise ValueError(f"role must be one of {sorted(_ROLE_METADATA)}, got {role!r}")
@@ -165,6 +200,7 @@ def render_card(
         max_length=model_config.get("passage_max_length") or model_config.get("max_length"),
         query_max_length=model_config.get("query_max_length"),
         data_license=_LICENSES.get(data_name, "that of the training data"),
+        benchmark=benchmark_section(benchmark) if benchmark else None,
     )
 
 

@@ -63,6 +63,21 @@ def test_stricter_thresholds_and_mixes(data, retriever, controlled):
     assert rows["q0", "denoised"]["positives"] == ["g0"]
     only = AugmentationArguments(augment_top_n=8, probability="sigmoid", instance_mix="undenoised")
     assert {k for _, k in _rows(augment_instances(data, retriever, controlled, only)[0])} == {"undenoised"}
+    with pytest.raises(ValueError, match="denoising needs a re-ranker"):
+        augment_instances(data, retriever, None, AugmentationArguments(augment_top_n=8))
+
+
+def test_undenoised_alone_never_runs_the_reranker(data, retriever, reranker, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the re-ranker scored pairs for undenoised instances")
+
+    monkeypatch.setattr(reranker, "score_pairs", refuse)
+    args = AugmentationArguments(augment_top_n=8, instance_mix="undenoised")
+    for model in (reranker, None):
+        instances, report = augment_instances(data, retriever, model, args)
+        assert sorted(_rows(instances)["q0", "undenoised"]["negatives"]) == sorted(d for d in LOGITS if d != "g0")
+        assert report["instances"] == {"undenoised": 2, "denoised": 0} and report["platt"] is None
+        assert "negatives_removed" not in report and report["negatives_retrieved"] == 14
     with pytest.raises(ValueError, match="negative_below <= positive_above"):
         AugmentationArguments(negative_below=0.95, positive_above=0.9)
     with pytest.raises(ValueError, match="--instance_mix"):

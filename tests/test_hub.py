@@ -98,13 +98,49 @@ def test_cards_carry_metadata_baselines_and_the_training_curve(run_dir, tmp_path
     assert not (run_dir / "retriever" / "training_curve.png").exists()  # staging never writes into the run folder
 
 
+def _benchmark(path, **changes):
+    report = {"data": {"name": "scifact", "eval_split": "test", "queries": 300, "corpus": 5183},
+              "settings": {"seeds": [42, 43]}, "machine": {"device": "cpu", "cpus": 2, "torch": "2.13.0"},
+              "table": ["| system | nDCG@10 |", "|---|---|", "| ours: retriever | 0.7000 ± 0.0100 |", "",
+                        "- ours: joint training, 1 epoch on BM25 lists (the quick start)"]}
+    path.write_text(json.dumps({**report, **changes}))
+    return path
+
+
+def test_cards_carry_the_benchmark_table_when_given_one(run_dir, tmp_path):
+    report = _benchmark(tmp_path / "quality.json")
+    staged = stage_run(run_dir, REPOS, tmp_path / "stage", benchmark=report)
+    for role in ("retriever", "reranker"):
+        text = ModelCard.load(staged[role] / "README.md").text
+        assert "## Benchmark" in text and "| ours: retriever | 0.7000 ± 0.0100 |" in text
+        assert "scifact `test` (300 queries, 5183 passages), seeds [42, 43]" in text and "- ours: joint training" in text
+        assert json.loads((staged[role] / "benchmark.json").read_text()) == json.loads(report.read_text())
+    plain = stage_run(run_dir, REPOS, tmp_path / "plain")
+    assert "## Benchmark" not in ModelCard.load(plain["retriever"] / "README.md").text
+
+
+def test_a_bad_benchmark_report_is_named(run_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.json: no such benchmark report"):
+        stage_run(run_dir, REPOS, tmp_path / "s", benchmark=tmp_path / "nope.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match="broken.json: not JSON"):
+        stage_run(run_dir, REPOS, tmp_path / "s", benchmark=broken)
+    report = json.loads(_benchmark(tmp_path / "old.json").read_text())
+    del report["table"]
+    (tmp_path / "old.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"old.json: not a bench/quality.py report \(missing table\)"):
+        stage_run(run_dir, REPOS, tmp_path / "s", benchmark=tmp_path / "old.json")
+
+
 def test_push_command_dry_run_never_prints_or_writes_the_token(run_dir, tmp_path, capsys):
     from push_to_hub import main
 
     main(["--run_dir", str(run_dir), "--retriever_repo", REPOS["retriever"], "--reranker_repo", REPOS["reranker"],
-          "--dry-run", "--local-dir", str(tmp_path / "stage"), "--token", "hf_SECRET_value"])
+          "--dry-run", "--local-dir", str(tmp_path / "stage"), "--token", "hf_SECRET_value",
+          "--benchmark", str(_benchmark(tmp_path / "quality.json"))])
     out = capsys.readouterr()
-    assert "dry run" in out.out and "hf_SECRET_value" not in out.out + out.err
+    assert "dry run" in out.out and "hf_SECRET_value" not in out.out + out.err and "benchmark.json" in out.out
     assert not [p for p in (tmp_path / "stage").rglob("*") if p.is_file() and b"hf_SECRET_value" in p.read_bytes()]
 
 
