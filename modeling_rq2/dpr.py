@@ -19,6 +19,7 @@ import codecs
 import gzip
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,37 +69,43 @@ def read_passages(path: str | os.PathLike, skip_invalid: bool = False) -> datase
     return dataset
 
 
+_SEPARATORS = re.compile(r"[ \t\r\n,]*")
+
+
 def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[int, object]]:
     """(line, record) of a JSON array file or a JSON-lines file, decoded one record at a time from
-    blocks of ``block_size`` bytes (DPR's NQ training file is several GB: never one document)."""
+    blocks of ``block_size`` bytes (DPR's NQ training file is several GB: never one document).
+
+    Records are decoded in place (``raw_decode`` at a position): the block is only copied when the next one
+    is read, so millions of small records cost no more than a few large ones."""
     text_decoder, decoder = codecs.getincrementaldecoder("utf-8")(), json.JSONDecoder()
-    buffer, line, started, eof = "", 1, False, False
+    buffer, pos, line, started, eof = "", 0, 1, False, False
     with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         while True:
-            stripped = buffer.lstrip(" \t\r\n,")
-            line += buffer.count("\n", 0, len(buffer) - len(stripped))
-            buffer = stripped
-            if buffer[:1] == "[" and not started:
-                buffer, started = buffer[1:], True
+            skipped = _SEPARATORS.match(buffer, pos).end()
+            line += buffer.count("\n", pos, skipped)
+            pos = skipped
+            if buffer.startswith("[", pos) and not started:
+                pos, started = pos + 1, True
                 continue
-            if buffer[:1] == "]" and started:
-                if buffer[1:].strip() or f.read(1).strip():
+            if buffer.startswith("]", pos) and started:
+                if buffer[pos + 1:].strip() or f.read(1).strip():
                     raise DataFormatError(f"{path}:{line}: data after the closing ']'")
                 return
-            if buffer:
+            if pos < len(buffer):
                 try:
-                    record, end = decoder.raw_decode(buffer)
+                    record, end = decoder.raw_decode(buffer, pos)
                     complete = end < len(buffer) or eof
                 except json.JSONDecodeError as err:
-                    if eof or len(buffer) > 256 * block_size:  # no question is that long: the file is broken
-                        raise DataFormatError(f"{path}:{line + buffer.count(chr(10), 0, err.pos)}: invalid JSON ({err.msg})") from None
+                    if eof or len(buffer) - pos > 256 * block_size:  # no question is that long: the file is broken
+                        raise DataFormatError(f"{path}:{line + buffer.count(chr(10), pos, err.pos)}: invalid JSON ({err.msg})") from None
                     complete = False
                 if complete:
                     if not started and not isinstance(record, dict):
                         raise DataFormatError(f"{path}:{line}: expected a JSON array of questions or one question object a line")
                     yield line, record
-                    line += buffer.count("\n", 0, end)
-                    buffer = buffer[end:]
+                    line += buffer.count("\n", pos, end)
+                    pos = end
                     continue
             if eof:
                 if started:
@@ -107,12 +114,12 @@ def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[i
             try:
                 raw = f.read(block_size)
             except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-                raise DataFormatError(f"{path}:{line + buffer.count(chr(10))}: truncated or corrupt gzip file ({err})") from None
+                raise DataFormatError(f"{path}:{line + buffer.count(chr(10), pos)}: truncated or corrupt gzip file ({err})") from None
             eof = not raw
             try:
-                buffer += text_decoder.decode(raw, final=eof)
+                buffer, pos = buffer[pos:] + text_decoder.decode(raw, final=eof), 0
             except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}:{line + buffer.count(chr(10))}: not valid UTF-8 ({err.reason})") from None
+                raise DataFormatError(f"{path}:{line + buffer.count(chr(10), pos)}: not valid UTF-8 ({err.reason})") from None
 
 
 def _ctx_ids(record: dict, key: str, where: str) -> list[str]:

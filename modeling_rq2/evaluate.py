@@ -54,6 +54,7 @@ class EvaluateArguments:
     bm25: bool = field(default=False, metadata={"help": "also report BM25 on the same queries"})
     index_dir: str | None = field(default=None, metadata={"help": "load the corpus index from here if it holds one of this retriever, else save it here"})
     shard_size: int = field(default=100_000, metadata={"help": "passages per resumable encoding shard (with --index_dir)"})
+    keep_shards: bool = field(default=False, metadata={"help": "keep --index_dir/shards after the index is saved (default: removed)"})
     answer_match: str = field(default="string", metadata={"help": "answer-judged data (DPR): string, or regex (CuratedTREC)"})
     output_dir: str = "outputs/eval"
 
@@ -175,7 +176,8 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         if not accelerator.is_main_process:  # the index, the search and the scoring exist once
             return {}
     pipe = RetrieveThenRerank.from_pretrained(
-        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size, args.shard_size
+        retriever, reranker, data, args.index_dir, IndexOptions(args.index_type), args.batch_size, args.shard_size,
+        args.keep_shards,
     )
     results, per_query, runs = evaluate_retrieval(
         retriever, data, reranker, args.top_k, args.rerank_top_k, metrics, args.batch_size, args.fusion,

@@ -1,6 +1,7 @@
 """Retrieve-then-rerank: a retriever searches a dense index, a re-ranker re-orders the head."""
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,13 +72,16 @@ class RetrieveThenRerank:
         options: IndexOptions | None = None,
         batch_size: int = 64,
         shard_size: int = 100_000,
+        keep_shards: bool = False,
     ) -> "RetrieveThenRerank":
         """Models by name or folder (or instances) + a corpus; the index is loaded from ``index_folder``
         when it holds one made by this retriever, else encoded (and saved there when given).
 
         ``corpus``: a ``RetrievalData``, a ``datasets.Dataset`` with ``_id``/``title``/``text``, or a
         ``{doc_id: passage}`` mapping. With ``index_folder``, the corpus is encoded into resumable shards
-        in ``index_folder/shards`` (shards already there, e.g. from several processes, are not encoded again).
+        in ``index_folder/shards`` (shards already there, e.g. from several processes, are not encoded again),
+        removed once the index is saved (as large as the embeddings: 25 GB for MS MARCO at 768-d) unless
+        ``keep_shards`` (to build other index types from the same encoding).
         """
         if corpus is None:
             raise ValueError("a corpus is needed: the passages that the index holds and the re-ranker reads")
@@ -96,6 +100,8 @@ class RetrieveThenRerank:
             raise ValueError(f"{shards}: holds the shards of another corpus; delete it or use another index_folder")
         if index_folder is not None:
             pipe.index.save(index_folder)
+            if not keep_shards:
+                shutil.rmtree(shards, ignore_errors=True)
         return pipe
 
     def retrieve(self, queries: Sequence[str], top_k: int = 100) -> list[list[tuple[str, float]]]:

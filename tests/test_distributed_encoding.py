@@ -65,6 +65,7 @@ def test_two_processes_encode_shards_and_a_killed_run_resumes(train_setup, tmp_p
     resumed = _evaluate(run, tmp_path / "resumed", 2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _shards_encoded(tmp_path / "resumed") == 7 - first  # nothing encoded twice
+    assert (index / "meta.json").is_file() and not (index / "shards").exists()  # removed once the index is saved
 
     alone = _evaluate([*common, "--output_dir", str(tmp_path / "alone")], tmp_path / "alone", 1)
     assert alone.returncode == 0, alone.stderr[-3000:]

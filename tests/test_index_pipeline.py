@@ -180,6 +180,9 @@ def test_pipeline_from_pretrained_saves_then_reuses_its_index(retriever, reranke
     pipe = RetrieveThenRerank.from_pretrained(tmp_path / "retriever", tmp_path / "reranker", corpus, tmp_path / "index")
     first = pipe.search(["what causes scurvy"], top_k=4, rerank_top_k=2)
     assert (tmp_path / "index" / "docid").read_text().split() == list(corpus)
+    assert not (tmp_path / "index" / "shards").exists()  # the encoding shards go once the index is saved
+    kept = RetrieveThenRerank.from_pretrained(tmp_path / "retriever", None, corpus, tmp_path / "kept", keep_shards=True)
+    assert len(kept.index) == len(corpus) and list((tmp_path / "kept" / "shards").glob("shard-*.npy"))
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("the saved index should have been reused")
