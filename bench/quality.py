@@ -64,6 +64,9 @@ FLAGS = {  # ours is the default recipe; the ablations change one thing of ours_
     "undenoised": [*AUGMENTED, "--instance_mix", "undenoised"],
 }
 BASELINE = "ours_1_epoch"  # of every ablation
+# static distillation as the paper runs it: the frozen teacher is a trained re-ranker (a cold one teaches nothing),
+# here the one ``ours_1_epoch`` trained at the same seed; a fresh retriever learns from it for one epoch
+TEACHERS = {"static": BASELINE}
 ABLATIONS = tuple(name for name in FLAGS if name not in OURS)
 DESCRIPTIONS = {
     "bm25": "BM25 (bm25s)",
@@ -73,7 +76,7 @@ DESCRIPTIONS = {
     "ours": "our default recipe: joint training, 3 epochs on BM25 lists (about the augmented chain's optimizer steps)",
     "ours_1_epoch": "joint training, 1 epoch (the peers' budget; the baseline of the ablations)",
     "ours_augmented": "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger lists",
-    "static": "ours_1_epoch with a frozen re-ranker teacher (static distillation)",
+    "static": "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained re-ranker (static distillation; the teacher's training is not in train s)",
     "direction_reranker_to_retriever": "ours_1_epoch with the KL divergence in the other direction",
     "no_reranker_kl_gradient": "ours_1_epoch without the KL gradient into the re-ranker",
     "paper_loss": "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch negatives, no KL warm-up)",
@@ -366,6 +369,11 @@ def job_rq2(config: dict, folder: Path) -> dict:
     ]
     argv += [a for flag, value in (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
              if value for a in (flag, str(value))]
+    if config.get("teacher"):  # static distillation: another job's trained re-ranker, frozen
+        teacher = folder.parent / config["teacher"] / "run" / "reranker"
+        if not (teacher / "config.json").is_file():
+            raise FileNotFoundError(f"{teacher}: the teacher job {config['teacher']} has not run; run it first")
+        argv += ["--reranker", str(teacher)]
     reused = _reuse_warmup(config, folder)
     started = time.perf_counter()
     metrics = run_training(*parse_arguments(argv + config["flags"]))
@@ -513,7 +521,8 @@ def run_systems(args: argparse.Namespace, work: Path, data_path: str) -> dict[st
         biencoder, rerank = systems["st_biencoder"], f"retriever + reranker@{args.rerank_top_k}"
         systems["st_crossencoder"] = run_grid(args, lambda seed: ce_points(args, common, biencoder, seed), rerank, work)
     for name in (s for s in FLAGS if s in args.systems):
-        jobs = {seed: {**_training(args, common, name, seed), "flags": FLAGS[name]} for seed in args.seeds}
+        jobs = {seed: {**_training(args, common, name, seed), "flags": FLAGS[name],
+                       **({"teacher": f"{TEACHERS[name]}-seed{seed}"} if name in TEACHERS else {})} for seed in args.seeds}
         systems[name] = {"seeds": {seed: run_job(f"{name}-seed{seed}", job, work, args.threads) for seed, job in jobs.items()}}
     return systems
 
