@@ -18,6 +18,7 @@ The JSON files are read as a stream, one question at a time, never as one docume
 import codecs
 import gzip
 import json
+import logging
 import os
 import re
 import zlib
@@ -41,6 +42,8 @@ from .data import (
 NQ_METRICS = ("success@5", "success@20", "success@100", "mrr@10")
 CORPUS_NAMES = ("psgs_w100.tsv",)
 _ID_KEYS = ("passage_id", "psg_id", "id")
+
+logger = logging.getLogger(__name__)
 
 
 def _first(folder: Path, names: list[str]) -> Path | None:
@@ -180,7 +183,7 @@ def load_dpr(folder: str | os.PathLike, split: str = "test", skip_invalid: bool 
     if source is not None:
         read = read_dpr_json(source, split, skip_invalid)
         ids, texts, answers = read["ids"], read["texts"], read["answers"]
-        _check_ctx_ids(source, read, corpus)
+        _check_ctx_ids(source, read, corpus, skip_invalid)
         qrels = {q: {d: 1 for d in docs} for q, docs in read["positives"].items() if docs}
         negatives = read["negatives"]
     else:
@@ -195,11 +198,19 @@ def load_dpr(folder: str | os.PathLike, split: str = "test", skip_invalid: bool 
                          answers=answers, negatives=negatives, metrics=NQ_METRICS)
 
 
-def _check_ctx_ids(path: Path, read: dict, corpus: datasets.Dataset) -> None:
-    """Every context id of the questions must be a passage of the corpus (one Arrow lookup for all)."""
-    owners = [(q, d) for key in ("positives", "negatives") for q, docs in read[key].items() for d in docs]
-    missing = unknown_ids([d for _, d in owners], corpus.data.column("_id"))
-    if missing:
-        qid, doc = owners[missing[0]]
-        raise DataFormatError(f"{path}:{read['lines'][qid]}: passage id {doc!r} is not in the corpus "
-                              f"({len(missing)} context ids are not)")
+def _check_ctx_ids(path: Path, read: dict, corpus: datasets.Dataset, skip_invalid: bool = False) -> None:
+    """Every context id of the questions must be a passage of the corpus (one Arrow lookup for all);
+    ``skip_invalid`` drops the contexts of passages the corpus lacks (e.g. skipped as invalid) instead."""
+    owners = [(key, q, d) for key in ("positives", "negatives") for q, docs in read[key].items() for d in docs]
+    missing = unknown_ids([d for _, _, d in owners], corpus.data.column("_id"))
+    if not missing:
+        return
+    key, qid, doc = owners[missing[0]]
+    where = f"{path}:{read['lines'][qid]}: passage id {doc!r} is not in the corpus"
+    if not skip_invalid:
+        raise DataFormatError(f"{where} ({len(missing)} context ids are not)")
+    dropped = {(owners[i][0], owners[i][1], owners[i][2]) for i in missing}
+    for key in ("positives", "negatives"):
+        for q, docs in read[key].items():
+            read[key][q] = [d for d in docs if (key, q, d) not in dropped]
+    logger.warning("dropped %d contexts whose passage is not in the corpus (first: %s)", len(missing), where)

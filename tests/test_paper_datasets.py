@@ -169,6 +169,8 @@ def test_dpr_bad_records_name_file_and_line(nq):
     start = [i for i, t in enumerate((nq / "nq-train.json").read_text().splitlines(), 1) if t == "    {"][3]  # the 4th question
     with pytest.raises(DataFormatError, match=f"nq-train.json:{start}: passage id '404' is not in the corpus"):
         load_dpr(nq, "train")
+    skipped = load_dpr(nq, "train", skip_invalid=True)  # the unknown context is dropped, the question kept
+    assert "train-3" not in skipped.qrels and skipped.negatives["train-3"] == ["9", "10"] and len(skipped.qrels) == 11
     questions[3]["positive_ctxs"][0] = {"title": "no id", "text": "x"}
     (nq / "nq-train.json").write_text(json.dumps(questions, indent=4), encoding="utf-8")
     with pytest.raises(DataFormatError, match="a context of positive_ctxs has no passage id"):
