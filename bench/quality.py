@@ -2,6 +2,7 @@
 
     python bench/quality.py                                   # peers + ours + ours_augmented, SciFact train -> test
     python bench/quality.py --systems all --seeds 42 43 44         # + ablations, 3 seeds
+    python bench/quality.py --systems all --seeds 42 43 --cached_only   # the report of what has run, starting nothing
     python bench/quality.py --systems bm25 zeroshot st_biencoder st_crossencoder ours --max_train_queries 16 \
         --max_steps 2 --eval_queries 10 --corpus_limit 300 --threads 1 --output /tmp/q_smoke   # smoke: ~6 min, 1 busy core
 
@@ -437,13 +438,17 @@ def run_child(folder: Path, threads: int) -> None:
 # ---------------------------------------------------------------- orchestration
 
 
-def run_job(key: str, config: dict, work: Path, threads: int) -> dict:
-    """A job's cached result when its settings match, else run it in a subprocess (log in WORK_DIR/<job>/log.txt)."""
+def run_job(key: str, config: dict, work: Path, args: argparse.Namespace) -> dict | None:
+    """A job's cached result when its settings match, else run it in a subprocess (log in WORK_DIR/<job>/log.txt);
+    None with ``--cached_only`` when it has not run."""
     folder, config = work / key, json.loads(json.dumps(config))  # as it reads back from JSON
     cached = folder / "result.json"
     if cached.is_file() and json.loads(cached.read_text(encoding="utf-8"))["config"] == config:
         print(f"{key}: cached", flush=True)
         return json.loads(cached.read_text(encoding="utf-8"))
+    if args.cached_only:
+        print(f"{key}: not run (--cached_only)", flush=True)
+        return None
     spec = folder / "job.json"
     resumable = _family(config["system"]) == "rq2" and spec.is_file() and json.loads(spec.read_text(encoding="utf-8")) == config
     if folder.exists() and not resumable:  # stale models, indexes or checkpoints of other settings
@@ -453,7 +458,7 @@ def run_job(key: str, config: dict, work: Path, threads: int) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
     with open(folder / "log.txt", "a", encoding="utf-8") as log:
-        proc = subprocess.run([sys.executable, __file__, "--job", str(folder), "--threads", str(threads)],
+        proc = subprocess.run([sys.executable, __file__, "--job", str(folder), "--threads", str(args.threads)],
                               stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0:
         tail = (folder / "log.txt").read_text(encoding="utf-8")[-3000:]
@@ -485,11 +490,18 @@ def _best(runs: dict[str, dict], row: str) -> str:
 def run_grid(args: argparse.Namespace, points: Callable[[int], dict[str, dict]], row: str, work: Path) -> dict:
     """Every grid point (``points(seed)``: {name: job settings}) at the first seed; the best one at the other seeds."""
     first = args.seeds[0]
-    grid = {f"{key}-seed{first}": run_job(f"{key}-seed{first}", config, work, args.threads) for key, config in points(first).items()}
+    grid = _found({f"{key}-seed{first}": run_job(f"{key}-seed{first}", config, work, args) for key, config in points(first).items()})
+    if not grid:
+        return None
     best = _best(grid, row).removesuffix(f"-seed{first}")
     seeds = {first: grid[f"{best}-seed{first}"]}
-    seeds.update({seed: run_job(f"{best}-seed{seed}", points(seed)[best], work, args.threads) for seed in args.seeds[1:]})
-    return {"grid": grid, "best": best, "selected_on": f"{args.eval_split} (the evaluation split itself)", "seeds": seeds}
+    seeds.update({seed: run_job(f"{best}-seed{seed}", points(seed)[best], work, args) for seed in args.seeds[1:] if best in points(seed)})
+    return {"grid": grid, "best": best, "selected_on": f"{args.eval_split} (the evaluation split itself)", "seeds": _found(seeds)}
+
+
+def _found(results: dict) -> dict:
+    """The jobs that have results (``--cached_only`` leaves the others out)."""
+    return {key: result for key, result in results.items() if result is not None}
 
 
 def st_points(args: argparse.Namespace, common: dict, seed: int) -> dict[str, dict]:
@@ -501,6 +513,8 @@ def st_points(args: argparse.Namespace, common: dict, seed: int) -> dict[str, di
 
 def ce_points(args: argparse.Namespace, common: dict, biencoder: dict, seed: int) -> dict[str, dict]:
     """The cross-encoder grid on top of the selected bi-encoder of the same seed (its settings are part of the job's)."""
+    if seed not in biencoder["seeds"]:  # --cached_only and the bi-encoder never ran at this seed
+        return {}
     folder = f"{biencoder['best']}-seed{seed}"
     source = {"folder": folder, "config": biencoder["seeds"][seed]["config"]}
     return {f"st_crossencoder-{args.ce_loss}-lr{lr:g}-ep{epochs}": {
@@ -514,17 +528,17 @@ def run_systems(args: argparse.Namespace, work: Path, data_path: str) -> dict[st
     common, systems = _common(args, data_path), {}
     for name in ("bm25", "zeroshot"):
         if name in args.systems:
-            systems[name] = {"seeds": {None: run_job(name, {**common, "system": name}, work, args.threads)}}
+            systems[name] = {"seeds": _found({None: run_job(name, {**common, "system": name}, work, args)})}
     if {"st_biencoder", "st_crossencoder"} & set(args.systems):
         systems["st_biencoder"] = run_grid(args, lambda seed: st_points(args, common, seed), "retriever", work)
-    if "st_crossencoder" in args.systems:
+    if "st_crossencoder" in args.systems and systems["st_biencoder"]:
         biencoder, rerank = systems["st_biencoder"], f"retriever + reranker@{args.rerank_top_k}"
         systems["st_crossencoder"] = run_grid(args, lambda seed: ce_points(args, common, biencoder, seed), rerank, work)
     for name in (s for s in FLAGS if s in args.systems):
         jobs = {seed: {**_training(args, common, name, seed), "flags": FLAGS[name],
                        **({"teacher": f"{TEACHERS[name]}-seed{seed}"} if name in TEACHERS else {})} for seed in args.seeds}
-        systems[name] = {"seeds": {seed: run_job(f"{name}-seed{seed}", job, work, args.threads) for seed, job in jobs.items()}}
-    return systems
+        systems[name] = {"seeds": _found({seed: run_job(f"{name}-seed{seed}", job, work, args) for seed, job in jobs.items()})}
+    return {name: system for name, system in systems.items() if system and system["seeds"]}
 
 
 # ---------------------------------------------------------------- report
@@ -547,11 +561,11 @@ def _cell(spread: dict[str, float], digits: int = 4) -> str:
 
 
 def _table(summaries: dict[str, dict]) -> list[str]:
-    lines = ["| system | " + " | ".join(HEADERS) + " | train s | eval s |", "|---" * (len(HEADERS) + 3) + "|"]
+    lines = ["| system | " + " | ".join(HEADERS) + " | seeds | train s | eval s |", "|---" * (len(HEADERS) + 4) + "|"]
     for name, s in summaries.items():
         for row, values in s["rows"].items():
             label = name if row in ("BM25", "retriever") and name not in (*OURS, *ABLATIONS) else f"{name}: {row}"
-            cells = [_cell(values[m]) for m in METRICS] + [_cell(s["train_seconds"], 0), _cell(s["eval_seconds"], 0)]
+            cells = [_cell(values[m]) for m in METRICS] + [str(s["seeds"]), _cell(s["train_seconds"], 0), _cell(s["eval_seconds"], 0)]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -727,6 +741,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--work_dir", help="jobs' models and cached results (default outputs/bench/<name of --output>)")
     parser.add_argument("--output", default=str(RESULTS / "quality"), help="writes OUTPUT.json and OUTPUT.md")
+    parser.add_argument("--cached_only", action="store_true",
+                        help="report the jobs that have run (each system with the seeds it has), start none")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job folder in this process
     args = parser.parse_args(argv)
     groups = {"all": (*PEERS, *FLAGS), "ablations": ABLATIONS}
