@@ -54,10 +54,11 @@ def benchmark_section(report: dict) -> str:
     data, machine = report["data"], report["machine"]
     seeds = report["settings"].get("seeds")
     header = (
-        f"Measured by `bench/quality.py` in one run on {data['name']} `{data['eval_split']}` ({data['queries']} queries, "
+        f"Measured by `bench/quality.py` on {data['name']} `{data['eval_split']}` ({data['queries']} queries, "
         f"{data['corpus']} passages), seeds {seeds} (mean ± standard deviation where several), on {machine.get('device')} "
         f"({machine.get('cpus')} cores, torch {machine.get('torch')}). Every system starts from the same backbone and "
-        "trains on the same lists; the peers are sentence-transformers models tuned on a small grid."
+        "trains on the same lists; the peers are sentence-transformers models tuned on a small grid. Seconds are wall "
+        "time on that machine, which other jobs may have shared."
     )
     return "\n".join([header, "", *report["table"]])
 
