@@ -1,8 +1,8 @@
 """Train a RocketQAv2 retriever and re-ranker jointly.
 
-    python train.py                                   # bundled SciFact + offline MiniLM (CPU quick start)
+    python train.py                                   # bundled SciFact + offline MiniLM, 3 joint epochs (the quick start)
     python train.py configs/scifact.yaml --epochs 2   # a preset, with flags overriding it
-    python train.py --augment true                    # warm-up -> hybrid data augmentation -> joint training
+    python train.py configs/scifact-augmented.yaml    # warm-up -> hybrid data augmentation -> joint training
     accelerate launch train.py configs/msmarco.yaml   # several GPUs
 
 Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json and checkpoints.
