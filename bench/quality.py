@@ -495,7 +495,10 @@ def run_grid(args: argparse.Namespace, points: Callable[[int], dict[str, dict]],
         return None
     best = _best(grid, row).removesuffix(f"-seed{first}")
     seeds = {first: grid[f"{best}-seed{first}"]}
-    seeds.update({seed: run_job(f"{best}-seed{seed}", points(seed)[best], work, args) for seed in args.seeds[1:] if best in points(seed)})
+    for seed in args.seeds[1:]:
+        config = points(seed).get(best)  # none when --cached_only lacks what this point depends on
+        if config is not None:
+            seeds[seed] = run_job(f"{best}-seed{seed}", config, work, args)
     return {"grid": grid, "best": best, "selected_on": f"{args.eval_split} (the evaluation split itself)", "seeds": _found(seeds)}
 
 
