@@ -84,7 +84,7 @@ DESCRIPTIONS = {
     "paper_loss": "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch negatives, no KL warm-up)",
     "list_size_8": "ours_1_epoch with lists of 8 passages (default 4)",
     "list_size_16": "ours_1_epoch with lists of 16 passages",
-    "undenoised": "ours_augmented with undenoised instances only (no re-ranker pass)",
+    "undenoised": "ours_augmented with undenoised instances only (no re-ranker pass; half its second stage's lists and steps)",
 }
 NOTE = (
     "train s: wall seconds of training (for ours everything but the final evaluation, so warm-up and augmentation too); "
@@ -658,18 +658,18 @@ def _ablation_baseline(name: str) -> str:
     return "ours_augmented" if name in CHAIN_ABLATIONS else BASELINE
 
 
-def _ablation_lines(summaries: dict[str, dict]) -> list[str]:
-    """nDCG@10 of each ablation minus its baseline's, per row, for the ablations whose baseline has run."""
-    done = [a for a in ABLATIONS if a in summaries and _ablation_baseline(a) in summaries]
-    if not done:
-        return []
-    lines = ["", "Ablations, nDCG@10 minus the system each changes one thing of:", ""]
-    for name in done:
-        base = summaries[_ablation_baseline(name)]["rows"]
-        deltas = [f"{row} {values['ndcg@10']['mean'] - base[row]['ndcg@10']['mean']:+.4f}"
-                  for row, values in summaries[name]["rows"].items() if row in base]
-        lines.append(f"- {name} vs {_ablation_baseline(name)}: " + "; ".join(deltas))
-    return lines
+def _ablation_lines(systems: dict[str, dict]) -> list[str]:
+    """nDCG@10 of each ablation minus its baseline's at the same seeds (paired: same data order), per row."""
+    lines = []
+    for name in (a for a in ABLATIONS if a in systems and _ablation_baseline(a) in systems):
+        base, runs = systems[_ablation_baseline(name)]["seeds"], systems[name]["seeds"]
+        shared = [seed for seed in runs if seed in base]
+        if not shared:
+            continue
+        deltas = [f"{row} {sum(runs[s]['rows'][row]['ndcg@10'] - base[s]['rows'][row]['ndcg@10'] for s in shared) / len(shared):+.4f}"
+                  for row in runs[shared[0]]["rows"] if row in base[shared[0]]["rows"]]
+        lines.append(f"- {name} vs {_ablation_baseline(name)}, seeds {', '.join(shared)}: " + "; ".join(deltas))
+    return ["", "Ablations, nDCG@10 minus the system each changes one thing of, at the same seeds:", "", *lines] if lines else []
 
 
 def markdown(report: dict) -> str:
@@ -685,7 +685,7 @@ def markdown(report: dict) -> str:
     for name in ("st_biencoder", "st_crossencoder"):
         if name in report["systems"]:
             lines += _grid_lines(name, report["systems"][name])
-    lines += _ablation_lines(report["summaries"])
+    lines += _ablation_lines(report["systems"])
     lines += ["", NOTE]
     return "\n".join(lines)
 
