@@ -538,10 +538,12 @@ def train(
     accelerator.init_trackers("rq2", config={f"{k}.{n}": str(v) for k, a in config.items() for n, v in a.items()})
 
     progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    earlier_seconds = 0.0  # training time of the runs a resumed one continues (kept in each checkpoint)
     checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         progress = json.loads((checkpoint / PROGRESS_FILE).read_text(encoding="utf-8"))
+        earlier_seconds = progress.pop("seconds", 0.0)
         accelerator.print(f"resumed from {checkpoint} (step {progress['global_step']})")
 
     log_path = Path(args.output_dir) / "train_log.jsonl"
@@ -611,7 +613,8 @@ def train(
                     _evaluate(accelerator, joint, evaluation, args, step)
                 stopping = stop.requested(accelerator) and step < total_steps
                 if stopping or (args.save_steps and step % args.save_steps == 0):
-                    saved = save_checkpoint(accelerator, args.output_dir, dict(progress), args.save_total_limit)
+                    seconds = round(earlier_seconds + time.perf_counter() - started, 1)
+                    saved = save_checkpoint(accelerator, args.output_dir, {**progress, "seconds": seconds}, args.save_total_limit)
                 if stopping:
                     accelerator.print(f"\nstopped by a signal at step {step}; saved {saved}; continue with --resume_from_checkpoint latest")
                     accelerator.end_training()
@@ -624,7 +627,7 @@ def train(
     finally:
         stop.restore()
         bar.close()
-    train_seconds = time.perf_counter() - started
+    train_seconds = earlier_seconds + time.perf_counter() - started
 
     model = accelerator.unwrap_model(joint)
     metrics = {"train": {"steps": progress["global_step"], "seconds": round(train_seconds, 1), "last_log": last}}
