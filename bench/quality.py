@@ -65,7 +65,7 @@ FLAGS = {  # ours is the default recipe; the ablations change one thing of ours_
     "undenoised": [*AUGMENTED, "--instance_mix", "undenoised"],
 }
 BASELINE = "ours_1_epoch"  # of every ablation but those that change the chain, compared with the chain
-CHAIN_ABLATIONS = ("undenoised",)
+BASELINES = {"undenoised": "ours_augmented"}
 # static distillation as the paper runs it: the frozen teacher is a trained re-ranker (a cold one teaches nothing),
 # here the one ``ours_1_epoch`` trained at the same seed; a fresh retriever learns from it for one epoch
 TEACHERS = {"static": BASELINE}
@@ -488,7 +488,7 @@ def _best(runs: dict[str, dict], row: str) -> str:
     return max(runs, key=lambda key: runs[key]["rows"][row]["ndcg@10"])
 
 
-def run_grid(args: argparse.Namespace, points: Callable[[int], dict[str, dict]], row: str, work: Path) -> dict:
+def run_grid(args: argparse.Namespace, points: Callable[[int], dict[str, dict]], row: str, work: Path) -> dict | None:
     """Every grid point (``points(seed)``: {name: job settings}) at the first seed; the best one at the other seeds."""
     first = args.seeds[0]
     grid = _found({f"{key}-seed{first}": run_job(f"{key}-seed{first}", config, work, args) for key, config in points(first).items()})
@@ -654,8 +654,8 @@ def _grid_lines(name: str, system: dict) -> list[str]:
 
 
 def _ablation_baseline(name: str) -> str:
-    """The system an ablation changes one thing of: the chain for its ablations, else ``BASELINE``."""
-    return "ours_augmented" if name in CHAIN_ABLATIONS else BASELINE
+    """The system an ablation changes one thing of."""
+    return BASELINES.get(name, BASELINE)
 
 
 def _ablation_lines(systems: dict[str, dict]) -> list[str]:
@@ -666,8 +666,9 @@ def _ablation_lines(systems: dict[str, dict]) -> list[str]:
         shared = [seed for seed in runs if seed in base]
         if not shared:
             continue
-        deltas = [f"{row} {sum(runs[s]['rows'][row]['ndcg@10'] - base[s]['rows'][row]['ndcg@10'] for s in shared) / len(shared):+.4f}"
-                  for row in runs[shared[0]]["rows"] if row in base[shared[0]]["rows"]]
+        rows = [row for row in runs[shared[0]]["rows"] if row in base[shared[0]]["rows"]]
+        ndcg = {row: [runs[s]["rows"][row]["ndcg@10"] - base[s]["rows"][row]["ndcg@10"] for s in shared] for row in rows}
+        deltas = [f"{row} {sum(d) / len(d):+.4f}" for row, d in ndcg.items()]
         lines.append(f"- {name} vs {_ablation_baseline(name)}, seeds {', '.join(shared)}: " + "; ".join(deltas))
     return ["", "Ablations, nDCG@10 minus the system each changes one thing of, at the same seeds:", "", *lines] if lines else []
 
