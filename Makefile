@@ -19,4 +19,5 @@ demo: install
 	$(PY) train.py
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q

@@ -1,7 +1,8 @@
 """Publish a train.py output folder: the retriever and the re-ranker, each with a generated model card.
 
     python push_to_hub.py --run_dir outputs/scifact --retriever_repo me/rq2-scifact-retriever \
-        --reranker_repo me/rq2-scifact-reranker --benchmark bench/results/quality.json --dry_run true --local_dir staged/
+        --reranker_repo me/rq2-scifact-reranker --benchmark bench/results/quality.json
+        --dry_run true --local_dir staged/
 """
 
 import sys
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from modeling_rq2.hub import describe, publish, stage_run
+from modeling_rq2.hub.publish import describe, publish, stage_run
 
 
 @dataclass
@@ -23,19 +24,27 @@ class PushArguments:
     commit_message: str = "Upload RocketQAv2 model trained with modeling_rq2"
     dry_run: bool = field(default=False, metadata={"help": "stage only; print what would be uploaded"})
     local_dir: str | None = field(default=None, metadata={"help": "where to stage (default: a temporary folder)"})
-    benchmark: str | None = field(default=None, metadata={"help": "bench/quality.py report (JSON) whose table goes into the cards"})
+    benchmark: str | None = field(
+        default=None, metadata={"help": "bench/quality.py report (JSON) whose table goes into the cards"}
+    )
 
 
 def main(argv: list[str]) -> None:
     (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
     repos = {"retriever": args.retriever_repo, "reranker": args.reranker_repo}
-    staged = stage_run(args.run_dir, repos, args.local_dir, args.benchmark)
+    staged = stage_run(args.run_dir, repos, args.local_dir, benchmark=args.benchmark)
     print(describe(staged))
     if args.dry_run:
         print(f"dry run: staged in {staged['retriever'].parent}, nothing uploaded")
         return
-    for url in publish(staged, repos, token=args.token, private=args.private, revision=args.revision,
-                       commit_message=args.commit_message):
+    for url in publish(
+        staged,
+        repos,
+        token=args.token,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+    ):
         print(f"uploaded: {url}")
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from reporting import write_report  # bench/reporting.py (scripts run as python bench/NAME.py)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def _passages(n: int) -> list[dict]:
 def _lists(batch: int, m: int) -> list[dict]:
     """The same (query, [positive, negatives...]) lists for both systems: SciFact train claims with BM25 negatives."""
     from modeling_rq2.data import load_beir
-    from modeling_rq2.instances import ListwiseDataset, bm25_negatives, build_instances
+    from modeling_rq2.training.lists import ListwiseDataset, bm25_negatives, build_instances
 
     data = load_beir("scifact", "train")
     data.queries = data.queries.select(range(batch * 8))
@@ -52,7 +53,7 @@ def _timed(fn, repeats: int) -> float:
 
 
 def case_encode_ours(args) -> dict:
-    from modeling_rq2.backbones import load_retriever
+    from modeling_rq2.models.loading import load_retriever
 
     model = load_retriever("default", passage_max_length=args.max_length)
     passages = _passages(args.passages)
@@ -63,8 +64,8 @@ def case_encode_ours(args) -> dict:
 def case_encode_st(args) -> dict:
     from sentence_transformers import SentenceTransformer
 
-    from modeling_rq2.backbones import default_backbone_path
-    from modeling_rq2.modeling_rq2 import format_passage
+    from modeling_rq2.models.loading import default_backbone_path
+    from modeling_rq2.models.modeling_rq2 import format_passage
 
     model = SentenceTransformer(default_backbone_path(), device="cpu")
     model.max_seq_length = args.max_length
@@ -76,9 +77,10 @@ def case_encode_st(args) -> dict:
 def _joint_setup(args):
     import torch
 
-    from modeling_rq2.backbones import load_reranker, load_retriever
-    from modeling_rq2.instances import ListwiseCollator
-    from modeling_rq2.training import JointModel, LossArguments, step_losses
+    from modeling_rq2.models.loading import load_reranker, load_retriever
+    from modeling_rq2.training.arguments import LossArguments
+    from modeling_rq2.training.collator import ListwiseCollator
+    from modeling_rq2.training.joint import JointModel, step_losses
 
     dropout = {"attention_probs_dropout_prob": 0.0}
     retriever = load_retriever("default", dropout, passage_max_length=args.train_length)
@@ -96,9 +98,9 @@ def case_train_ours(args) -> dict:
 
     def step():
         batch = collate(items)
-        retriever_output, reranker_scores = joint(batch)
-        loss = step_losses(retriever_output, reranker_scores, batch["list_mask"], "joint", False, loss_args, 0.05)["loss"]
-        loss.backward()
+        output = joint(batch)
+        loss = step_losses(output.retriever, output.reranker_scores, batch.list_mask, "joint", False, loss_args, 0.05)
+        loss["loss"].backward()
         optimizer.step()
         optimizer.zero_grad()
 
@@ -114,16 +116,17 @@ def case_profile_ours(args) -> dict:
         marks = [time.perf_counter()]
         batch = collate(items)
         marks.append(time.perf_counter())
-        pick = lambda prefix: {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}  # noqa: E731
-        q, p = pick("query_"), pick("passage_")
+        q, p = batch.inputs("query"), batch.inputs("passage")
         retriever_output = joint.retriever(
-            query_input_ids=q["input_ids"], passage_input_ids=p["input_ids"],
-            query_attention_mask=q["attention_mask"], passage_attention_mask=p["attention_mask"],
+            query_input_ids=q["input_ids"],
+            passage_input_ids=p["input_ids"],
+            query_attention_mask=q["attention_mask"],
+            passage_attention_mask=p["attention_mask"],
         )
         marks.append(time.perf_counter())
-        reranker_scores = joint.reranker(**pick("pair_")).logits
+        reranker_scores = joint.reranker(**batch.inputs("pair")).logits
         marks.append(time.perf_counter())
-        loss = step_losses(retriever_output, reranker_scores, batch["list_mask"], "joint", False, loss_args, 0.05)["loss"]
+        loss = step_losses(retriever_output, reranker_scores, batch.list_mask, "joint", False, loss_args, 0.05)["loss"]
         marks.append(time.perf_counter())
         loss.backward()
         marks.append(time.perf_counter())
@@ -138,12 +141,13 @@ def case_profile_ours(args) -> dict:
 
 
 def case_train_st(args) -> dict:
-    """sentence-transformers doing the same work separately: a bi-encoder MNRL step and a CrossEncoder step on the same lists."""
+    """sentence-transformers doing the same work separately: a bi-encoder MNRL step and a CrossEncoder step on the
+    same lists."""
     import torch
     from sentence_transformers import CrossEncoder, SentenceTransformer, losses
 
-    from modeling_rq2.backbones import default_backbone_path
-    from modeling_rq2.modeling_rq2 import format_passage
+    from modeling_rq2.models.loading import default_backbone_path
+    from modeling_rq2.models.modeling_rq2 import format_passage
 
     path = default_backbone_path()
     bi = SentenceTransformer(path, device="cpu", model_kwargs={"attn_implementation": "sdpa"})
@@ -180,7 +184,7 @@ def _vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
 
 
 def case_search_ours(args) -> dict:
-    from modeling_rq2.index import DenseIndex
+    from modeling_rq2.retrieval.index import DenseIndex
 
     index = DenseIndex.build(_vectors(args.vectors), [str(i) for i in range(args.vectors)])
     queries = _vectors(args.search_queries, seed=1)
@@ -200,7 +204,7 @@ def case_search_faiss(args) -> dict:
 
 def case_scaling(args) -> dict:
     """Index build and search time against corpus size: the fitted exponent should stay near 1 (never 2)."""
-    from modeling_rq2.index import DenseIndex
+    from modeling_rq2.retrieval.index import DenseIndex
 
     sizes, build, search = [25_000, 50_000, 100_000, 200_000], [], []
     queries = _vectors(200, seed=1)
@@ -211,8 +215,13 @@ def case_scaling(args) -> dict:
         build.append(time.perf_counter() - started)
         search.append(_timed(lambda: index.search(queries, 100), 1))
     slope = lambda ys: float(np.polyfit(np.log(sizes), np.log(ys), 1)[0])  # noqa: E731
-    return {"sizes": sizes, "build_seconds": build, "search_seconds": search, "build_exponent": slope(build),
-            "search_exponent": slope(search)}
+    return {
+        "sizes": sizes,
+        "build_seconds": build,
+        "search_seconds": search,
+        "build_exponent": slope(build),
+        "search_exponent": slope(search),
+    }
 
 
 def run_case(name: str, args) -> dict:
@@ -269,7 +278,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vectors", type=int, default=100_000, help="index size for the search cases")
     parser.add_argument("--search_queries", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=1, help="rounds over the cases; each case reports its median round")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over the cases; each case reports its median round"
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case and print its JSON
     parser.add_argument("--output", default=str(RESULTS / "speed"))
     args = parser.parse_args(argv)
@@ -284,7 +295,9 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.repeats):  # rounds over all cases, so a slow spell of the machine hits both sides
         for name in args.cases:
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, *forwarded, "--case", name], capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [sys.executable, __file__, *forwarded, "--case", name], capture_output=True, text=True, env=env
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"case {name} failed:\n{proc.stderr[-3000:]}")
             runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -296,7 +309,9 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "ratios": {
             "encoding ours/sentence-transformers": _ratio(results, "encode_ours", "encode_st", "passages_per_s"),
-            "training ours (joint) / sentence-transformers (bi + cross)": _ratio(results, "train_ours", "train_st", "queries_per_s"),
+            "training ours (joint) / sentence-transformers (bi + cross)": _ratio(
+                results, "train_ours", "train_st", "queries_per_s"
+            ),
             "search ours / raw FAISS": _ratio(results, "search_ours", "search_faiss", "queries_per_s"),
         },
     }

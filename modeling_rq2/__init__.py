@@ -2,8 +2,8 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-from .configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
-from .modeling_rq2 import (
+from .models.configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
+from .models.modeling_rq2 import (
     RQ2Reranker,
     RQ2RerankerOutput,
     RQ2Retriever,
@@ -21,13 +21,13 @@ AutoModelForSequenceClassification.register(RQ2RerankerConfig, RQ2Reranker, exis
 __version__ = "0.1.0"
 
 _LAZY = {
-    "RetrieveThenRerank": "pipeline",
-    "DenseIndex": "index",
-    "load_beir": "data",
-    "load_data": "sources",
-    "load_msmarco": "msmarco",
-    "load_dpr": "dpr",
-    "has_answer": "answers",
+    "RetrieveThenRerank": "retrieval.pipeline",
+    "DenseIndex": "retrieval.index",
+    "load_beir": "data.beir",
+    "load_data": "data",
+    "load_msmarco": "data.msmarco",
+    "load_dpr": "data.dpr",
+    "has_answer": "evaluation.answers",
 }
 
 

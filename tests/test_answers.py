@@ -6,15 +6,10 @@ import unicodedata
 
 import pytest
 
-from modeling_rq2.answers import (
-    AnswerMatcher,
-    SimpleTokenizer,
-    answer_judgements,
-    has_answer,
-    read_qa_file,
-)
 from modeling_rq2.data import DataFormatError
-from modeling_rq2.evaluation import evaluate_run
+from modeling_rq2.data.dpr import read_qa_file
+from modeling_rq2.evaluation.answers import AnswerMatcher, SimpleTokenizer, answer_judgements, has_answer
+from modeling_rq2.evaluation.metrics import evaluate_run
 
 
 def test_tokenizer_splits_punctuation_into_single_tokens_and_keeps_words_whole():

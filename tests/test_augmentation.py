@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from modeling_rq2.augmentation import (
-    REPORT_FILE, AugmentationArguments, augment_instances, main, platt_scale, save_instances,
-)
 from modeling_rq2.data import load_beir
-from modeling_rq2.instances import ListwiseDataset, load_instances
+from modeling_rq2.training.arguments import AugmentationArguments
+from modeling_rq2.training.augmentation import REPORT_FILE, augment_instances, main, platt_scale, save_instances
+from modeling_rq2.training.lists import ListwiseDataset, load_instances
 
 from conftest import write_beir
 

@@ -2,14 +2,12 @@ import gzip
 import logging
 
 import pytest
-from conftest import TINY_CORPUS, TINY_QUERIES, corrupt_line
 
-from modeling_rq2.data import (
-    DataFormatError,
-    bundled_dataset_path,
-    load_beir,
-    read_qrels,
-)
+from modeling_rq2.data import DataFormatError, load_beir
+from modeling_rq2.data.beir import bundled_dataset_path
+from modeling_rq2.data.records import read_qrels
+
+from conftest import TINY_CORPUS, TINY_QUERIES, corrupt_line
 
 
 def test_bundled_scifact_matches_its_source_counts():

@@ -5,7 +5,7 @@ import random
 import pytest
 import pytrec_eval
 
-from modeling_rq2.evaluation import evaluate_run, rank, write_trec_run
+from modeling_rq2.evaluation.metrics import evaluate_run, rank, write_trec_run
 
 
 def test_hand_worked_query():
@@ -66,7 +66,7 @@ def test_trec_run_file_lists_ranked_documents(tmp_path):
 
 
 def test_evaluate_command_writes_table_json_runs_and_reuses_its_index(beir_folder, retriever, reranker, tmp_path, capsys):
-    from modeling_rq2.evaluate import main
+    from modeling_rq2.evaluation.evaluate import main
 
     retriever.save_pretrained(tmp_path / "r")
     reranker.save_pretrained(tmp_path / "c")

@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
-from modeling_rq2.hub import publish, stage_run
+from modeling_rq2.hub.publish import publish, stage_run
 
 from conftest import run_without_package
 
@@ -70,7 +70,7 @@ def test_publish_creates_repos_and_uploads_each_folder(run_dir, tmp_path):
 
 
 def test_publish_without_a_token_is_a_clear_error(run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("modeling_rq2.hub.get_token", lambda: None)
+    monkeypatch.setattr("modeling_rq2.hub.publish.get_token", lambda: None)
     staged = stage_run(run_dir, REPOS, tmp_path / "stage")
     with pytest.raises(ValueError, match="no Hugging Face token"):
         publish(staged, REPOS, api=MagicMock(spec=HfApi))

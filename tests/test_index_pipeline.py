@@ -7,10 +7,15 @@ import pytest
 import torch
 
 from modeling_rq2 import RQ2Retriever
-from modeling_rq2.index import (
-    DenseIndex, IndexOptions, build_index, encode_corpus_shards, index_from_shards, retriever_fingerprint,
+from modeling_rq2.retrieval.index import (
+    DenseIndex,
+    IndexOptions,
+    build_index,
+    encode_corpus_shards,
+    index_from_shards,
+    retriever_fingerprint,
 )
-from modeling_rq2.pipeline import RetrieveThenRerank, to_run
+from modeling_rq2.retrieval.pipeline import RetrieveThenRerank, to_run
 
 from conftest import TINY_CORPUS
 
@@ -277,7 +282,7 @@ def test_ivfpq_skips_polysemous_training():
 
 
 def test_in_memory_build_of_a_corpus_larger_than_a_shard_streams_the_same_index(retriever):
-    from modeling_rq2.index import build_index
+    from modeling_rq2.retrieval.index import build_index
 
     passages = [f"passage {i} about {w}" for i, w in enumerate(["sun", "moon", "cell", "gene", "heart"] * 5)]
     ids = [f"d{i}" for i in range(len(passages))]

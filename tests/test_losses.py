@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_rq2.losses import listwise_cross_entropy, listwise_distillation_loss
+from modeling_rq2.training.losses import listwise_cross_entropy, listwise_distillation_loss
 
 DE = [[2.0, 1.0, 0.5], [0.1, 0.3, -1.0]]
 CE = [[0.5, 1.5, -0.5], [2.0, 0.0, 1.0]]

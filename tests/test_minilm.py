@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
-from modeling_rq2.backbones import default_backbone_path, load_retriever
+from modeling_rq2.models.loading import default_backbone_path, load_retriever
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,8 @@ def test_reranker_from_minilm_scores_pairs():
 def test_pipeline_on_bundled_scifact_ranks_gold_abstracts_first():
     """Zero-shot MiniLM through the whole pipeline on 20 bundled test claims over 200 abstracts (their gold + others)."""
     from modeling_rq2.data import load_beir
-    from modeling_rq2.evaluation import evaluate_run
-    from modeling_rq2.pipeline import RetrieveThenRerank, to_run
+    from modeling_rq2.evaluation.metrics import evaluate_run
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank, to_run
 
     data = load_beir("scifact", "test")
     queries = data.queries.select(range(20))

@@ -168,7 +168,7 @@ def test_from_backbone_copies_backbone_weights(tmp_path, tiny_tokenizer):
 
 @pytest.mark.parametrize("pooling_config, expected", [({"pooling_mode": "cls"}, "cls"), ({"pooling_mode_mean_tokens": True}, "mean")])
 def test_sentence_transformers_pooling_is_read_in_old_and_new_formats(tmp_path, pooling_config, expected):
-    from modeling_rq2.modeling_rq2 import _sentence_transformers_defaults
+    from modeling_rq2.models.modeling_rq2 import _sentence_transformers_defaults
 
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))

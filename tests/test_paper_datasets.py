@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN_WORDS, corrupt_line
 
-from modeling_rq2.corpus import CorpusPassages
-from modeling_rq2.data import DataFormatError
-from modeling_rq2.dpr import NQ_METRICS, iter_json_records, load_dpr
-from modeling_rq2.evaluate import judgements
-from modeling_rq2.evaluation import evaluate_run
-from modeling_rq2.msmarco import MSMARCO_METRICS, load_msmarco, read_triples
-from modeling_rq2.sources import load_data
+from modeling_rq2.data import DataFormatError, load_data
+from modeling_rq2.data.corpus import CorpusPassages
+from modeling_rq2.data.dpr import NQ_METRICS, iter_json_records, load_dpr
+from modeling_rq2.data.msmarco import MSMARCO_METRICS, load_msmarco, read_triples
+from modeling_rq2.evaluation.evaluate import judgements
+from modeling_rq2.evaluation.metrics import evaluate_run
+
+from conftest import TRAIN_WORDS, corrupt_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [f"{TRAIN_WORDS[i]} {TRAIN_WORDS[(i + 3) % 20]} is a {TRAIN_WORDS[(i + 7) % 20]}" for i in range(20)]
@@ -190,8 +190,8 @@ def test_answer_judged_metrics_read_the_retrieved_texts(nq):
 
 @pytest.mark.parametrize("preset, write, metrics", [("msmarco.yaml", write_msmarco, MSMARCO_METRICS), ("nq.yaml", write_dpr, NQ_METRICS)])
 def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(train_setup, tmp_path, preset, write, metrics):
-    from modeling_rq2.chain import run_training
-    from modeling_rq2.training import parse_arguments
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
 
     root, _ = train_setup
     data = write(tmp_path / "data")
@@ -212,7 +212,7 @@ def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(train
 
 
 def test_metric_cutoffs_deeper_than_the_retrieved_list_are_refused(msmarco, train_setup, tmp_path):
-    from modeling_rq2.evaluate import main as evaluate_main
+    from modeling_rq2.evaluation.evaluate import main as evaluate_main
 
     root, _ = train_setup
     with pytest.raises(ValueError, match="--top_k 10 is below the deepest metric cutoff \\(1000"):
@@ -241,7 +241,7 @@ def test_broken_files_fail_naming_the_file(msmarco, nq, tmp_path):
 def test_corpus_views_take_integer_ids_and_refuse_odd_digits():
     import datasets
 
-    from modeling_rq2.corpus import CorpusSequence
+    from modeling_rq2.data.corpus import CorpusSequence
 
     corpus = datasets.Dataset.from_dict({"_id": [1, 2, 3], "text": ["a", "b", "c"]})
     passages = CorpusPassages(corpus)

@@ -10,13 +10,13 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-import modeling_rq2.training as training
+import modeling_rq2.training.trainer as training
 from modeling_rq2 import RQ2Retriever
-from modeling_rq2.chain import run_training
-from modeling_rq2.instances import ListwiseCollator
-from modeling_rq2.losses import listwise_cross_entropy, listwise_distillation_loss
-from modeling_rq2.pipeline import RetrieveThenRerank
-from modeling_rq2.training import parse_arguments
+from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+from modeling_rq2.training.chain import run_training
+from modeling_rq2.training.collator import ListwiseCollator
+from modeling_rq2.training.config_files import parse_arguments
+from modeling_rq2.training.losses import listwise_cross_entropy, listwise_distillation_loss
 
 from conftest import TINY_CORPUS, assert_same_weights, start_training, train_argv, wait_until
 

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoModel
 
 from modeling_rq2 import RQ2Retriever, format_passage
-from modeling_rq2.sentence_transformers_export import export_reranker, export_retriever
+from modeling_rq2.models.st_export import export_reranker, export_retriever
 
 from conftest import tiny_reranker, tiny_retriever
 

@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
-from modeling_rq2.chain import run_training
-from modeling_rq2.training import parse_arguments, resolve_checkpoint
+from modeling_rq2.training.chain import run_training
+from modeling_rq2.training.checkpoints import resolve_checkpoint
+from modeling_rq2.training.config_files import parse_arguments
 
 from conftest import assert_same_weights, start_training, train_argv, wait_until
 
@@ -29,7 +30,7 @@ def test_training_writes_loadable_models_metrics_and_checkpoints(train_setup, tm
     assert saved["train"]["steps"] == 4 == metrics["train"]["steps"]
     assert set(saved["eval"]["results"]) == {"retriever", "retriever + reranker@5", "retriever + reranker@5, fusion 0.5"}
     assert 0 <= saved["eval"]["results"]["retriever"]["ndcg@10"] <= 1
-    assert json.loads((tmp_path / "training_config.json").read_text())["DataArguments"]["list_size"] == 3
+    assert json.loads((tmp_path / "training_config.json").read_text())["data"]["list_size"] == 3
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert {"loss", "kl", "supervised", "queries_per_s", "lr_retriever", "lr_reranker_head"} <= set(log[-1])
@@ -176,7 +177,8 @@ def test_presets_parse(preset):
 
 def test_step_losses_teacher_phase_and_in_batch_negatives():
     from modeling_rq2 import RQ2RetrieverOutput
-    from modeling_rq2.training import LossArguments, step_losses
+    from modeling_rq2.training.arguments import LossArguments
+    from modeling_rq2.training.joint import step_losses
 
     torch.manual_seed(0)
     q = torch.randn(2, 8, requires_grad=True)
@@ -209,8 +211,8 @@ def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, t
     report = json.loads((tmp_path / "augmented" / "augmentation_report.json").read_text())
     assert report["queries"] == 12 and report["top_n"] == 6 and metrics["augmentation"] == report
     config = json.loads((tmp_path / "training_config.json").read_text())
-    assert config["DataArguments"]["train_instances"] == str(tmp_path / "augmented")
-    assert config["ModelArguments"]["retriever"] == str(tmp_path / "warmup" / "retriever")
+    assert config["data"]["train_instances"] == str(tmp_path / "augmented")
+    assert config["model"]["retriever"] == str(tmp_path / "warmup" / "retriever")
     assert metrics["train"]["steps"] == math.ceil(sum(report["instances"].values()) / 4)  # one epoch over the new lists
     assert RQ2Reranker.from_pretrained(tmp_path / "reranker") is not None
     assert "- Augmentation: top 6 retrieved" in (tmp_path / "retriever" / "README.md").read_text()

@@ -25,27 +25,21 @@ import datasets
 import numpy as np
 
 from .corpus import flat_corpus
-from .data import (
+from .records import (
     DataFormatError,
+    ProblemLog,
     RetrievalData,
-    _lines,
-    _Problems,
     arrow_dataset,
     check_unique_ids,
     file_fingerprint,
+    find_file,
+    read_lines,
     read_qrels,
     read_tsv_records,
     unknown_ids,
 )
 
 MSMARCO_METRICS = ("mrr@10", "success@50", "success@1000", "recall@1000")
-
-
-def _file(folder: Path, name: str) -> Path:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataFormatError(f"{folder / name}: file not found (nor {name}.gz) in the MS MARCO folder {folder}")
 
 
 def is_msmarco_folder(folder: Path) -> bool:
@@ -60,7 +54,12 @@ def _generate_tsv(path: str, with_title: bool, skip_invalid: bool, fingerprint: 
 
 def read_tsv_dataset(path: Path, with_title: bool = False, skip_invalid: bool = False) -> datasets.Dataset:
     """``id <TAB> text`` lines as an Arrow dataset (``_id``, [``title`` = ""], ``text``), ids checked unique."""
-    kwargs = {"path": str(path), "with_title": with_title, "skip_invalid": skip_invalid, "fingerprint": file_fingerprint(path)}
+    kwargs = {
+        "path": str(path),
+        "with_title": with_title,
+        "skip_invalid": skip_invalid,
+        "fingerprint": file_fingerprint(path),
+    }
     dataset = arrow_dataset(_generate_tsv, kwargs, ("_id", "title", "text") if with_title else ("_id", "text"))
     check_unique_ids(dataset, path)
     return dataset
@@ -69,11 +68,20 @@ def read_tsv_dataset(path: Path, with_title: bool = False, skip_invalid: bool = 
 def load_msmarco(folder: str | os.PathLike, split: str = "dev.small", skip_invalid: bool = False) -> RetrievalData:
     """One split of MS MARCO passage ranking: the collection, the split's judged queries and its qrels."""
     folder = Path(folder)
-    corpus = read_tsv_dataset(_file(folder, "collection.tsv"), with_title=True, skip_invalid=skip_invalid)
-    queries = read_tsv_dataset(_file(folder, f"queries.{split}.tsv"), skip_invalid=skip_invalid)
-    qrels = read_qrels(_file(folder, f"qrels.{split}.tsv"), queries.data.column("_id"), corpus.data.column("_id"), skip_invalid)
+    corpus = read_tsv_dataset(
+        find_file(folder, "collection.tsv", "MS MARCO"), with_title=True, skip_invalid=skip_invalid
+    )
+    queries = read_tsv_dataset(find_file(folder, f"queries.{split}.tsv", "MS MARCO"), skip_invalid=skip_invalid)
+    qrels = read_qrels(
+        find_file(folder, f"qrels.{split}.tsv", "MS MARCO"),
+        queries.data.column("_id"),
+        corpus.data.column("_id"),
+        skip_invalid,
+    )
     queries = queries.filter(lambda row: row["_id"] in qrels)
-    return RetrievalData(corpus=corpus, queries=queries, qrels=qrels, name=folder.name, split=split, metrics=MSMARCO_METRICS)
+    return RetrievalData(
+        corpus=corpus, queries=queries, qrels=qrels, name=folder.name, split=split, metrics=MSMARCO_METRICS
+    )
 
 
 def _text_key(text: str) -> int:
@@ -83,8 +91,11 @@ def _text_key(text: str) -> int:
 
 def _text_index(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Sorted text keys and the matching row numbers: 16 bytes a passage, no dict of texts."""
-    keys = np.fromiter((_text_key(t) for batch in dataset.iter(batch_size=10_000) for t in batch["text"]),
-                       dtype=np.uint64, count=len(dataset))
+    keys = np.fromiter(
+        (_text_key(t) for batch in dataset.iter(batch_size=10_000) for t in batch["text"]),
+        dtype=np.uint64,
+        count=len(dataset),
+    )
     order = np.argsort(keys, kind="stable")
     return keys[order], order
 
@@ -105,14 +116,14 @@ def read_triples(
     ``max_triples`` reads only the first N lines (the full files hold 40M and 400M triples).
     """
     path = Path(path)
-    problems = _Problems(path, skip_invalid)
+    problems = ProblemLog(path, skip_invalid)
     negatives: dict[str, dict[str, None]] = {}
     corpus = flat_corpus(data.corpus)  # row numbers below index its table
     query_column, doc_column = data.queries.data.column("_id"), corpus.data.column("_id")
     query_rows = doc_index = None
     id_queries: set[str] = set()  # the ids that id triples name: checked in bulk at the end
     id_passages: set[str] = set()
-    for number, line in _lines(path):
+    for number, line in read_lines(path):
         if max_triples is not None and number > max_triples:
             break
         cells = line.rstrip("\r\n").split("\t")
@@ -127,7 +138,9 @@ def read_triples(
             id_passages.add(negative)
         else:
             if query_rows is None:  # the first text triple: index the queries and the collection once
-                query_rows = {" ".join(t.split()): q for q, t in zip(data.queries["_id"], data.queries["text"])}
+                query_rows = {
+                    " ".join(t.split()): q for q, t in zip(data.queries["_id"], data.queries["text"], strict=True)
+                }
                 doc_index = _text_index(corpus)
             qid = query_rows.get(" ".join(cells[0].split()))
             if qid is None:
@@ -141,10 +154,15 @@ def read_triples(
         negatives.setdefault(qid, {})[negative] = None
     problems.report()
     if id_queries:  # id triples: check every id once, in bulk
-        for ids, column, what in ((sorted(id_queries), query_column, "query id"), (sorted(id_passages), doc_column, "passage id")):
+        for ids, column, what in (
+            (sorted(id_queries), query_column, "query id"),
+            (sorted(id_passages), doc_column, "passage id"),
+        ):
             missing = unknown_ids(ids, column)
             if missing:
-                raise DataFormatError(f"{path}: {len(missing)} {what}s are not in {data.name}/{data.split}, e.g. {ids[missing[0]]!r}")
+                raise DataFormatError(
+                    f"{path}: {len(missing)} {what}s are not in {data.name}/{data.split}, e.g. {ids[missing[0]]!r}"
+                )
     if not negatives:
         raise DataFormatError(f"{path}: no triples read")
     return {qid: list(docs) for qid, docs in negatives.items()}

@@ -35,7 +35,9 @@ def format_passage(passage: Passage, separator: str = "") -> str:
     if isinstance(passage, str):
         return passage
     if not isinstance(passage, dict) or "text" not in passage:
-        raise TypeError(f"a passage must be a str or a dict with a 'text' key, got {type(passage).__name__}: {passage!r:.80}")
+        raise TypeError(
+            f"a passage must be a str or a dict with a 'text' key, got {type(passage).__name__}: {passage!r:.80}"
+        )
     title = (passage.get("title") or "").strip()
     return " ".join(part for part in (title, separator, passage["text"]) if part) if title else passage["text"]
 
@@ -70,7 +72,9 @@ def _safetensors_only(name_or_path, allow_pickle: bool, use_safetensors: bool | 
         yield {} if use_safetensors is None else {"use_safetensors": use_safetensors}
         return
     if use_safetensors is False:
-        raise ValueError("use_safetensors=False loads pickle weights, which can run code: pass allow_pickle=True as well")
+        raise ValueError(
+            "use_safetensors=False loads pickle weights, which can run code: pass allow_pickle=True as well"
+        )
     try:
         yield {"use_safetensors": True}
     except OSError as err:
@@ -176,7 +180,9 @@ class RQ2PreTrainedModel(PreTrainedModel):
         """
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
         tokenizer_kwargs = {key: kwargs[key] for key in _TOKENIZER_KWARGS if key in kwargs}
-        with _safetensors_only(pretrained_model_name_or_path, allow_pickle, kwargs.pop("use_safetensors", None)) as safe:
+        with _safetensors_only(
+            pretrained_model_name_or_path, allow_pickle, kwargs.pop("use_safetensors", None)
+        ) as safe:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **safe, **kwargs)
         tokenizer_file = cached_file(
             pretrained_model_name_or_path,
@@ -202,7 +208,11 @@ class RQ2PreTrainedModel(PreTrainedModel):
             self._warned_caps.add((requested, length))
             logger.warning(
                 "%s: max length %d capped at %d (position embeddings %s, tokenizer model_max_length %s)",
-                type(self).__name__, requested, length, limits[1], limits[2] if len(limits) > 2 else "-",
+                type(self).__name__,
+                requested,
+                length,
+                limits[1],
+                limits[2] if len(limits) > 2 else "-",
             )
         return length
 
@@ -339,7 +349,11 @@ class RQ2Retriever(RQ2PreTrainedModel):
         tokenizer = self._require_tokenizer()
         texts = [format_passage(p, tokenizer.sep_token or "|") for p in passages]
         return tokenizer(
-            texts, padding=True, truncation=True, max_length=self._length(max_length or self.config.passage_max_length), return_tensors="pt"
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self._length(max_length or self.config.passage_max_length),
+            return_tensors="pt",
         )
 
     def encode_queries(
@@ -411,7 +425,9 @@ class RQ2Reranker(RQ2PreTrainedModel):
         output = RQ2RerankerOutput(logits=logits)
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
-    def tokenize_pairs(self, pairs: Sequence[tuple[str, Passage]], max_length: int | None = None) -> dict[str, torch.Tensor]:
+    def tokenize_pairs(
+        self, pairs: Sequence[tuple[str, Passage]], max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Token tensors of (query, passage) pairs: ``[CLS] query [SEP] title [SEP] text [SEP]``, the
         passage truncated to fit ``max_length`` (on the CPU)."""
         tokenizer = self._require_tokenizer()

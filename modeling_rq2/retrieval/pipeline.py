@@ -8,11 +8,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .backbones import load_reranker, load_retriever
-from .corpus import CorpusSequence, lookup_passages
-from .data import RetrievalData
+from ..data import RetrievalData
+from ..data.corpus import CorpusSequence, lookup_passages
+from ..models.loading import load_reranker, load_retriever
+from ..models.modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 from .index import DenseIndex, IndexOptions, build_index
-from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 
 Corpus = RetrievalData | datasets.Dataset | Mapping[str, Passage]
 
@@ -45,6 +45,7 @@ class RetrieveThenRerank:
         passages: Sequence[Passage],
         doc_ids: Sequence[str],
         reranker: RQ2Reranker | None = None,
+        *,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         options: IndexOptions | None = None,
@@ -58,7 +59,15 @@ class RetrieveThenRerank:
         (see ``index.build_index``).
         """
         index = build_index(
-            retriever, passages, doc_ids, options, batch_size, show_progress_bar, accelerator, shard_folder, shard_size
+            retriever,
+            passages,
+            doc_ids,
+            options=options,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            accelerator=accelerator,
+            shard_folder=shard_folder,
+            shard_size=shard_size,
         )
         return cls(retriever, index, _by_id(doc_ids, passages), reranker)
 
@@ -69,6 +78,7 @@ class RetrieveThenRerank:
         reranker: "str | os.PathLike | RQ2Reranker | None" = None,
         corpus: Corpus | None = None,
         index_folder: str | os.PathLike | None = None,
+        *,
         options: IndexOptions | None = None,
         batch_size: int = 64,
         shard_size: int = 100_000,
@@ -92,10 +102,21 @@ class RetrieveThenRerank:
         if index_folder is not None and (Path(index_folder) / "meta.json").is_file():
             index = DenseIndex.load(index_folder, retriever=retriever)
             if sorted(index.doc_ids) != sorted(doc_ids):
-                raise ValueError(f"{index_folder}: indexes {len(index)} passages that are not the corpus given ({len(doc_ids)})")
+                raise ValueError(
+                    f"{index_folder}: indexes {len(index)} passages that are not the corpus given ({len(doc_ids)})"
+                )
             return cls(retriever, index, _by_id(doc_ids, passages), reranker)
         shards = Path(index_folder) / "shards" if index_folder is not None else None
-        pipe = cls.from_corpus(retriever, passages, doc_ids, reranker, batch_size, None, options, None, shards, shard_size)
+        pipe = cls.from_corpus(
+            retriever,
+            passages,
+            doc_ids,
+            reranker,
+            batch_size=batch_size,
+            options=options,
+            shard_folder=shards,
+            shard_size=shard_size,
+        )
         if shards is not None and list(pipe.index.doc_ids) != list(doc_ids):
             raise ValueError(f"{shards}: holds the shards of another corpus; delete it or use another index_folder")
         if index_folder is not None:
@@ -114,8 +135,8 @@ class RetrieveThenRerank:
         """Re-ranker logits of the first ``rerank_top_k`` candidates of each query (one forward pass for all)."""
         if self.reranker is None:
             raise ValueError("this pipeline has no re-ranker")
-        heads = [(q, doc) for q, hits in zip(queries, candidates) for doc, _ in hits[:rerank_top_k]]
-        pairs = list(zip((q for q, _ in heads), lookup_passages(self.passages, [doc for _, doc in heads])))
+        heads = [(q, doc) for q, hits in zip(queries, candidates, strict=True) for doc, _ in hits[:rerank_top_k]]
+        pairs = list(zip((q for q, _ in heads), lookup_passages(self.passages, [doc for _, doc in heads]), strict=True))
         logits = iter(self.reranker.score_pairs(pairs).tolist())
         return [[next(logits) for _ in hits[:rerank_top_k]] for hits in candidates]
 
@@ -124,6 +145,7 @@ class RetrieveThenRerank:
         queries: Sequence[str],
         candidates: list[list[tuple[str, float]]],
         rerank_top_k: int = 50,
+        *,
         fusion: float = 0.0,
         logits: list[list[float]] | None = None,
     ) -> list[list[tuple[str, float]]]:
@@ -138,7 +160,7 @@ class RetrieveThenRerank:
             raise ValueError(f"fusion must be in [0, 1], got {fusion}")
         logits = logits if logits is not None else self.rerank_scores(queries, candidates, rerank_top_k)
         results = []
-        for hits, head_logits in zip(candidates, logits):
+        for hits, head_logits in zip(candidates, logits, strict=True):
             head = hits[:rerank_top_k]
             scores = np.asarray(head_logits, dtype=np.float64)
             if fusion > 0:
@@ -149,18 +171,18 @@ class RetrieveThenRerank:
         return results
 
     def search(
-        self, queries: Sequence[str], top_k: int = 100, rerank_top_k: int = 50, fusion: float = 0.0
+        self, queries: Sequence[str], top_k: int = 100, rerank_top_k: int = 50, *, fusion: float = 0.0
     ) -> list[list[tuple[str, float]]]:
         """Ranked (doc id, score) lists: retrieve top_k, then re-rank the head when there is a re-ranker."""
         candidates = self.retrieve(queries, top_k)
         if self.reranker is None or rerank_top_k <= 0:
             return candidates
-        return self.rerank(queries, candidates, rerank_top_k, fusion)
+        return self.rerank(queries, candidates, rerank_top_k, fusion=fusion)
 
 
 def _by_id(doc_ids: Sequence[str], passages: Sequence[Passage]) -> Mapping[str, Passage]:
     """Passages by doc id: an Arrow-backed view for an Arrow corpus, else a dict."""
-    return passages.by_id() if isinstance(passages, CorpusSequence) else dict(zip(doc_ids, passages))
+    return passages.by_id() if isinstance(passages, CorpusSequence) else dict(zip(doc_ids, passages, strict=True))
 
 
 def _corpus_items(corpus: Corpus) -> tuple[list[str], Sequence[Passage]]:
@@ -172,7 +194,10 @@ def _corpus_items(corpus: Corpus) -> tuple[list[str], Sequence[Passage]]:
         return passages.doc_ids(), passages
     if isinstance(corpus, Mapping):
         return [str(k) for k in corpus], list(corpus.values())
-    raise TypeError(f"corpus must be RetrievalData, a datasets.Dataset or a {{doc_id: passage}} mapping, got {type(corpus).__name__}")
+    raise TypeError(
+        "corpus must be RetrievalData, a datasets.Dataset or a {doc_id: passage} mapping, "
+        f"got {type(corpus).__name__}"
+    )
 
 
 def _standardise(scores: np.ndarray) -> np.ndarray:
@@ -181,4 +206,7 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
 
 def to_run(query_ids: Sequence[str], results: list[list[tuple[str, float]]]) -> dict[str, dict[str, float]]:
     """Ranked lists -> a run dict whose scores preserve the list order exactly (len - position)."""
-    return {qid: {doc: float(len(hits) - i) for i, (doc, _) in enumerate(hits)} for qid, hits in zip(query_ids, results)}
+    return {
+        qid: {doc: float(len(hits) - i) for i, (doc, _) in enumerate(hits)}
+        for qid, hits in zip(query_ids, results, strict=True)
+    }

@@ -27,16 +27,11 @@ One deliberate departure from DPR: an answer with no tokens (``""``, whitespace)
 whitespace-only pattern never matches; in DPR it matches every passage.
 """
 
-import ast
-import csv
 import logging
 import unicodedata
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import regex
-
-from .data import DataFormatError, _lines
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +125,7 @@ def answer_judgements(
     ``passage_text(doc_ids)`` returns the texts (no titles) of those ids in order, one call per
     query so a large on-disk corpus can be read in one batch. Every query of ``answers`` gets an
     entry, ``{}`` when nothing it retrieved (or nothing at all) holds an answer, so the result can
-    be scored by :func:`modeling_rq2.evaluation.evaluate_run` with misses counted; queries of the
+    be scored by :func:`modeling_rq2.evaluation.metrics.evaluate_run` with misses counted; queries of the
     run without answers are ignored.
     """
     judgements: dict[str, dict[str, int]] = {}
@@ -143,41 +138,5 @@ def answer_judgements(
         if len(texts) != len(doc_ids):
             raise ValueError(f"passage_text returned {len(texts)} texts for {len(doc_ids)} doc ids of query {qid!r}")
         matcher = AnswerMatcher(query_answers, match_type)
-        judgements[qid] = {doc: 1 for doc, text in zip(doc_ids, texts) if matcher(text)}
+        judgements[qid] = {doc: 1 for doc, text in zip(doc_ids, texts, strict=True) if matcher(text)}
     return judgements
-
-
-def read_qa_file(path: str | Path) -> tuple[list[str], list[str], list[list[str]]]:
-    """Read DPR's ``*.qa.csv`` (``question<TAB>["answer", ...]``, plain or .gz).
-
-    Returns (query ids, questions, answer lists); the ids are "0", "1", ... in record order
-    (blank lines skipped), the question indices DPR's results use. Fields are split by
-    ``csv.reader`` with a tab delimiter, as DPR reads them (so a question in double quotes loses
-    its quotes, as in DPR); the answers are a Python list literal, read with ``ast.literal_eval``
-    rather than DPR's ``eval``. A malformed line raises :class:`DataFormatError` naming file and line.
-    """
-    path = Path(path)
-    query_ids: list[str] = []
-    questions: list[str] = []
-    answer_lists: list[list[str]] = []
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        row = next(csv.reader([line], delimiter="\t"))
-        if len(row) != 2:
-            raise DataFormatError(f"{path}:{number}: expected 2 tab-separated columns (question, answers), got {len(row)}")
-        question, answer_field = row
-        if not question.strip():
-            raise DataFormatError(f"{path}:{number}: empty question")
-        try:
-            answers = ast.literal_eval(answer_field)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise DataFormatError(f"{path}:{number}: answers {answer_field!r} are not a Python list literal") from None
-        if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
-            raise DataFormatError(f"{path}:{number}: answers {answer_field!r} are not a list of strings")
-        if not answers:
-            raise DataFormatError(f"{path}:{number}: the question has no answers")
-        query_ids.append(str(len(questions)))
-        questions.append(question)
-        answer_lists.append(answers)
-    return query_ids, questions, answer_lists

@@ -12,14 +12,18 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .evaluate import markdown_table
+from ..evaluation.systems import find, markdown_table
+from ..training.arguments import RunConfig
 
 ROLES = ("retriever", "reranker")
 CURVE_FILE = "training_curve.png"
 BENCHMARK_FILE = "benchmark.json"
 _BENCHMARK_KEYS = ("data", "settings", "machine", "table")
 _ROLE_METADATA = {
-    "retriever": {"pipeline_tag": "sentence-similarity", "tags": ["feature-extraction", "dense-retrieval", "sentence-transformers"]},
+    "retriever": {
+        "pipeline_tag": "sentence-similarity",
+        "tags": ["feature-extraction", "dense-retrieval", "sentence-transformers"],
+    },
     "reranker": {"pipeline_tag": "text-ranking", "tags": ["cross-encoder", "re-ranking", "sentence-transformers"]},
 }
 _BACKBONES = {"default": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -28,24 +32,27 @@ _LICENSES = {"scifact": "cc-by-nc-2.0"}
 
 
 def _metric_system(role: str, results: dict) -> str | None:
-    """The evaluated system whose numbers belong on this model's card."""
-    if role == "retriever":
-        return "retriever" if "retriever" in results else None
-    return next((name for name in results if name != "retriever"), None)
+    """The evaluated system (its name in metrics.json) whose numbers belong on this model's card: the retriever's
+    own ranking, or for the re-ranker its pure re-ranking of the retriever's top k."""
+    return find(results, "retriever" if role == "retriever" else "reranked")
 
 
 def load_benchmark(path: str | Path) -> dict:
     """A ``bench/quality.py`` report (OUTPUT.json), checked to hold what the card's benchmark section shows."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such benchmark report (bench/quality.py writes bench/results/quality.json)")
+        raise FileNotFoundError(
+            f"{path}: no such benchmark report (bench/quality.py writes bench/results/quality.json)"
+        )
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not JSON ({err})") from None
     missing = [key for key in _BENCHMARK_KEYS if not isinstance(report, dict) or key not in report]
     if missing:
-        raise ValueError(f"{path}: not a bench/quality.py report (missing {', '.join(missing)}); rerun bench/quality.py")
+        raise ValueError(
+            f"{path}: not a bench/quality.py report (missing {', '.join(missing)}); rerun bench/quality.py"
+        )
     return report
 
 
@@ -55,7 +62,8 @@ def benchmark_section(report: dict) -> str:
     seeds = report["settings"].get("seeds")
     header = (
         f"Measured by `bench/quality.py` on {data['name']} `{data['eval_split']}` ({data['queries']} queries, "
-        f"{data['corpus']} passages), seeds {seeds} (mean ± standard deviation where several), on {machine.get('device')} "
+        f"{data['corpus']} passages), seeds {seeds} (mean ± standard deviation where several), "
+        f"on {machine.get('device')} "
         f"({machine.get('cpus')} cores, torch {machine.get('torch')}). Every system starts from the same backbone and "
         "trains on the same lists; the peers are sentence-transformers models tuned on a small grid. Seconds are wall "
         "time on that machine, which other jobs may have shared."
@@ -66,7 +74,11 @@ def benchmark_section(report: dict) -> str:
 def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
     """Draw the logged losses against the optimizer step into ``png_file``; False when nothing was logged."""
     log_file = Path(log_file)
-    rows = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()] if log_file.is_file() else []
+    rows = (
+        [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if log_file.is_file()
+        else []
+    )
     if not rows:
         return False
     import matplotlib
@@ -75,11 +87,16 @@ def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 3.2), dpi=110)
-    labels = {"loss": "total loss", "supervised": "re-ranker listwise CE", "kl": "KL(retriever, re-ranker)", "retriever_ce": "retriever CE"}
+    labels = {
+        "loss": "total loss",
+        "supervised": "re-ranker listwise CE",
+        "kl": "KL(retriever, re-ranker)",
+        "retriever_ce": "retriever CE",
+    }
     for key, label in labels.items():
         points = [(row["step"], row[key]) for row in rows if key in row]
         if points:
-            axis.plot(*zip(*points), label=label, linewidth=1.4)
+            axis.plot(*zip(*points, strict=True), label=label, linewidth=1.4)
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("loss (mean over the logging window)")
     axis.grid(alpha=0.3)
@@ -90,61 +107,74 @@ def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
     return True
 
 
-def _training_details(config: dict, metrics: dict, model_config: dict, role: str) -> str:
+def _training_details(config: RunConfig, metrics: dict, model_config: dict, role: str) -> str:
     """The recipe in words: data, lists, loss variant, optimisation, hardware and time."""
-    model, data = config.get("ModelArguments", {}), config.get("DataArguments", {})
-    loss, train = config.get("LossArguments", {}), config.get("JointTrainingArguments", {})
+    model, data, loss, train = config.model, config.data, config.loss, config.training
     hardware = metrics.get("hardware", {})
     augmentation = metrics.get("augmentation")
-    lists = "hybrid-augmented lists (retrieved, denoised by the re-ranker)" if augmentation else (
-        f"saved instances `{data.get('train_instances')}`" if data.get("train_instances") else f"BM25 top {data.get('negatives_top_n')} negatives"
+    lists = (
+        "hybrid-augmented lists (retrieved, denoised by the re-ranker)"
+        if augmentation
+        else (
+            f"saved instances `{data.train_instances}`"
+            if data.train_instances
+            else f"BM25 top {data.negatives_top_n} negatives"
+        )
     )
     lines = [
-        f"- Data: `{data.get('data')}` split `{data.get('train_split')}`; {lists}; lists of {data.get('list_size')} passages (1 positive).",
-        f"- Loss: dynamic listwise distillation, KL direction `{loss.get('direction')}`, KL trains the re-ranker: "
-        f"{loss.get('reranker_kl_gradient')}, reduction `{loss.get('reduction')}`, static teacher: {loss.get('static')}; "
-        f"retriever CE weight {loss.get('retriever_supervised_weight')} (in-batch negatives: {loss.get('in_batch_negatives')}); "
-        f"share of joint steps where only the re-ranker learns from the KL: {loss.get('kl_warmup_ratio')}.",
-        f"- Optimisation: {train.get('epochs')} joint epoch(s) after {train.get('warmup_epochs')} warm-up epoch(s), "
-        f"{train.get('batch_size')} queries per device x {hardware.get('processes', 1)} process(es) x "
-        f"{train.get('gradient_accumulation_steps')} accumulation; AdamW, learning rates retriever {train.get('retriever_lr')}, "
-        f"re-ranker {train.get('reranker_lr')} (new head {train.get('reranker_head_lr')}), schedule `{train.get('lr_scheduler')}`, "
-        f"precision `{train.get('mixed_precision')}`, seed {train.get('seed')}.",
-        f"- Inputs: queries {model.get('query_max_length')} tokens, passages {model.get('passage_max_length')} "
-        f"(training lists {model.get('train_passage_max_length')}), re-ranker pairs {model.get('reranker_max_length')}; "
+        f"- Data: `{data.data}` split `{data.train_split}`; {lists}; lists of {data.list_size} passages (1 positive).",
+        f"- Loss: {loss.describe()}.",
+        f"- Optimisation: {train.epochs} joint epoch(s) after {train.warmup_epochs} warm-up epoch(s), "
+        f"{train.batch_size} queries per device x {hardware.get('processes', 1)} process(es) x "
+        f"{train.gradient_accumulation_steps} accumulation; AdamW, learning rates retriever {train.retriever_lr}, "
+        f"re-ranker {train.reranker_lr} (new head {train.reranker_head_lr}), schedule `{train.lr_scheduler}`, "
+        f"precision `{train.mixed_precision}`, seed {train.seed}.",
+        f"- Inputs: queries {model.query_max_length} tokens, passages {model.passage_max_length} "
+        f"(training lists {model.train_passage_max_length}), re-ranker pairs {model.reranker_max_length}; "
         f"this model: pooling `{model_config.get('pooling')}`"
-        + (f", similarity `{model_config.get('similarity')}`, shared towers {model_config.get('shared_towers')}." if role == "retriever" else "."),
-        f"- Hardware: {hardware.get('device', 'not recorded')}; {metrics.get('train', {}).get('steps')} optimizer steps; "
+        + (
+            f", similarity `{model_config.get('similarity')}`, shared towers {model_config.get('shared_towers')}."
+            if role == "retriever"
+            else "."
+        ),
+        f"- Hardware: {hardware.get('device', 'not recorded')}; "
+        f"{metrics.get('train', {}).get('steps')} optimizer steps; "
         f"wall time {metrics.get('seconds_total')} s (training {metrics.get('train', {}).get('seconds')} s).",
     ]
     if augmentation:
         denoising = (
-            f"{augmentation['negatives_removed']} of {augmentation.get('negatives_retrieved')} retrieved negatives removed as "
+            f"{augmentation['negatives_removed']} of {augmentation.get('negatives_retrieved')} retrieved negatives "
+            "removed as "
             f"likely false negatives, {augmentation.get('positives_added')} unlabelled passages added as positives"
             if "negatives_removed" in augmentation
-            else f"{augmentation.get('negatives_retrieved')} retrieved negatives kept as they are (undenoised only: no re-ranker pass)"
+            else f"{augmentation.get('negatives_retrieved')} retrieved negatives kept as they are "
+            "(undenoised only: no re-ranker pass)"
         )
-        lines.append(f"- Augmentation: top {augmentation.get('top_n')} retrieved; {denoising}; instances {augmentation.get('instances')}.")
+        lines.append(
+            f"- Augmentation: top {augmentation.get('top_n')} retrieved; {denoising}; "
+            f"instances {augmentation.get('instances')}."
+        )
     return "\n".join(lines)
 
 
 def render_card(
     run_dir: str | Path,
     role: str,
-    repo_id: str,
-    retriever_repo: str,
-    reranker_repo: str,
-    partner_repo: str | None = None,
+    repos: dict[str, str],
+    *,
     with_curve: bool | None = None,
     benchmark: dict | None = None,
 ) -> ModelCard:
     """A card for ``run_dir/<role>`` from the run's metrics.json, training_config.json and config.
+
+    ``repos``: the Hub id of each role (``{"retriever": ..., "reranker": ...}``), for the card's name, links and usage.
 
     ``with_curve``: embed ``training_curve.png`` (default: when ``run_dir/<role>`` holds one).
     ``benchmark``: a ``load_benchmark`` report, shown in a Benchmark section.
     """
     if role not in _ROLE_METADATA:
         raise ValueError(f"role must be one of {sorted(_ROLE_METADATA)}, got {role!r}")
+    repo_id, partner_repo = repos[role], repos[ROLES[1 - ROLES.index(role)]]
     run_dir = Path(run_dir)
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():
@@ -153,12 +183,13 @@ def render_card(
     evaluation = metrics.get("eval", {})
     results = evaluation.get("results", {})
     system = _metric_system(role, results)
-    config_file = run_dir / "training_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    config = RunConfig.load(run_dir)
+    if config is None:
+        raise FileNotFoundError(f"{run_dir / RunConfig.FILE}: missing; the card states the recipe a run saved")
     model_config = json.loads((run_dir / role / "config.json").read_text(encoding="utf-8"))
-    base_model = config.get("ModelArguments", {}).get(role, "default")
+    base_model = getattr(config.model, role)
     base_model = _BACKBONES.get(base_model, base_model) if not Path(str(base_model)).exists() else None
-    data_name = str(config.get("DataArguments", {}).get("data") or evaluation.get("dataset", ""))
+    data_name = str(config.data.data or evaluation.get("dataset", ""))
     hub_dataset = _HUB_DATASETS.get(data_name, data_name if "/" in data_name and not Path(data_name).exists() else None)
 
     eval_results = [
@@ -191,8 +222,8 @@ def render_card(
         model_name=repo_id,
         role=role,
         partner_repo=partner_repo,
-        retriever_repo=retriever_repo,
-        reranker_repo=reranker_repo,
+        retriever_repo=repos["retriever"],
+        reranker_repo=repos["reranker"],
         eval_dataset=evaluation.get("dataset", "not evaluated"),
         eval_split=evaluation.get("split", "-"),
         results_table=markdown_table(rows, list(next(iter(results.values())))) if results else "No evaluation was run.",
@@ -214,6 +245,5 @@ def write_cards(run_dir: str | Path, repos: dict[str, str] | None = None) -> Non
     repos = repos or {role: f"{run_dir.resolve().name}-{role}" for role in ROLES}
     for role in ROLES:
         plot_training_curve(run_dir / "train_log.jsonl", run_dir / role / CURVE_FILE)
-    for role, partner in zip(ROLES, reversed(ROLES)):
-        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], repos[partner])
-        card.save(run_dir / role / "README.md")
+    for role in ROLES:
+        render_card(run_dir, role, repos).save(run_dir / role / "README.md")

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import datasets
 import pyarrow.compute as pc
 
-from .modeling_rq2 import Passage
+from ..models.modeling_rq2 import Passage
 
 _BATCH = 10_000
 
@@ -29,7 +29,7 @@ def flat_corpus(corpus: datasets.Dataset) -> datasets.Dataset:
 
 def _rows_to_passages(batch: dict) -> list[Passage]:
     titles = batch.get("title") or [""] * len(batch["text"])
-    return [{"title": t or "", "text": x} for t, x in zip(titles, batch["text"])]
+    return [{"title": t or "", "text": x} for t, x in zip(titles, batch["text"], strict=True)]
 
 
 class CorpusSequence(Sequence):

@@ -91,48 +91,72 @@ def export_retriever(model: RQ2Retriever, folder: str | os.PathLike) -> None:
         model_kwargs: dict[str, Any] = {"key_mapping": {f"^{re.escape(tower_name)}\\.": ""}}
         if "add_pooling_layer" in inspect.signature(type(getattr(model, tower_name)).__init__).parameters:
             model_kwargs["add_pooling_layer"] = False  # our towers have no pooler (see _build_encoder)
-        _write_json(target / "sentence_bert_config.json", {
-            "transformer_task": "feature-extraction",
-            "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-            "module_output_name": "token_embeddings",
-            "model_kwargs": model_kwargs,
-            **settings,
-        })
+        _write_json(
+            target / "sentence_bert_config.json",
+            {
+                "transformer_task": "feature-extraction",
+                "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                "module_output_name": "token_embeddings",
+                "model_kwargs": model_kwargs,
+                **settings,
+            },
+        )
 
     if config.shared_towers:
-        write_tower("query_encoder", "encoder", {
-            "max_seq_length": passage_length, "query_length": query_length, "document_length": passage_length,
-        })
+        write_tower(
+            "query_encoder",
+            "encoder",
+            {
+                "max_seq_length": passage_length,
+                "query_length": query_length,
+                "document_length": passage_length,
+            },
+        )
         modules = [_module(0, "encoder", _TRANSFORMER)]
     else:
         write_tower("query_encoder", "query_encoder", {"max_seq_length": query_length})
         write_tower("passage_encoder", "passage_encoder", {"max_seq_length": passage_length})
-        _write_json(folder / "router_config.json", {
-            "types": {"query_encoder": _TRANSFORMER, "passage_encoder": _TRANSFORMER},
-            "structure": {"query": ["query_encoder"], "document": ["passage_encoder"]},
-            "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
-        })
+        _write_json(
+            folder / "router_config.json",
+            {
+                "types": {"query_encoder": _TRANSFORMER, "passage_encoder": _TRANSFORMER},
+                "structure": {"query": ["query_encoder"], "document": ["passage_encoder"]},
+                "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
+            },
+        )
         modules = [_module(0, "", _ROUTER)]
 
     (folder / "1_Pooling").mkdir(exist_ok=True)
-    _write_json(folder / "1_Pooling" / "config.json", {
-        "embedding_dimension": model.embedding_dim, "pooling_mode": pooling, "include_prompt": True,
-    })
+    _write_json(
+        folder / "1_Pooling" / "config.json",
+        {
+            "embedding_dimension": model.embedding_dim,
+            "pooling_mode": pooling,
+            "include_prompt": True,
+        },
+    )
     modules.append(_module(1, "1_Pooling", _POOLING))
     if similarity == "cosine":
         (folder / "2_Normalize").mkdir(exist_ok=True)
-        _write_json(folder / "2_Normalize" / "config.json", {
-            "module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding",
-        })
+        _write_json(
+            folder / "2_Normalize" / "config.json",
+            {
+                "module_input_name": "sentence_embedding",
+                "module_output_name": "sentence_embedding",
+            },
+        )
         modules.append(_module(2, "2_Normalize", _NORMALIZE))
     _write_json(folder / "modules.json", modules)
-    _write_json(folder / "config_sentence_transformers.json", {
-        "model_type": "SentenceTransformer",
-        "prompts": {"query": "", "document": ""},
-        "default_prompt_name": None,
-        "similarity_fn_name": similarity,
-        "requirements": _REQUIREMENTS,
-    })
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": "", "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": similarity,
+            "requirements": _REQUIREMENTS,
+        },
+    )
 
 
 def export_reranker(model: RQ2Reranker, folder: str | os.PathLike) -> None:
@@ -146,20 +170,26 @@ def export_reranker(model: RQ2Reranker, folder: str | os.PathLike) -> None:
         raise ValueError(f"RQ2RerankerConfig.num_labels must be 1 to export, got {model.config.num_labels}")
     model._require_tokenizer()
     _saved_weights(folder)
-    _write_json(folder / "sentence_bert_config.json", {
-        "transformer_task": "sequence-classification",
-        "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
-        "module_output_name": "scores",
-        "max_seq_length": model._length(model.config.max_length),
-    })
+    _write_json(
+        folder / "sentence_bert_config.json",
+        {
+            "transformer_task": "sequence-classification",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+            "module_output_name": "scores",
+            "max_seq_length": model._length(model.config.max_length),
+        },
+    )
     _write_json(folder / "modules.json", [_module(0, "", _TRANSFORMER)])
-    _write_json(folder / "config_sentence_transformers.json", {
-        "model_type": "CrossEncoder",
-        "prompts": {},
-        "default_prompt_name": None,
-        "activation_fn": "torch.nn.modules.linear.Identity",  # raw logits, as score_pairs
-        "requirements": _REQUIREMENTS,
-    })
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "model_type": "CrossEncoder",
+            "prompts": {},
+            "default_prompt_name": None,
+            "activation_fn": "torch.nn.modules.linear.Identity",  # raw logits, as score_pairs
+            "requirements": _REQUIREMENTS,
+        },
+    )
 
 
 def _choice(config, field: str, supported: tuple[str, ...]) -> str:
@@ -167,7 +197,8 @@ def _choice(config, field: str, supported: tuple[str, ...]) -> str:
     value = getattr(config, field)
     if value not in supported:
         raise ValueError(
-            f"{type(config).__name__}.{field}={value!r} has no sentence-transformers equivalent (supported: {supported})"
+            f"{type(config).__name__}.{field}={value!r} has no sentence-transformers equivalent "
+            f"(supported: {supported})"
         )
     return value
 

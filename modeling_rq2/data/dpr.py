@@ -10,12 +10,14 @@ A folder holding DPR's files (plain or ``.gz``; the names DPR's download script 
 
 ``load_dpr(folder, "train")`` reads the JSON file (questions, answers, positives as qrels, hard
 negatives for training lists); ``load_dpr(folder, "test")`` the question/answer file (answers only:
-NQ test is judged by answer matching, ``modeling_rq2.answers``). The paper's metrics are the share of
+NQ test is judged by answer matching, ``modeling_rq2.evaluation.answers``). The paper's metrics are the share of
 questions with an answer in the top 5/20/100 (``success@k`` over answer judgements) and MRR@10.
 The JSON files are read as a stream, one question at a time, never as one document.
 """
 
+import ast
 import codecs
+import csv
 import gzip
 import json
 import logging
@@ -27,14 +29,15 @@ from pathlib import Path
 
 import datasets
 
-from .answers import read_qa_file
-from .data import (
+from .records import (
     DataFormatError,
+    ProblemLog,
     RetrievalData,
-    _Problems,
     arrow_dataset,
     check_unique_ids,
     file_fingerprint,
+    find_first,
+    read_lines,
     read_tsv_records,
     unknown_ids,
 )
@@ -46,17 +49,9 @@ _ID_KEYS = ("passage_id", "psg_id", "id")
 logger = logging.getLogger(__name__)
 
 
-def _first(folder: Path, names: list[str]) -> Path | None:
-    for name in names:
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def is_dpr_folder(folder: Path) -> bool:
     """Whether ``folder`` holds DPR's Wikipedia passages (``psgs_w100.tsv``)."""
-    return _first(folder, list(CORPUS_NAMES)) is not None
+    return find_first(folder, list(CORPUS_NAMES)) is not None
 
 
 def _generate_passages(path: str, skip_invalid: bool, fingerprint: tuple) -> Iterator[dict]:
@@ -67,7 +62,9 @@ def read_passages(path: str | os.PathLike, skip_invalid: bool = False) -> datase
     """``psgs_w100.tsv`` as an Arrow dataset (``_id``, ``title``, ``text``), cached and memory-mapped, ids unique."""
     path = Path(path)
     kwargs = {"path": str(path), "skip_invalid": skip_invalid, "fingerprint": file_fingerprint(path)}
-    dataset = arrow_dataset(_generate_passages, kwargs, ("_id", "text", "title")).select_columns(["_id", "title", "text"])
+    dataset = arrow_dataset(_generate_passages, kwargs, ("_id", "text", "title")).select_columns(
+        ["_id", "title", "text"]
+    )
     check_unique_ids(dataset, path)
     return dataset
 
@@ -92,7 +89,7 @@ def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[i
                 pos, started = pos + 1, True
                 continue
             if buffer.startswith("]", pos) and started:
-                if buffer[pos + 1:].strip() or f.read(1).strip():
+                if buffer[pos + 1 :].strip() or f.read(1).strip():
                     raise DataFormatError(f"{path}:{line}: data after the closing ']'")
                 return
             if pos < len(buffer):
@@ -101,11 +98,15 @@ def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[i
                     complete = end < len(buffer) or eof
                 except json.JSONDecodeError as err:
                     if eof or len(buffer) - pos > 256 * block_size:  # no question is that long: the file is broken
-                        raise DataFormatError(f"{path}:{line + buffer.count(chr(10), pos, err.pos)}: invalid JSON ({err.msg})") from None
+                        raise DataFormatError(
+                            f"{path}:{line + buffer.count(chr(10), pos, err.pos)}: invalid JSON ({err.msg})"
+                        ) from None
                     complete = False
                 if complete:
                     if not started and not isinstance(record, dict):
-                        raise DataFormatError(f"{path}:{line}: expected a JSON array of questions or one question object a line")
+                        raise DataFormatError(
+                            f"{path}:{line}: expected a JSON array of questions or one question object a line"
+                        )
                     yield line, record
                     line += buffer.count("\n", pos, end)
                     pos = end
@@ -117,12 +118,16 @@ def iter_json_records(path: Path, block_size: int = 1 << 20) -> Iterator[tuple[i
             try:
                 raw = f.read(block_size)
             except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-                raise DataFormatError(f"{path}:{line + buffer.count(chr(10), pos)}: truncated or corrupt gzip file ({err})") from None
+                raise DataFormatError(
+                    f"{path}:{line + buffer.count(chr(10), pos)}: truncated or corrupt gzip file ({err})"
+                ) from None
             eof = not raw
             try:
                 buffer, pos = buffer[pos:] + text_decoder.decode(raw, final=eof), 0
             except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}:{line + buffer.count(chr(10), pos)}: not valid UTF-8 ({err.reason})") from None
+                raise DataFormatError(
+                    f"{path}:{line + buffer.count(chr(10), pos)}: not valid UTF-8 ({err.reason})"
+                ) from None
 
 
 def _ctx_ids(record: dict, key: str, where: str) -> list[str]:
@@ -139,9 +144,10 @@ def _ctx_ids(record: dict, key: str, where: str) -> list[str]:
 
 
 def read_dpr_json(path: str | os.PathLike, split: str, skip_invalid: bool = False) -> dict:
-    """Questions of a DPR retriever-training file: query ids (``{split}-{n}``), texts, answers, positives, hard negatives."""
+    """Questions of a DPR retriever-training file: query ids (``{split}-{n}``), texts, answers, positives and
+    hard negatives."""
     path = Path(path)
-    problems = _Problems(path, skip_invalid)
+    problems = ProblemLog(path, skip_invalid)
     out: dict = {"ids": [], "texts": [], "answers": {}, "positives": {}, "negatives": {}, "lines": {}}
     for number, (line, record) in enumerate(iter_json_records(path)):
         where = f"{path}:{line}"
@@ -162,7 +168,12 @@ def read_dpr_json(path: str | os.PathLike, split: str, skip_invalid: bool = Fals
         qid = f"{split}-{number}"
         out["ids"].append(qid)
         out["texts"].append(question.strip())
-        out["answers"][qid], out["positives"][qid], out["negatives"][qid], out["lines"][qid] = answers, positives, negatives, line
+        out["answers"][qid], out["positives"][qid], out["negatives"][qid], out["lines"][qid] = (
+            answers,
+            positives,
+            negatives,
+            line,
+        )
     problems.report()
     if not out["ids"]:
         raise DataFormatError(f"{path}: no questions read")
@@ -173,13 +184,13 @@ def load_dpr(folder: str | os.PathLike, split: str = "test", skip_invalid: bool 
     """One split of a DPR-format dataset over ``psgs_w100.tsv``: a training file when the split has one
     (qrels from ``positive_ctxs``, negatives from ``hard_negative_ctxs``), else its question/answer file."""
     folder = Path(folder)
-    corpus_path = _first(folder, list(CORPUS_NAMES))
+    corpus_path = find_first(folder, list(CORPUS_NAMES))
     if corpus_path is None:
         raise DataFormatError(f"{folder / CORPUS_NAMES[0]}: file not found in the DPR folder {folder}")
     corpus = read_passages(corpus_path, skip_invalid)
     json_names = [f"{p}{split}.{e}" for p in ("", "nq-", "biencoder-nq-") for e in ("json", "jsonl")]
     qa_names = [f"{split}.qa.csv", f"nq-{split}.qa.csv", f"nq-{split}.csv", f"qas/nq-{split}.csv"]
-    source = _first(folder, json_names)
+    source = find_first(folder, json_names)
     if source is not None:
         read = read_dpr_json(source, split, skip_invalid)
         ids, texts, answers = read["ids"], read["texts"], read["answers"]
@@ -187,15 +198,25 @@ def load_dpr(folder: str | os.PathLike, split: str = "test", skip_invalid: bool 
         qrels = {q: {d: 1 for d in docs} for q, docs in read["positives"].items() if docs}
         negatives = read["negatives"]
     else:
-        source = _first(folder, qa_names)
+        source = find_first(folder, qa_names)
         if source is None:
-            raise DataFormatError(f"{folder}: no questions for split {split!r} (looked for {', '.join(json_names + qa_names)})")
+            raise DataFormatError(
+                f"{folder}: no questions for split {split!r} (looked for {', '.join(json_names + qa_names)})"
+            )
         ids, texts, answer_lists = read_qa_file(source)
         ids = [f"{split}-{i}" for i in ids]
-        answers, qrels, negatives = dict(zip(ids, answer_lists)), {}, None
+        answers, qrels, negatives = dict(zip(ids, answer_lists, strict=True)), {}, None
     queries = datasets.Dataset.from_dict({"_id": ids, "text": texts})
-    return RetrievalData(corpus=corpus, queries=queries, qrels=qrels, name=folder.name, split=split,
-                         answers=answers, negatives=negatives, metrics=NQ_METRICS)
+    return RetrievalData(
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        name=folder.name,
+        split=split,
+        answers=answers,
+        negatives=negatives,
+        metrics=NQ_METRICS,
+    )
 
 
 def _check_ctx_ids(path: Path, read: dict, corpus: datasets.Dataset, skip_invalid: bool = False) -> None:
@@ -214,3 +235,41 @@ def _check_ctx_ids(path: Path, read: dict, corpus: datasets.Dataset, skip_invali
         for q, docs in read[key].items():
             read[key][q] = [d for d in docs if (key, q, d) not in dropped]
     logger.warning("dropped %d contexts whose passage is not in the corpus (first: %s)", len(missing), where)
+
+
+def read_qa_file(path: str | Path) -> tuple[list[str], list[str], list[list[str]]]:
+    """Read DPR's ``*.qa.csv`` (``question<TAB>["answer", ...]``, plain or .gz).
+
+    Returns (query ids, questions, answer lists); the ids are "0", "1", ... in record order
+    (blank lines skipped), the question indices DPR's results use. Fields are split by
+    ``csv.reader`` with a tab delimiter, as DPR reads them (so a question in double quotes loses
+    its quotes, as in DPR); the answers are a Python list literal, read with ``ast.literal_eval``
+    rather than DPR's ``eval``. A malformed line raises :class:`DataFormatError` naming file and line.
+    """
+    path = Path(path)
+    query_ids: list[str] = []
+    questions: list[str] = []
+    answer_lists: list[list[str]] = []
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        row = next(csv.reader([line], delimiter="\t"))
+        if len(row) != 2:
+            raise DataFormatError(
+                f"{path}:{number}: expected 2 tab-separated columns (question, answers), got {len(row)}"
+            )
+        question, answer_field = row
+        if not question.strip():
+            raise DataFormatError(f"{path}:{number}: empty question")
+        try:
+            answers = ast.literal_eval(answer_field)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise DataFormatError(f"{path}:{number}: answers {answer_field!r} are not a Python list literal") from None
+        if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
+            raise DataFormatError(f"{path}:{number}: answers {answer_field!r} are not a list of strings")
+        if not answers:
+            raise DataFormatError(f"{path}:{number}: the question has no answers")
+        query_ids.append(str(len(questions)))
+        questions.append(question)
+        answer_lists.append(answers)
+    return query_ids, questions, answer_lists

@@ -1,5 +1,8 @@
 """Listwise training instances: each query with its positives and a pool of negatives.
 
+Everything that turns data into instances lives here: BM25 negatives, the data's own (DPR), a triples file's
+(MS MARCO), saved instances (augmentation's output), and the per-epoch lists sampled from them.
+
 An instance is a row ``{query_id, query, positives: [doc ids], negatives: [doc ids]}`` in a
 ``datasets.Dataset``. Negatives come from BM25 (``bm25_negatives``), from a retriever, or from
 hybrid data augmentation; all of them give this same format. Every epoch, each query gets a list
@@ -9,18 +12,19 @@ of one positive (first) and up to m-1 negatives, sampled with a seed that depend
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from .bm25 import bm25_search
-from .corpus import lookup_passages
-from .data import RetrievalData
-from .modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
+from ..data import RetrievalData
+from ..data.corpus import lookup_passages
+from ..data.msmarco import read_triples
+from ..models.modeling_rq2 import Passage
+from ..retrieval.bm25 import bm25_search
+from .arguments import DataArguments, check_setting
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def build_instances(
 ) -> datasets.Dataset:
     """One row per query with at least one positive; queries without one are skipped, counted and logged."""
     rows, skipped = [], 0
-    for qid, text in zip(data.queries["_id"], data.queries["text"]):
+    for qid, text in zip(data.queries["_id"], data.queries["text"], strict=True):
         judged = data.qrels.get(qid, {})
         positives = [doc for doc, grade in judged.items() if grade >= relevance_threshold]
         if not positives:
@@ -59,6 +63,39 @@ def build_instances(
     if not rows:
         raise ValueError(f"{data.name}/{data.split}: no query has a positive passage; nothing to train on")
     return datasets.Dataset.from_list(rows, features=datasets.Features(INSTANCE_FEATURES))
+
+
+def hard_negatives(train: RetrievalData, data_args: DataArguments) -> dict[str, list[str]]:
+    """Hard negatives per query: the data's own, a triples file's, or BM25's top ``negatives_top_n``."""
+    source = data_args.negatives
+    if source == "data" or (source == "auto" and train.negatives is not None):
+        check_setting(
+            train.negatives is not None,
+            "negatives",
+            f"{train.name}/{train.split} ships no hard negatives: use bm25 or a triples file",
+        )
+        return train.negatives
+    if source not in ("auto", "bm25"):
+        check_setting(Path(source).is_file(), "negatives", f"{source}: not bm25, data, auto or a triples file")
+        return read_triples(source, train, data_args.max_triples)
+    check_setting(
+        data_args.negatives_top_n < len(train.corpus),
+        "negatives_top_n",
+        f"must be below the corpus size {len(train.corpus)}, got {data_args.negatives_top_n}",
+    )
+    return bm25_negatives(train, data_args.negatives_top_n)
+
+
+def training_instances(train: RetrievalData, data_args: DataArguments) -> datasets.Dataset:
+    """The instances a run trains on: saved ones (``train_instances``) or built from ``hard_negatives``, then
+    the first ``max_train_queries`` of them."""
+    if data_args.train_instances:
+        instances = load_instances(data_args.train_instances)
+    else:
+        instances = build_instances(train, hard_negatives(train, data_args))
+    if data_args.max_train_queries:
+        instances = instances.select(range(min(data_args.max_train_queries, len(instances))))
+    return instances
 
 
 def load_instances(path: str | os.PathLike) -> datasets.Dataset:
@@ -90,7 +127,9 @@ class ListwiseDataset(Dataset):
             raise ValueError(f"list_size must be >= 1, got {list_size}")
         missing = {doc for row in instances for doc in (*row["positives"], *row["negatives"]) if doc not in passages}
         if missing:
-            raise ValueError(f"{len(missing)} doc ids of the training lists are not in the corpus, e.g. {sorted(missing)[:3]}")
+            raise ValueError(
+                f"{len(missing)} doc ids of the training lists are not in the corpus, e.g. {sorted(missing)[:3]}"
+            )
         self.instances, self.passages, self.list_size, self.seed = instances, passages, list_size, seed
         self.epoch = 0
 
@@ -114,41 +153,3 @@ class ListwiseDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.instances[index]
         return {"query": row["query"], "passages": lookup_passages(self.passages, self.sample(index, row))}
-
-
-class ListwiseCollator:
-    """Batch of lists -> token tensors for both models, shaped (batch, m, seq), plus the list mask.
-
-    Tokenisation goes through the models' own ``tokenize_*`` methods, so training sees the inputs
-    that inference builds (passages may be cut shorter for training speed). Missing list entries are an empty passage with ``list_mask`` False.
-    """
-
-    def __init__(
-        self,
-        retriever: RQ2Retriever,
-        reranker: RQ2Reranker,
-        list_size: int,
-        passage_max_length: int | None = None,
-        pair_max_length: int | None = None,
-    ):
-        self.retriever, self.reranker, self.list_size = retriever, reranker, list_size
-        self.passage_max_length, self.pair_max_length = passage_max_length, pair_max_length
-
-    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        batch, m = len(items), self.list_size
-        mask = torch.zeros(batch, m, dtype=torch.bool)
-        queries, passages, pairs = [], [], []
-        for i, item in enumerate(items):
-            mask[i, : len(item["passages"])] = True
-            queries.append(item["query"])
-            padded = list(item["passages"]) + [""] * (m - len(item["passages"]))
-            passages += padded
-            pairs += [(item["query"], p) for p in padded]
-        query_tokens = self.retriever.tokenize_queries(queries)
-        passage_tokens = self.retriever.tokenize_passages(passages, self.passage_max_length)
-        pair_tokens = self.reranker.tokenize_pairs(pairs, self.pair_max_length)
-        out = {f"query_{k}": v for k, v in query_tokens.items()}
-        out.update({f"passage_{k}": v.reshape(batch, m, -1) for k, v in passage_tokens.items()})
-        out.update({f"pair_{k}": v.reshape(batch, m, -1) for k, v in pair_tokens.items()})
-        out["list_mask"] = mask
-        return out

@@ -5,16 +5,16 @@ line), plus ``meta.json`` recording the retriever (name and a fingerprint of its
 dimension and the index type, checked when loading so vectors from another model are never
 searched with this one's queries.
 
-Index types: ``flat`` (exact inner product, the paper's choice), ``flat16`` (the same exhaustive
-search over vectors stored as float16: half the memory, scores within fp16 rounding, no training),
-``hnsw`` (graph, no training, fast approximate search) and ``ivfpq`` (inverted lists + product
-quantisation: small, trained on the corpus, for millions of passages).
+Index types are the entries of ``INDEX_REGISTRY`` (a new type is one entry): ``flat`` (exact inner product, the
+paper's choice), ``flat16`` (the same exhaustive search over vectors stored as float16: half the memory, scores
+within fp16 rounding, no training), ``hnsw`` (graph, no training, fast approximate search) and ``ivfpq`` (inverted
+lists + product quantisation: small, trained on the corpus, for millions of passages).
 """
 
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,10 +22,61 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from .modeling_rq2 import Passage, RQ2Retriever
+from ..models.modeling_rq2 import Passage, RQ2Retriever
 
-INDEX_TYPES = ("flat", "flat16", "hnsw", "ivfpq")
 SHARDS_META = "shards.json"
+
+
+@dataclass(frozen=True)
+class IndexType:
+    """One kind of FAISS index: how to make it empty, whether it must be trained on the corpus before vectors are
+    added, and the search-time settings FAISS does not keep in the index file."""
+
+    make: Callable[["IndexOptions", int, int], "faiss.Index"]
+    """(options, dimension, corpus size) -> an empty inner-product index."""
+    needs_training: bool = False
+    search_settings: Callable[["IndexOptions", "faiss.Index"], None] = lambda options, index: None
+
+
+def _hnsw(options: "IndexOptions", dim: int, size: int) -> "faiss.Index":
+    index = faiss.IndexHNSWFlat(dim, options.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = options.hnsw_ef_search
+    return index
+
+
+def _ivfpq(options: "IndexOptions", dim: int, size: int) -> "faiss.Index":
+    pq_m = options.pq_m or max(1, dim // 8)
+    if dim % pq_m:
+        raise ValueError(f"pq_m={pq_m} must divide the embedding dimension {dim}")
+    nlist = options.ivf_nlist or max(1, min(int(4 * np.sqrt(max(size, 1))), size // 39))
+    # "np": no polysemous training. It only relabels each sub-quantizer's centroids for Hamming
+    # pre-filtering, which search never uses (same ids and scores), and took minutes on one thread
+    return faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{options.pq_nbits}np", faiss.METRIC_INNER_PRODUCT)
+
+
+def _set_nprobe(options: "IndexOptions", index: "faiss.Index") -> None:
+    faiss.extract_index_ivf(index).nprobe = options.ivf_nprobe
+
+
+def _set_ef_search(options: "IndexOptions", index: "faiss.Index") -> None:
+    index.hnsw.efSearch = options.hnsw_ef_search
+
+
+INDEX_REGISTRY: dict[str, IndexType] = {
+    # exact inner product, the paper's choice
+    "flat": IndexType(lambda options, dim, size: faiss.IndexFlatIP(dim)),
+    # the same exhaustive search over float16 codes: half the memory; FAISS marks it trained already
+    "flat16": IndexType(
+        lambda options, dim, size: faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+    ),
+    # graph search: no training, fast approximate search
+    "hnsw": IndexType(_hnsw, search_settings=_set_ef_search),
+    # inverted lists + product quantisation: small, trained on the corpus, for millions of passages
+    "ivfpq": IndexType(_ivfpq, needs_training=True, search_settings=_set_nprobe),
+}
+INDEX_TYPES = tuple(INDEX_REGISTRY)
 
 
 @dataclass
@@ -43,36 +94,24 @@ class IndexOptions:
     pq_nbits: int = 8
 
     def __post_init__(self):
-        if self.index_type not in INDEX_TYPES:
+        if self.index_type not in INDEX_REGISTRY:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {self.index_type!r}")
         for name in ("hnsw_m", "hnsw_ef_search", "ivf_nprobe", "pq_nbits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
+    @property
+    def kind(self) -> IndexType:
+        """This index type's registry entry."""
+        return INDEX_REGISTRY[self.index_type]
+
     def build(self, dim: int, train_size: int = 0) -> "faiss.Index":
-        """An empty inner-product index of this type (IVF-PQ still needs ``train``)."""
-        if self.index_type == "flat":
-            return faiss.IndexFlatIP(dim)
-        if self.index_type == "flat16":  # exhaustive, float16 codes; FAISS marks it trained already
-            return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        if self.index_type == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = self.hnsw_ef_search
-            return index
-        pq_m = self.pq_m or max(1, dim // 8)
-        if dim % pq_m:
-            raise ValueError(f"pq_m={pq_m} must divide the embedding dimension {dim}")
-        nlist = self.ivf_nlist or max(1, min(int(4 * np.sqrt(max(train_size, 1))), train_size // 39))
-        # "np": no polysemous training. It only relabels each sub-quantizer's centroids for Hamming
-        # pre-filtering, which search never uses (same ids and scores), and took minutes on one thread
-        return faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{self.pq_nbits}np", faiss.METRIC_INNER_PRODUCT)
+        """An empty inner-product index of this type (one that ``kind.needs_training`` still needs ``train``)."""
+        return self.kind.make(self, dim, train_size)
 
     def apply_search_settings(self, index: "faiss.Index") -> None:
-        """Search-time knobs FAISS does not keep in the index file (IVF's nprobe)."""
-        if self.index_type == "ivfpq":
-            faiss.extract_index_ivf(index).nprobe = self.ivf_nprobe
-        elif self.index_type == "hnsw":
-            index.hnsw.efSearch = self.hnsw_ef_search
+        """Search-time knobs FAISS does not keep in the index file (IVF's nprobe, HNSW's efSearch)."""
+        self.kind.search_settings(self, index)
 
 
 def _train_rows(size: int, train_sample: int, seed: int) -> "np.ndarray | None":
@@ -140,8 +179,12 @@ class DenseIndex:
             raise ValueError(f"embeddings must be a 2-d array (n, dim), got shape {embeddings.shape}")
         options = options or IndexOptions()
         index = _trained_index(
-            options, embeddings.shape[1], len(embeddings), lambda rows: embeddings if rows is None else embeddings[rows],
-            train_sample, seed,
+            options,
+            embeddings.shape[1],
+            len(embeddings),
+            lambda rows: embeddings if rows is None else embeddings[rows],
+            train_sample,
+            seed,
         )
         dense = cls(embeddings.shape[1], model_name, index, options=options, fingerprint=fingerprint)
         dense.add(embeddings, list(doc_ids))
@@ -155,7 +198,9 @@ class DenseIndex:
         if len(doc_ids) != embeddings.shape[0]:
             raise ValueError(f"{len(doc_ids)} doc ids for {embeddings.shape[0]} embeddings")
         if not self.index.is_trained:
-            raise ValueError(f"the {self.options.index_type} index must be trained first: build it with DenseIndex.build")
+            raise ValueError(
+                f"the {self.options.index_type} index must be trained first: build it with DenseIndex.build"
+            )
         self.index.add(embeddings)
         self.doc_ids.extend(str(d) for d in doc_ids)
 
@@ -176,10 +221,13 @@ class DenseIndex:
             scores, ids = self.index.search(queries[start : start + batch_size], k)
             docs = self._id_array[np.maximum(ids, 0)].tolist()
             if (ids >= 0).all():
-                results.extend(list(zip(row_docs, row_scores)) for row_docs, row_scores in zip(docs, scores.tolist()))
+                results.extend(
+                    list(zip(row_docs, row_scores, strict=True))
+                    for row_docs, row_scores in zip(docs, scores.tolist(), strict=True)
+                )
                 continue
-            for row_docs, row_scores, row_ids in zip(docs, scores.tolist(), ids):
-                results.append([(d, s) for d, s, i in zip(row_docs, row_scores, row_ids) if i >= 0])
+            for row_docs, row_scores, row_ids in zip(docs, scores.tolist(), ids, strict=True):
+                results.append([(d, s) for d, s, i in zip(row_docs, row_scores, row_ids, strict=True) if i >= 0])
         return results
 
     def save(self, folder: str | os.PathLike) -> None:
@@ -189,8 +237,13 @@ class DenseIndex:
         (folder / "meta.json").unlink(missing_ok=True)
         faiss.write_index(self.index, str(folder / "index"))
         (folder / "docid").write_text("".join(f"{d}\n" for d in self.doc_ids), encoding="utf-8")
-        meta = {"dim": self.dim, "model_name": self.model_name, "fingerprint": self.fingerprint, "size": len(self),
-                "options": asdict(self.options)}
+        meta = {
+            "dim": self.dim,
+            "model_name": self.model_name,
+            "fingerprint": self.fingerprint,
+            "size": len(self),
+            "options": asdict(self.options),
+        }
         _write_atomic(folder / "meta.json", json.dumps(meta, indent=2))
 
     @classmethod
@@ -206,7 +259,9 @@ class DenseIndex:
         index = faiss.read_index(str(folder / "index"))
         doc_ids = (folder / "docid").read_text(encoding="utf-8").splitlines()
         if index.d != meta["dim"] or index.ntotal != len(doc_ids):
-            raise ValueError(f"{folder}: index holds {index.ntotal} vectors of dim {index.d}, docid has {len(doc_ids)} ids")
+            raise ValueError(
+                f"{folder}: index holds {index.ntotal} vectors of dim {index.d}, docid has {len(doc_ids)} ids"
+            )
         if retriever is not None:
             expected_dim = retriever.embedding_dim
         if expected_dim is not None and expected_dim != index.d:
@@ -238,6 +293,7 @@ def encode_corpus_shards(
     passages: Sequence[Passage],
     doc_ids: Sequence[str],
     folder: str | os.PathLike,
+    *,
     shard_size: int = 100_000,
     batch_size: int = 64,
     process_index: int = 0,
@@ -257,8 +313,13 @@ def encode_corpus_shards(
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"model_name": retriever.config.name_or_path, "fingerprint": retriever_fingerprint(retriever),
-            "dim": retriever.embedding_dim, "size": len(doc_ids), "shard_size": shard_size}
+    meta = {
+        "model_name": retriever.config.name_or_path,
+        "fingerprint": retriever_fingerprint(retriever),
+        "dim": retriever.embedding_dim,
+        "size": len(doc_ids),
+        "shard_size": shard_size,
+    }
     meta_path = folder / SHARDS_META
     if meta_path.is_file():
         found = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -301,7 +362,9 @@ def index_from_shards(
     count = _shard_count(meta["size"], meta["shard_size"])
     missing = [s for s in range(count) if not (folder / f"shard-{s:05d}.npy").is_file()]
     if missing:
-        raise ValueError(f"{folder}: {len(missing)} of {count} shards not encoded yet (e.g. shard {missing[0]}); rerun the encoding")
+        raise ValueError(
+            f"{folder}: {len(missing)} of {count} shards not encoded yet (e.g. shard {missing[0]}); rerun the encoding"
+        )
     shard = lambda s: np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r")
     shapes = [shard(s).shape for s in range(count)]
     size, dim = meta["size"], meta["dim"]
@@ -314,7 +377,9 @@ def index_from_shards(
     ids = [(folder / f"shard-{s:05d}.docid").read_text(encoding="utf-8").splitlines() for s in range(count)]
     wrong = [s for s in range(count) if len(ids[s]) != shapes[s][0]]
     if wrong:  # checked before any training: a mismatch is found in seconds, not after an hour of k-means
-        raise ValueError(f"{folder}: shard {wrong[0]} holds {shapes[wrong[0]][0]} embeddings but {len(ids[wrong[0]])} ids")
+        raise ValueError(
+            f"{folder}: shard {wrong[0]} holds {shapes[wrong[0]][0]} embeddings but {len(ids[wrong[0]])} ids"
+        )
 
     def gather(rows):
         if rows is None:  # the whole corpus is the sample (it fits the training budget)
@@ -341,6 +406,7 @@ def build_index(
     passages: Sequence[Passage],
     doc_ids: Sequence[str],
     options: IndexOptions | None = None,
+    *,
     batch_size: int = 64,
     show_progress_bar: bool | None = None,
     accelerator=None,
@@ -357,7 +423,7 @@ def build_index(
     if shard_folder is None and num_processes == 1:
         name, fingerprint = retriever.config.name_or_path, retriever_fingerprint(retriever)
         options = options or IndexOptions()
-        if len(passages) > shard_size and options.index_type != "ivfpq":  # no training: add a shard at a time
+        if len(passages) > shard_size and not options.kind.needs_training:  # add a shard at a time
             index = DenseIndex(retriever.embedding_dim, name, options=options, fingerprint=fingerprint)
             starts = range(0, len(passages), shard_size)
             for start in tqdm(starts, desc="encoding", unit="shard", disable=show_progress_bar is False):
@@ -370,7 +436,15 @@ def build_index(
         raise ValueError("encoding across several processes needs a shard_folder they all can write")
     process_index = accelerator.process_index if accelerator is not None else 0
     encode_corpus_shards(
-        retriever, passages, doc_ids, shard_folder, shard_size, batch_size, process_index, num_processes, show_progress_bar
+        retriever,
+        passages,
+        doc_ids,
+        shard_folder,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        process_index=process_index,
+        num_processes=num_processes,
+        show_progress_bar=show_progress_bar,
     )
     if accelerator is not None:
         accelerator.wait_for_everyone()

@@ -13,7 +13,8 @@ import math
 import re
 from collections.abc import Iterable
 
-DEFAULT_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
+from ..data.records import DEFAULT_METRICS
+
 _METRIC = re.compile(r"^(ndcg|mrr|recall|map|success)(?:@(\d+))?$")
 
 

@@ -23,55 +23,16 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .corpus import lookup_passages
-from .data import RetrievalData
-from .index import DenseIndex, build_index
-from .instances import INSTANCE_FEATURES
-from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+from ..data import RetrievalData
+from ..data.corpus import lookup_passages
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
+from ..retrieval.index import DenseIndex, build_index
+from .arguments import AugmentationArguments
+from .lists import INSTANCE_FEATURES
 
 logger = logging.getLogger(__name__)
 
-MIXES = ("both", "denoised", "undenoised")
-WARMUPS = ("joint", "separate")
-PROBABILITIES = ("platt", "sigmoid")
 REPORT_FILE = "augmentation_report.json"
-
-
-@dataclass
-class AugmentationArguments:
-    """Hybrid data augmentation: where lists come from and how the re-ranker cleans them."""
-
-    augment: bool = field(default=False, metadata={"help": "train.py: warm-up -> hybrid augmentation -> joint training"})
-    augment_warmup: str = field(
-        default="joint",
-        metadata={"help": "first stage: 'joint' (this recipe; the re-ranker learns from the retriever) or 'separate' (each model alone, the paper)"},
-    )
-    augment_warmup_epochs: int = field(default=1, metadata={"help": "epochs of the first stage"})
-    augment_top_n: int = field(default=50, metadata={"help": "retrieved passages per query (RocketQA: 50 MS MARCO, 100 NQ)"})
-    negative_below: float = field(default=0.1, metadata={"help": "denoised: keep a negative only if P(relevant) < this"})
-    positive_above: float = field(default=0.9, metadata={"help": "denoised: add an unlabelled passage as positive if P > this"})
-    instance_mix: str = field(default="both", metadata={"help": f"which instances to keep per query: {MIXES}"})
-    probability: str = field(default="platt", metadata={"help": f"re-ranker logit -> probability: {PROBABILITIES}"})
-    augment_batch_size: int = 64
-
-    def __post_init__(self):
-        if self.augment_warmup not in WARMUPS:
-            raise ValueError(f"--augment_warmup: must be one of {WARMUPS}, got {self.augment_warmup!r}")
-        if self.augment_warmup_epochs < 1:
-            raise ValueError(f"--augment_warmup_epochs: must be >= 1, got {self.augment_warmup_epochs}")
-        if self.augment_top_n < 1:
-            raise ValueError(f"--augment_top_n: must be >= 1, got {self.augment_top_n}")
-        if not 0 < self.negative_below <= self.positive_above < 1:
-            raise ValueError(
-                f"--negative_below / --positive_above: need 0 < negative_below <= positive_above < 1, "
-                f"got {self.negative_below} / {self.positive_above}"
-            )
-        if self.instance_mix not in MIXES:
-            raise ValueError(f"--instance_mix: must be one of {MIXES}, got {self.instance_mix!r}")
-        if self.probability not in PROBABILITIES:
-            raise ValueError(f"--probability: must be one of {PROBABILITIES}, got {self.probability!r}")
-        if self.augment_batch_size < 1:
-            raise ValueError(f"--augment_batch_size: must be >= 1, got {self.augment_batch_size}")
 
 
 def platt_scale(logits: np.ndarray, labels: np.ndarray, iterations: int = 50, l2: float = 1e-4) -> tuple[float, float]:
@@ -96,21 +57,27 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
-def _probabilities(queries: list, retrieved: list, corpus, reranker: RQ2Reranker, args: AugmentationArguments,
-                   show_progress_bar: bool | None) -> tuple[dict[tuple[int, str], float], tuple[float, float]]:
+def _probabilities(
+    queries: list,
+    retrieved: list,
+    corpus,
+    reranker: RQ2Reranker,
+    args: AugmentationArguments,
+    show_progress_bar: bool | None,
+) -> tuple[dict[tuple[int, str], float], tuple[float, float]]:
     """The re-ranker's probability of relevance of every retrieved pair ({(query position, doc id): p}) and the
     Platt (a, b) behind it; the gold positives are scored too, as the labels Platt scaling fits."""
     texts, owners = [], []
-    for i, ((_, text, gold), hits) in enumerate(zip(queries, retrieved)):
+    for i, ((_, text, gold), hits) in enumerate(zip(queries, retrieved, strict=True)):
         docs = [doc for doc, _ in hits] + [doc for doc in gold if doc not in {d for d, _ in hits}]
         texts += [text] * len(docs)
         owners += [(i, doc, doc in gold) for doc in docs]
-    pairs = list(zip(texts, lookup_passages(corpus.by_id(), [doc for _, doc, _ in owners])))
+    pairs = list(zip(texts, lookup_passages(corpus.by_id(), [doc for _, doc, _ in owners]), strict=True))
     logits = reranker.score_pairs(pairs, args.augment_batch_size, show_progress_bar)
     labels = np.array([is_gold for _, _, is_gold in owners], dtype=np.float64)
     a, b = platt_scale(logits, labels) if args.probability == "platt" else (1.0, 0.0)
     probabilities = _sigmoid(a * logits.astype(np.float64) + b)
-    return {(i, doc): p for (i, doc, _), p in zip(owners, probabilities)}, (a, b)
+    return {(i, doc): p for (i, doc, _), p in zip(owners, probabilities, strict=True)}, (a, b)
 
 
 def augment_instances(
@@ -118,6 +85,7 @@ def augment_instances(
     retriever: RQ2Retriever,
     reranker: RQ2Reranker | None,
     args: AugmentationArguments | None = None,
+    *,
     index: DenseIndex | None = None,
     relevance_threshold: int = 1,
     show_progress_bar: bool | None = None,
@@ -131,10 +99,12 @@ def augment_instances(
     corpus = data.passages()
     corpus_ids = corpus.doc_ids()
     if index is None:
-        index = build_index(retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar)
+        index = build_index(
+            retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar
+        )
     queries = [
         (qid, text, [d for d, g in data.qrels.get(qid, {}).items() if g >= relevance_threshold])
-        for qid, text in zip(data.queries["_id"], data.queries["text"])
+        for qid, text in zip(data.queries["_id"], data.queries["text"], strict=True)
     ]
     skipped = sum(not gold for _, _, gold in queries)
     queries = [q for q in queries if q[2]]
@@ -148,28 +118,37 @@ def augment_instances(
     denoise = args.instance_mix != "undenoised"
     if denoise and reranker is None:
         raise ValueError(f"--instance_mix {args.instance_mix}: denoising needs a re-ranker")
-    probability, (a, b) = _probabilities(queries, retrieved, corpus, reranker, args, show_progress_bar) if denoise else ({}, (None, None))
+    probability, (a, b) = (
+        _probabilities(queries, retrieved, corpus, reranker, args, show_progress_bar) if denoise else ({}, (None, None))
+    )
     rows = []
     counts = {"negatives_retrieved": 0, "gold_retrieved": 0}
     if denoise:
         counts.update(negatives_removed=0, positives_added=0, denoised_without_negatives=0)
-    for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved)):
+    for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved, strict=True)):
         unlabelled = [doc for doc, _ in hits if doc not in gold]
         counts["gold_retrieved"] += len(hits) - len(unlabelled)
         counts["negatives_retrieved"] += len(unlabelled)
         if args.instance_mix in ("both", "undenoised") and unlabelled:
-            rows.append({"query_id": qid, "query": text, "positives": gold, "negatives": unlabelled, "kind": "undenoised"})
+            rows.append(
+                {"query_id": qid, "query": text, "positives": gold, "negatives": unlabelled, "kind": "undenoised"}
+            )
         if denoise:
             clean = [doc for doc in unlabelled if probability[i, doc] < args.negative_below]
             added = [doc for doc in unlabelled if probability[i, doc] > args.positive_above]
             counts["negatives_removed"] += len(unlabelled) - len(clean)
             counts["positives_added"] += len(added)
             if clean:
-                rows.append({"query_id": qid, "query": text, "positives": gold + added, "negatives": clean, "kind": "denoised"})
+                rows.append(
+                    {"query_id": qid, "query": text, "positives": gold + added, "negatives": clean, "kind": "denoised"}
+                )
             else:
                 counts["denoised_without_negatives"] += 1
     if not rows:
-        raise ValueError("augmentation left no instance with a negative: lower --negative_below's strictness or raise --augment_top_n")
+        raise ValueError(
+            "augmentation left no instance with a negative: "
+            "lower --negative_below's strictness or raise --augment_top_n"
+        )
     features = datasets.Features({**INSTANCE_FEATURES, "kind": datasets.Value("string")})
     instances = datasets.Dataset.from_list(rows, features=features)
     report = {
@@ -185,7 +164,10 @@ def augment_instances(
     }
     logger.info(
         "augmentation: %d queries, %d retrieved negatives, %s removed as likely false negatives, %s positives added",
-        len(queries), counts["negatives_retrieved"], counts.get("negatives_removed", "none"), counts.get("positives_added", "none"),
+        len(queries),
+        counts["negatives_retrieved"],
+        counts.get("negatives_removed", "none"),
+        counts.get("positives_added", "none"),
     )
     return instances, report
 
@@ -208,7 +190,7 @@ def save_instances(instances: datasets.Dataset, path: str | os.PathLike, report:
 
 @dataclass
 class AugmentCommandArguments:
-    """``python -m modeling_rq2.augmentation``: mine and denoise lists with given models."""
+    """``python -m modeling_rq2.training.augmentation``: mine and denoise lists with given models."""
 
     retriever: str = field(metadata={"help": "saved RQ2Retriever (or a backbone)"})
     reranker: str = field(metadata={"help": "saved RQ2Reranker"})
@@ -221,12 +203,16 @@ def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; prints and returns the report."""
     from transformers import HfArgumentParser
 
-    from .backbones import load_reranker, load_retriever
-    from .sources import load_data
+    from ..data import load_data
+    from ..models.loading import load_reranker, load_retriever
 
-    command, args = HfArgumentParser((AugmentCommandArguments, AugmentationArguments)).parse_args_into_dataclasses(args=argv)
+    command, args = HfArgumentParser((AugmentCommandArguments, AugmentationArguments)).parse_args_into_dataclasses(
+        args=argv
+    )
     data = load_data(command.data, command.split)
-    instances, report = augment_instances(data, load_retriever(command.retriever), load_reranker(command.reranker), args)
+    instances, report = augment_instances(
+        data, load_retriever(command.retriever), load_reranker(command.reranker), args
+    )
     save_instances(instances, command.output, report)
     print(json.dumps({k: v for k, v in report.items() if k != "arguments"}, indent=2))
     print(f"wrote {len(instances)} instances to {command.output}")

@@ -6,7 +6,8 @@ entries get zero probability and contribute nothing (no duplicate padding).
 All computations are in float32 with log-softmax, so they stay finite under bf16/fp16 autocast.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,73 @@ import torch.nn.functional as F
 DIRECTIONS = ("retriever_to_reranker", "reranker_to_retriever")
 REDUCTIONS = ("query", "element")
 _MASKED = -1e9
+
+
+DESCRIPTION_KEYS = ("card", "ablations")
+"""Field metadata of a loss option beside its command-line ``help``."""
+
+
+def loss_option(default: Any, *, help: str, card: str | None = None, ablations: dict | None = None) -> Any:
+    """A dataclass field that describes itself: ``help`` for the command line, ``card`` for the model card
+    (``{}`` takes the value; None: not stated), ``ablations`` {value: phrase} for the benchmark's ablation of it."""
+    return field(default=default, metadata={"help": help, "card": card, "ablations": ablations or {}})
+
+
+def _require(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"--{name}: {message}")
+
+
+@dataclass
+class DistillationOptions:
+    """The variants of ``listwise_distillation_loss`` (where the paper and its official code differ).
+
+    Each field is one variant, described once: the command line, the model card and the benchmark read it from
+    here (``describe``, ``ablation``), so a new variant is one field and its branch in the loss.
+    """
+
+    direction: str = loss_option(
+        "retriever_to_reranker",
+        help=f"KL direction: {DIRECTIONS}",
+        card="KL direction `{}`",
+        ablations={"reranker_to_retriever": "with the KL divergence in the other direction"},
+    )
+    reranker_kl_gradient: bool = loss_option(
+        True,
+        help="the KL also trains the re-ranker (paper: yes)",
+        card="KL trains the re-ranker: {}",
+        ablations={False: "without the KL gradient into the re-ranker"},
+    )
+    reduction: str = loss_option("query", help=f"KL reduction: {REDUCTIONS}", card="reduction `{}`")
+    static: bool = loss_option(
+        False, help="frozen re-ranker teacher (static-distillation ablation)", card="static teacher: {}"
+    )
+    kl_weight: float = loss_option(1.0, help="weight of the KL term")
+    supervised_weight: float = loss_option(1.0, help="weight of the re-ranker's listwise cross-entropy")
+
+    def __post_init__(self):
+        _require(self.direction in DIRECTIONS, "direction", f"must be one of {DIRECTIONS}, got {self.direction!r}")
+        _require(self.reduction in REDUCTIONS, "reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
+        for name in ("kl_weight", "supervised_weight"):
+            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """These options as keyword arguments of ``listwise_distillation_loss``."""
+        return {f.name: getattr(self, f.name) for f in fields(DistillationOptions)}
+
+    def describe(self) -> str:
+        """The loss in words, for model cards: every option that has a ``card`` phrase, with its value."""
+        options = fields(DistillationOptions)
+        stated = [f.metadata["card"].format(getattr(self, f.name)) for f in options if f.metadata.get("card")]
+        return "dynamic listwise distillation, " + ", ".join(stated)
+
+    @classmethod
+    def ablation(cls, name: str, value: Any) -> str:
+        """What setting option ``name`` to ``value`` changes, in words (the benchmark's ablation descriptions)."""
+        option = next((f for f in fields(cls) if f.name == name), None)
+        if option is None or value not in option.metadata["ablations"]:
+            raise KeyError(f"no ablation {name}={value!r} is described in {cls.__name__}")
+        return option.metadata["ablations"][value]
 
 
 @dataclass
@@ -91,7 +159,10 @@ def listwise_distillation_loss(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if retriever_scores.shape != reranker_scores.shape:
-        raise ValueError(f"retriever scores {tuple(retriever_scores.shape)} and re-ranker scores {tuple(reranker_scores.shape)} differ")
+        raise ValueError(
+            f"retriever scores {tuple(retriever_scores.shape)} and "
+            f"re-ranker scores {tuple(reranker_scores.shape)} differ"
+        )
     labels = _check(retriever_scores, mask, labels)
     if static:
         reranker_scores = reranker_scores.detach()

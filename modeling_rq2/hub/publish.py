@@ -8,16 +8,20 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
+from ..models.st_export import export_reranker, export_retriever
 from .model_card import BENCHMARK_FILE, CURVE_FILE, ROLES, load_benchmark, plot_training_curve, render_card
-from .modeling_rq2 import RQ2Reranker, RQ2Retriever
-from .sentence_transformers_export import export_reranker, export_retriever
 
 logger = logging.getLogger(__name__)
 RUN_FILES = ("metrics.json", "training_config.json", "train_log.jsonl")
 
 
 def stage_run(
-    run_dir: str | Path, repos: dict[str, str], local_dir: str | Path | None = None, benchmark: str | Path | None = None
+    run_dir: str | Path,
+    repos: dict[str, str],
+    local_dir: str | Path | None = None,
+    *,
+    benchmark: str | Path | None = None,
 ) -> dict[str, Path]:
     """Copy ``run_dir/{retriever,reranker}`` (weights, tokenizer, modeling code) plus the run's metrics
     and config into ``local_dir/<role>``, each with a generated README.md card. Returns the folders.
@@ -54,9 +58,7 @@ def stage_run(
             logger.warning("%s: not exported for sentence-transformers (%s)", target, err)
         if not (target / CURVE_FILE).is_file():
             plot_training_curve(run_dir / "train_log.jsonl", target / CURVE_FILE)
-        partner = repos[ROLES[1 - ROLES.index(role)]]
-        card = render_card(run_dir, role, repos[role], repos["retriever"], repos["reranker"], partner,
-                           (target / CURVE_FILE).is_file(), report)
+        card = render_card(run_dir, role, repos, with_curve=(target / CURVE_FILE).is_file(), benchmark=report)
         card.save(target / "README.md")
         staged[role] = target
     return staged

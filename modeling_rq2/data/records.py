@@ -1,23 +1,19 @@
-"""Readers for retrieval data in the BEIR layout (a folder or a Hugging Face dataset name), and the
-shared pieces of every reader (``RetrievalData``, validated JSONL/TSV records, qrels, id checks).
+"""What every reader shares: ``RetrievalData``, ``DataFormatError``, and validated records read line by line.
 
-A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
-``text``) and ``qrels/<split>.tsv`` (``query-id  corpus-id  score``); ``.jsonl.gz`` works too.
-Every malformed record raises :class:`DataFormatError` naming the file and line, or, with
-``skip_invalid=True``, is skipped and counted in a logged warning: never silently dropped.
-Corpora become Arrow datasets (written once to the datasets cache, then memory-mapped), and ids
-are checked with Arrow compute, so millions of passages never become Python lists here.
+Readers (``beir``, ``msmarco``, ``dpr``) find their files with :func:`find_file` (plain or ``.gz``), read them with
+:func:`read_lines` (bad bytes and truncated gzip name their line), and report bad records through a
+:class:`ProblemLog`: an error naming file and line, or, with ``skip_invalid``, a count in one logged warning.
+Corpora become Arrow datasets (:func:`arrow_dataset`, cached by :func:`file_fingerprint`), and ids are checked
+with Arrow compute (:func:`unknown_ids`, :func:`check_unique_ids`), so millions of passages never become Python lists.
 """
 
 import csv
 import gzip
 import json
 import logging
-import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,14 +21,13 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .evaluation import DEFAULT_METRICS
-
 if TYPE_CHECKING:
     from .corpus import CorpusSequence
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_DATASETS = {"scifact": "SciFact (BEIR split), CC BY-NC 2.0, bundled with modeling_rq2"}
+DEFAULT_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
+"""What BEIR reports, and what a dataset without metrics of its own is scored by."""
 
 
 class DataFormatError(ValueError):
@@ -70,21 +65,27 @@ class RetrievalData:
         return CorpusSequence(self.corpus)
 
 
-def bundled_dataset_path(name: str = "scifact") -> Path:
-    """Folder of a dataset shipped inside the package (``scifact``)."""
-    if name not in BUNDLED_DATASETS:
-        raise ValueError(f"no bundled dataset {name!r}; bundled: {sorted(BUNDLED_DATASETS)}")
-    return Path(str(resources.files("modeling_rq2") / "data" / name))
+def find_file(folder: Path, name: str, layout: str) -> Path:
+    """``folder/name`` or ``folder/name.gz``, whichever exists; ``DataFormatError`` naming both otherwise.
+
+    ``layout``: what the folder is (``"BEIR"``, ``"MS MARCO"``), for the message.
+    """
+    found = find_first(folder, [name])
+    if found is None:
+        raise DataFormatError(f"{folder / name}: file not found (nor {name}.gz) in the {layout} folder {folder}")
+    return found
 
 
-def _find(folder: Path, stem: str) -> Path:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataFormatError(f"{folder / stem}: file not found (nor {stem}.gz) in the BEIR folder {folder}")
+def find_first(folder: Path, names: list[str]) -> Path | None:
+    """The first of ``names`` (each plain or ``.gz``) that exists in ``folder``, or None."""
+    for name in names:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file, gzip or plain; bad bytes name their line."""
     opener = gzip.open if path.suffix == ".gz" else open
     number = 0
@@ -94,12 +95,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     yield number, raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+                    raise DataFormatError(
+                        f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})"
+                    ) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataFormatError(f"{path}:{number + 1}: truncated or corrupt gzip file ({err})") from None
 
 
-class _Problems:
+class ProblemLog:
     """Raise on the first bad record, or count and log skips when the caller allows skipping."""
 
     def __init__(self, path: Path, skip: bool):
@@ -119,9 +122,9 @@ class _Problems:
 
 def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool = False) -> Iterator[dict]:
     """Validated records of a BEIR JSONL file: ``_id`` and the given text fields, all strings."""
-    problems = _Problems(path, skip_invalid)
+    problems = ProblemLog(path, skip_invalid)
     seen: dict[str, int] = {}
-    for number, line in _lines(path):
+    for number, line in read_lines(path):
         if not line.strip():
             continue
         try:
@@ -156,8 +159,8 @@ def read_tsv_records(
     ``header``: the first cell of a header line to skip (e.g. ``"id"``); ``quoted``: cells may be in
     double quotes with ``""`` escapes (the csv module's dialect, as DPR writes ``psgs_w100.tsv``).
     """
-    problems, first = _Problems(path, skip_invalid), True
-    for number, line in _lines(path):
+    problems, first = ProblemLog(path, skip_invalid), True
+    for number, line in read_lines(path):
         line = line.rstrip("\r\n").lstrip("\ufeff") if first else line.rstrip("\r\n")
         if not line.strip():
             continue
@@ -169,7 +172,7 @@ def read_tsv_records(
         if len(cells) != len(columns):
             problems(number, f"expected {len(columns)} tab-separated columns ({', '.join(columns)}), got {len(cells)}")
             continue
-        row = dict(zip(columns, (cell.strip() for cell in cells)))
+        row = dict(zip(columns, (cell.strip() for cell in cells), strict=True))
         if not row["_id"]:
             problems(number, "empty id")
             continue
@@ -188,7 +191,7 @@ def check_unique_ids(dataset: datasets.Dataset, path: Path) -> None:
     counts = pc.value_counts(ids)
     duplicate = counts.field("values").filter(pc.greater(counts.field("counts"), 1))[0].as_py()
     lines = []
-    for number, line in _lines(path):  # the error path only: find where the id occurs
+    for number, line in read_lines(path):  # the error path only: find where the id occurs
         if line.split("\t", 1)[0].strip().strip('"') == duplicate:
             lines.append(number)
     raise DataFormatError(f"{path}: duplicate id {duplicate!r} (lines {', '.join(map(str, lines[:2])) or '?'})")
@@ -221,16 +224,6 @@ def file_fingerprint(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def _jsonl_dataset(path: Path, fields: tuple[str, ...], skip_invalid: bool) -> datasets.Dataset:
-    """Arrow-backed dataset of a JSONL file, cached by path, size and modification time."""
-    kwargs = {"path": str(path), "fields": fields, "skip_invalid": skip_invalid, "fingerprint": file_fingerprint(path)}
-    return arrow_dataset(_generate_records, kwargs, ("_id", *fields))
-
-
-def _generate_records(path: str, fields: tuple[str, ...], skip_invalid: bool, fingerprint: tuple) -> Iterator[dict]:
-    yield from read_jsonl_records(Path(path), fields, skip_invalid)
-
-
 def read_qrels(
     path: Path,
     query_ids: "pa.ChunkedArray | None" = None,
@@ -242,9 +235,9 @@ def read_qrels(
     ``query_ids`` / ``doc_ids``: Arrow columns of the known ids (a dataset's ``.data.column("_id")``);
     judgements naming other ids are errors (checked in bulk, so an 8.8M-passage corpus costs no Python set).
     """
-    problems = _Problems(path, skip_invalid)
+    problems = ProblemLog(path, skip_invalid)
     rows: list[tuple[int, str, str, int]] = []
-    for number, line in _lines(path):
+    for number, line in read_lines(path):
         columns = line.split()
         if not columns:
             continue
@@ -263,8 +256,10 @@ def read_qrels(
             continue
         rows.append((number, qid, did, grade))
     bad: dict[int, str] = {}
-    for known, column, what in ((query_ids, 1, "query id {!r} is not in the queries file"),
-                                (doc_ids, 2, "corpus id {!r} is not in the corpus file")):
+    for known, column, what in (
+        (query_ids, 1, "query id {!r} is not in the queries file"),
+        (doc_ids, 2, "corpus id {!r} is not in the corpus file"),
+    ):
         if known is not None:
             for i in unknown_ids([row[column] for row in rows], known):
                 bad.setdefault(i, what.format(rows[i][column]))
@@ -278,44 +273,3 @@ def read_qrels(
     if not qrels:
         raise DataFormatError(f"{path}: no relevance judgements")
     return qrels
-
-
-def load_beir(name_or_path: str | os.PathLike = "scifact", split: str = "test", skip_invalid: bool = False) -> RetrievalData:
-    """Load one split of a BEIR-layout dataset.
-
-    ``name_or_path``: a local folder; a bundled name (``"scifact"``); or a Hub dataset in BEIR's
-    style (``"BeIR/scifact"``: configs ``corpus`` and ``queries``, qrels in ``BeIR/scifact-qrels``).
-    Only the queries judged in ``split`` are kept, as BEIR does.
-    """
-    folder = Path(name_or_path)
-    if not folder.is_dir() and str(name_or_path) in BUNDLED_DATASETS:
-        folder = bundled_dataset_path(str(name_or_path))
-    if folder.is_dir():
-        corpus = _jsonl_dataset(_find(folder, "corpus.jsonl"), ("title", "text"), skip_invalid)
-        queries = _jsonl_dataset(_find(folder, "queries.jsonl"), ("text",), skip_invalid)
-        qrels_path = folder / "qrels" / f"{split}.tsv"
-        if not qrels_path.is_file():
-            raise DataFormatError(f"{qrels_path}: file not found (no qrels for split {split!r})")
-        qrels = read_qrels(qrels_path, queries.data.column("_id"), corpus.data.column("_id"), skip_invalid)
-        name = folder.name
-    else:
-        corpus, queries, qrels = _load_beir_from_hub(str(name_or_path), split)
-        name = str(name_or_path)
-    queries = queries.filter(lambda row: row["_id"] in qrels)
-    return RetrievalData(corpus=corpus, queries=queries, qrels=qrels, name=name, split=split)
-
-
-def _load_beir_from_hub(name: str, split: str) -> tuple[datasets.Dataset, datasets.Dataset, dict]:
-    """BEIR-style Hub datasets: ``name`` (configs corpus, queries) and ``name-qrels`` (one split each)."""
-    corpus = datasets.load_dataset(name, "corpus", split="corpus")
-    queries = datasets.load_dataset(name, "queries", split="queries")
-    for column, frame in (("title", corpus), ("text", corpus), ("text", queries)):
-        if column not in frame.column_names:
-            raise DataFormatError(f"Hub dataset {name!r} lacks the column {column!r} (columns: {frame.column_names})")
-    corpus = corpus.select_columns(["_id", "title", "text"])
-    queries = queries.select_columns(["_id", "text"])
-    qrels_rows = datasets.load_dataset(f"{name}-qrels", split=split)
-    qrels: dict[str, dict[str, int]] = {}
-    for row in qrels_rows:
-        qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
-    return corpus, queries, qrels

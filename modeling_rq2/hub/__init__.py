@@ -1,0 +1,1 @@
+"""Model cards for trained runs, and publishing them to the Hugging Face Hub."""

@@ -1,0 +1,317 @@
+"""The settings of a training run: five sections, parsed from flags and config files, saved as ``RunConfig``.
+
+``RunConfig`` is what ``OUTPUT/training_config.json`` holds (named sections and a format version) and what the
+model cards read back. Every setting is checked when its section is built, before any data or model loads.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from ..models.loading import DEFAULT_BACKBONE
+from .losses import DistillationOptions, loss_option
+
+MIXES = ("both", "denoised", "undenoised")
+WARMUPS = ("joint", "separate")
+PROBABILITIES = ("platt", "sigmoid")
+
+
+def check_setting(condition: bool, field_name: str, message: str) -> None:
+    """Raise ``ValueError("--FIELD: message")`` unless ``condition``: a setting named as the command line names it."""
+    if not condition:
+        raise ValueError(f"--{field_name}: {message}")
+
+
+@dataclass
+class ModelArguments:
+    """Which models to start from, and their input settings."""
+
+    retriever: str = field(
+        default=DEFAULT_BACKBONE,
+        metadata={"help": "backbone or saved RQ2Retriever ('default' = offline all-MiniLM-L6-v2)"},
+    )
+    reranker: str = field(default=DEFAULT_BACKBONE, metadata={"help": "backbone or saved RQ2Reranker"})
+    shared_towers: bool = field(
+        default=True, metadata={"help": "one encoder for queries and passages (the paper: separate)"}
+    )
+    pooling: str | None = field(default=None, metadata={"help": "retriever pooling cls|mean (default: the backbone's)"})
+    similarity: str | None = field(
+        default=None, metadata={"help": "retriever similarity dot|cosine (default: the backbone's)"}
+    )
+    reranker_pooling: str = field(default="mean", metadata={"help": "re-ranker pooling cls|mean"})
+    query_max_length: int = 64
+    passage_max_length: int = field(default=256, metadata={"help": "retriever passage length at inference"})
+    train_passage_max_length: int = field(default=128, metadata={"help": "retriever passage length in training lists"})
+    reranker_max_length: int = 128
+    attention_dropout: float | None = field(
+        default=0.0,
+        metadata={"help": "attention dropout of both backbones (None: keep theirs); 0 halves CPU step time"},
+    )
+
+    def __post_init__(self):
+        for name in ("query_max_length", "passage_max_length", "train_passage_max_length", "reranker_max_length"):
+            check_setting(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        check_setting(
+            self.attention_dropout is None or 0 <= self.attention_dropout < 1,
+            "attention_dropout",
+            f"must be in [0, 1), got {self.attention_dropout}",
+        )
+
+
+@dataclass
+class DataArguments:
+    """Training lists and the evaluation split."""
+
+    data: str = field(default="scifact", metadata={"help": "BEIR / MS MARCO / DPR folder, bundled name or Hub dataset"})
+    train_split: str = "train"
+    eval_split: str | None = field(default="test", metadata={"help": "split evaluated after training (none: skip)"})
+    train_instances: str | None = field(
+        default=None, metadata={"help": "saved listwise instances (datasets folder) instead of BM25 lists"}
+    )
+    negatives: str = field(
+        default="auto",
+        metadata={
+            "help": "bm25 | data (the data's own hard negatives: DPR's hard_negative_ctxs) | a triples file "
+            "(MS MARCO triples.train.small.tsv or qidpidtriples); auto: the data's own when it has them, else bm25"
+        },
+    )
+    max_triples: int | None = field(default=None, metadata={"help": "read only the first N lines of a triples file"})
+    list_size: int = field(default=4, metadata={"help": "m: passages per query list (1 positive + m-1 negatives)"})
+    negatives_top_n: int = field(default=50, metadata={"help": "BM25 depth the negatives are drawn from"})
+    max_train_queries: int | None = field(default=None, metadata={"help": "use only the first N training queries"})
+
+    def __post_init__(self):
+        check_setting(
+            self.list_size >= 2, "list_size", f"must be >= 2 (a positive and a negative), got {self.list_size}"
+        )
+        check_setting(self.negatives_top_n >= 1, "negatives_top_n", f"must be >= 1, got {self.negatives_top_n}")
+        if self.eval_split in ("", "none", "None"):
+            self.eval_split = None
+
+
+@dataclass
+class LossArguments(DistillationOptions):
+    """Dynamic listwise distillation (``DistillationOptions``) and what this recipe adds for small data."""
+
+    retriever_supervised_weight: float = loss_option(1.0, help="extra listwise CE on the retriever (paper: 0)")
+    in_batch_negatives: bool = loss_option(True, help="the retriever CE also ranks the other lists' passages")
+    kl_warmup_ratio: float = loss_option(
+        0.5, help="share of joint steps in which the KL trains only the re-ranker (paper: 0)"
+    )
+    retriever_temperature: float | None = loss_option(None, help="t_de (default: 1 for dot, 0.05 for cosine)")
+    reranker_temperature: float = loss_option(1.0, help="t_ce")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_setting(
+            self.retriever_supervised_weight >= 0,
+            "retriever_supervised_weight",
+            f"must be >= 0, got {self.retriever_supervised_weight}",
+        )
+        check_setting(
+            0 <= self.kl_warmup_ratio <= 1, "kl_warmup_ratio", f"must be in [0, 1], got {self.kl_warmup_ratio}"
+        )
+        for name in ("retriever_temperature", "reranker_temperature"):
+            value = getattr(self, name)
+            check_setting(value is None or value > 0, name, f"must be > 0, got {value}")
+
+    def describe(self) -> str:
+        """The loss in words, for model cards: the distillation options, then what this recipe adds."""
+        return (
+            f"{super().describe()}; retriever CE weight {self.retriever_supervised_weight} (in-batch negatives: "
+            f"{self.in_batch_negatives}); share of joint steps where only the re-ranker learns from the KL: "
+            f"{self.kl_warmup_ratio}"
+        )
+
+    def loss_options(self, retriever_temperature: float) -> dict:
+        """Keyword arguments of ``listwise_distillation_loss``."""
+        return {
+            **self.loss_kwargs(),
+            "retriever_temperature": retriever_temperature,
+            "reranker_temperature": self.reranker_temperature,
+        }
+
+
+@dataclass
+class JointTrainingArguments:
+    """Optimisation, schedule, checkpoints, logging."""
+
+    output_dir: str = "outputs/scifact"
+    epochs: int = field(
+        default=3,
+        metadata={
+            "help": "joint epochs (3: bench/results/quality.md, SciFact: retriever 0.694 -> 0.733, "
+            "re-ranked 0.657 -> 0.728 nDCG@10 from 1 to 3)"
+        },
+    )
+    warmup_epochs: int = field(default=0, metadata={"help": "epochs training each model alone before joint training"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "queries per device per step"})
+    gradient_accumulation_steps: int = 1
+    retriever_lr: float = 2e-5
+    reranker_lr: float = 5e-5
+    reranker_head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = field(
+        default="constant_with_warmup", metadata={"help": "constant_with_warmup | linear | constant"}
+    )
+    warmup_ratio: float = 0.1
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps (0: never)"})
+    save_total_limit: int = 2
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    report_to: str = field(
+        default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none"}
+    )
+    eval_steps: int = field(
+        default=0, metadata={"help": "evaluate on the eval split every N optimizer steps (0: only at the end)"}
+    )
+    eval_top_k: int = 100
+    ddp_timeout: int = field(
+        default=1800,
+        metadata={
+            "help": "seconds processes wait for each other "
+            "(the main one alone evaluates and augments: raise it for big corpora)"
+        },
+    )
+    rerank_top_k: int = 20
+    fusion: float = field(
+        default=0.5, metadata={"help": "also evaluate the head ordered by (1-a) z(reranker) + a z(retriever); 0: off"}
+    )
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        check_setting(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
+        check_setting(self.epochs + self.warmup_epochs >= 1, "epochs", "epochs + warmup_epochs must be >= 1")
+        for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
+            check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k", "eval_steps"):
+            check_setting(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("retriever_lr", "reranker_lr", "reranker_head_lr"):
+            check_setting(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        check_setting(0 <= self.fusion <= 1, "fusion", f"must be in [0, 1], got {self.fusion}")
+        check_setting(
+            self.rerank_top_k <= self.eval_top_k,
+            "rerank_top_k",
+            f"must be <= --eval_top_k {self.eval_top_k}, got {self.rerank_top_k}",
+        )
+        check_setting(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        check_setting(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        check_setting(
+            self.mixed_precision in ("no", "bf16", "fp16"),
+            "mixed_precision",
+            f"must be no|bf16|fp16, got {self.mixed_precision!r}",
+        )
+        check_setting(
+            self.lr_scheduler in ("constant_with_warmup", "linear", "constant"),
+            "lr_scheduler",
+            f"must be constant_with_warmup|linear|constant, got {self.lr_scheduler!r}",
+        )
+
+
+@dataclass
+class AugmentationArguments:
+    """Hybrid data augmentation: where lists come from and how the re-ranker cleans them."""
+
+    augment: bool = field(
+        default=False, metadata={"help": "train.py: warm-up -> hybrid augmentation -> joint training"}
+    )
+    augment_warmup: str = field(
+        default="joint",
+        metadata={
+            "help": "first stage: 'joint' (this recipe; the re-ranker learns from the retriever) "
+            "or 'separate' (each model alone, the paper)"
+        },
+    )
+    augment_warmup_epochs: int = field(default=1, metadata={"help": "epochs of the first stage"})
+    augment_top_n: int = field(
+        default=50, metadata={"help": "retrieved passages per query (RocketQA: 50 MS MARCO, 100 NQ)"}
+    )
+    negative_below: float = field(
+        default=0.1, metadata={"help": "denoised: keep a negative only if P(relevant) < this"}
+    )
+    positive_above: float = field(
+        default=0.9, metadata={"help": "denoised: add an unlabelled passage as positive if P > this"}
+    )
+    instance_mix: str = field(default="both", metadata={"help": f"which instances to keep per query: {MIXES}"})
+    probability: str = field(default="platt", metadata={"help": f"re-ranker logit -> probability: {PROBABILITIES}"})
+    augment_batch_size: int = 64
+
+    def __post_init__(self):
+        if self.augment_warmup not in WARMUPS:
+            raise ValueError(f"--augment_warmup: must be one of {WARMUPS}, got {self.augment_warmup!r}")
+        if self.augment_warmup_epochs < 1:
+            raise ValueError(f"--augment_warmup_epochs: must be >= 1, got {self.augment_warmup_epochs}")
+        if self.augment_top_n < 1:
+            raise ValueError(f"--augment_top_n: must be >= 1, got {self.augment_top_n}")
+        if not 0 < self.negative_below <= self.positive_above < 1:
+            raise ValueError(
+                f"--negative_below / --positive_above: need 0 < negative_below <= positive_above < 1, "
+                f"got {self.negative_below} / {self.positive_above}"
+            )
+        if self.instance_mix not in MIXES:
+            raise ValueError(f"--instance_mix: must be one of {MIXES}, got {self.instance_mix!r}")
+        if self.probability not in PROBABILITIES:
+            raise ValueError(f"--probability: must be one of {PROBABILITIES}, got {self.probability!r}")
+        if self.augment_batch_size < 1:
+            raise ValueError(f"--augment_batch_size: must be >= 1, got {self.augment_batch_size}")
+
+
+class RunConfig(NamedTuple):
+    """A run's settings by section; unpacks in this order (``run_training(*config)``)."""
+
+    model: ModelArguments
+    data: DataArguments
+    loss: LossArguments
+    training: JointTrainingArguments
+    augmentation: AugmentationArguments
+
+    FORMAT_VERSION = 1
+    FILE = "training_config.json"
+    LEGACY_SECTIONS = {
+        "ModelArguments": "model",
+        "DataArguments": "data",
+        "LossArguments": "loss",
+        "JointTrainingArguments": "training",
+        "AugmentationArguments": "augmentation",
+    }
+    """Format 0 (modeling_rq2 0.1.0, no version): sections keyed by their class names."""
+
+    def to_dict(self) -> dict:
+        """``{"format_version": 1, "model": {...}, "data": {...}, ...}``: the JSON of ``training_config.json``."""
+        return {
+            "format_version": self.FORMAT_VERSION,
+            **{name: asdict(section) for name, section in self._asdict().items()},
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "RunConfig":
+        """Sections rebuilt (and checked) from ``to_dict``'s output; sections it lacks take their defaults."""
+        version = values.get("format_version")
+        if version is None and set(values) <= set(cls.LEGACY_SECTIONS):
+            values, version = {cls.LEGACY_SECTIONS[k]: v for k, v in values.items()}, cls.FORMAT_VERSION
+        if version != cls.FORMAT_VERSION:
+            raise ValueError(
+                f"{source}: training config format_version {version!r}, this code reads {cls.FORMAT_VERSION}"
+            )
+        kinds = cls.__annotations__
+        return cls(**{name: kinds[name](**values.get(name, {})) for name in cls._fields})
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/training_config.json``."""
+        path = Path(folder) / self.FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "RunConfig | None":
+        """The config a run saved in ``folder``, or None when it saved none."""
+        path = Path(folder) / cls.FILE
+        if not path.is_file():
+            return None
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))

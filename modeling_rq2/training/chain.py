@@ -1,0 +1,105 @@
+"""The RocketQAv2 chain: warm-up -> hybrid data augmentation -> joint training.
+
+``train.py --augment true`` runs it. Each stage writes into its own folder under ``output_dir``
+and is skipped when its output is complete, so a killed chain resumes where it stopped
+(within a training stage too, with ``--resume_from_checkpoint latest``):
+
+    OUTPUT/warmup/      both models after ``augment_warmup_epochs`` on BM25 lists: of this joint recipe
+                        (``augment_warmup joint``, the default: a re-ranker trained alone on little data
+                        stays cold, one taught by the retriever does not) or of each model alone (``separate``,
+                        the paper's warm-up, for data large enough for the re-ranker to learn alone)
+    OUTPUT/augmented/   the instances mined with the warm retriever and denoised by the warm re-ranker
+    OUTPUT/             ``epochs`` of joint training from the warm models on those instances
+"""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from accelerate import PartialState
+
+from ..data import load_data
+from ..hub.model_card import write_cards
+from ..models.loading import load_reranker, load_retriever
+from .arguments import (
+    AugmentationArguments,
+    DataArguments,
+    JointTrainingArguments,
+    LossArguments,
+    ModelArguments,
+    RunConfig,
+)
+from .augmentation import REPORT_FILE, augment_instances, save_instances
+from .trainer import train
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    loss_args: LossArguments,
+    args: JointTrainingArguments,
+    aug_args: AugmentationArguments,
+) -> dict:
+    """Joint training alone, or the whole chain when ``aug_args.augment``; returns the final metrics.
+
+    The arguments are a ``RunConfig``'s sections in order: ``run_training(*parse_arguments(argv))``.
+    """
+    config = RunConfig(model_args, data_args, loss_args, args, aug_args)
+    if not aug_args.augment:
+        return train(config)
+    if data_args.train_instances:
+        raise ValueError("--augment builds its own training instances: drop --train_instances")
+    output = Path(args.output_dir)
+    warm = output / "warmup"
+    if not (warm / "metrics.json").is_file():
+        train(_warmup_stage(config, warm))
+    augmented = output / "augmented"
+    _augment(config, warm, augmented)
+    metrics = train(
+        config._replace(
+            model=replace(model_args, retriever=str(warm / "retriever"), reranker=str(warm / "reranker")),
+            data=replace(data_args, train_instances=str(augmented)),
+            training=replace(args, warmup_epochs=0, epochs=max(1, args.epochs)),
+        )
+    )
+    metrics["augmentation"] = json.loads((augmented / REPORT_FILE).read_text(encoding="utf-8"))
+    if PartialState().is_main_process:  # the cards, rendered by train, now also describe the augmentation
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        write_cards(output)
+    return metrics
+
+
+def _warmup_stage(config: RunConfig, warm: Path) -> RunConfig:
+    """The first stage: this recipe (``joint``) or each model alone (``separate``), no evaluation."""
+    epochs = config.augmentation.augment_warmup_epochs
+    stage = (
+        {"warmup_epochs": epochs, "epochs": 0}
+        if config.augmentation.augment_warmup == "separate"
+        else {"warmup_epochs": 0, "epochs": epochs}
+    )
+    return config._replace(
+        data=replace(config.data, eval_split=None),
+        training=replace(config.training, output_dir=str(warm), eval_steps=0, **stage),
+    )
+
+
+def _augment(config: RunConfig, warm: Path, augmented: Path) -> None:
+    """Mine and denoise the training queries' lists with the warm models (the main process; the others wait)."""
+    state, data_args = PartialState(), config.data
+    with state.main_process_first():  # the main process augments; the others then find its result
+        if (augmented / REPORT_FILE).is_file():
+            return
+        data = load_data(data_args.data, data_args.train_split)
+        if data_args.max_train_queries:
+            data = replace(
+                data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries))))
+            )
+        instances, report = augment_instances(
+            data,
+            load_retriever(warm / "retriever"),
+            load_reranker(warm / "reranker"),
+            config.augmentation,
+            show_progress_bar=state.is_local_main_process,
+        )
+        save_instances(instances, augmented, report)
+        state.print(f"augmentation: {json.dumps({k: v for k, v in report.items() if k != 'arguments'})}")

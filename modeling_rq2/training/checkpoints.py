@@ -1,0 +1,139 @@
+"""What makes a run survive being stopped: atomic checkpoints and model folders, resuming, and stop requests.
+
+A checkpoint is Accelerate's ``save_state`` written into a temporary folder and renamed into place with a
+``progress.json`` (epoch, batches into it, optimizer steps, seconds trained), so a half-written checkpoint is
+never taken as complete and ``resume_from_checkpoint`` continues a killed run exactly where it stopped.
+"""
+
+import json
+import os
+import shutil
+import signal
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+CHECKPOINT_PREFIX = "checkpoint-"
+PROGRESS_FILE = "progress.json"
+
+
+@dataclass
+class Progress:
+    """Where a run is: the epoch, batches done in it, optimizer steps done, and seconds trained before this process."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def read(cls, checkpoint: Path) -> "Progress":
+        """The progress a checkpoint saved (older ones have no ``seconds``)."""
+        return cls(**json.loads((checkpoint / PROGRESS_FILE).read_text(encoding="utf-8")))
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints (with their progress file), oldest first."""
+    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if (p / PROGRESS_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def resolve_checkpoint(output_dir: str, resume: str | None) -> Path | None:
+    """``latest`` -> newest complete checkpoint of the run (None if there is none); a path must be complete."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(Path(output_dir) / "checkpoints")
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / PROGRESS_FILE).is_file():
+        raise ValueError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {PROGRESS_FILE})")
+    return path
+
+
+def check_writable(output_dir: str) -> None:
+    """Fail before any work when the output folder cannot be created or written."""
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(output_dir) / f".write-test-{os.getpid()}"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"--output_dir {output_dir}: cannot write there ({err.strerror or err})") from err
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: Progress, *, keep: int) -> Path:
+    """``save_state`` into a temporary folder, then rename: a half-written checkpoint is never taken as complete.
+
+    Older checkpoints are pruned only after the new one is complete; a failed write (disk full,
+    permissions) removes its temporary folder and leaves the last complete checkpoint as it was.
+    """
+    root = Path(output_dir) / "checkpoints"
+    final = root / f"{CHECKPOINT_PREFIX}{progress.global_step}"
+    tmp = root / f".tmp-{final.name}"
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            with open(tmp / PROGRESS_FILE, "w", encoding="utf-8") as f:
+                json.dump(asdict(progress), f)
+                f.flush()
+                os.fsync(f.fileno())
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        complete = list_checkpoints(root)
+        last = f"the last complete one, {complete[-1]}, is intact" if complete else "no earlier checkpoint exists"
+        raise OSError(f"could not write checkpoint {final} ({err.strerror or err}); {last}") from err
+    if accelerator.is_main_process:
+        for old in list_checkpoints(root)[:-keep] if keep else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def save_model(model: nn.Module, folder: Path) -> None:
+    """``save_pretrained`` into a temporary folder renamed into place: never a half-written model folder."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+class StopRequest:
+    """SIGINT / SIGTERM ask the loop to checkpoint and exit after the current optimizer step.
+
+    The first signal sets a flag and restores the previous handlers, so a second Ctrl-C stops at once.
+    """
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the handlers that were there before back."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def requested(self, accelerator: Accelerator) -> bool:
+        """Whether any process got a signal (all processes agree, so they stop at the same step)."""
+        flag = torch.tensor([float(self.signal is not None)], device=accelerator.device)
+        return bool((accelerator.gather(flag) if accelerator.num_processes > 1 else flag).max() > 0)
