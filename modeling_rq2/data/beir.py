@@ -63,7 +63,7 @@ def load_beir(
         qrels_path = folder / "qrels" / f"{split}.tsv"
         if not qrels_path.is_file():
             raise DataFormatError(f"{qrels_path}: file not found (no qrels for split {split!r})")
-        qrels = read_qrels(qrels_path, queries.data.column("_id"), corpus.data.column("_id"), skip_invalid)
+        qrels = read_qrels(qrels_path, queries.data.column("_id"), corpus.data.column("_id"), skip_invalid=skip_invalid)
         name = folder.name
     else:
         corpus, queries, qrels = _load_beir_from_hub(str(name_or_path), split)

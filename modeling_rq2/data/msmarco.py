@@ -33,6 +33,7 @@ from .records import (
     check_unique_ids,
     file_fingerprint,
     find_file,
+    find_first,
     read_lines,
     read_qrels,
     read_tsv_records,
@@ -44,7 +45,7 @@ MSMARCO_METRICS = ("mrr@10", "success@50", "success@1000", "recall@1000")
 
 def is_msmarco_folder(folder: Path) -> bool:
     """Whether ``folder`` holds MS MARCO's official ``collection.tsv``."""
-    return any((folder / name).is_file() for name in ("collection.tsv", "collection.tsv.gz"))
+    return find_first(folder, ["collection.tsv"]) is not None
 
 
 def _generate_tsv(path: str, with_title: bool, skip_invalid: bool, fingerprint: tuple) -> Iterator[dict]:
@@ -76,7 +77,7 @@ def load_msmarco(folder: str | os.PathLike, split: str = "dev.small", skip_inval
         find_file(folder, f"qrels.{split}.tsv", "MS MARCO"),
         queries.data.column("_id"),
         corpus.data.column("_id"),
-        skip_invalid,
+        skip_invalid=skip_invalid,
     )
     queries = queries.filter(lambda row: row["_id"] in qrels)
     return RetrievalData(
@@ -107,7 +108,7 @@ def _find_rows(keys: np.ndarray, rows: np.ndarray, text: str) -> int | None:
 
 
 def read_triples(
-    path: str | os.PathLike, data: RetrievalData, max_triples: int | None = None, skip_invalid: bool = False
+    path: str | os.PathLike, data: RetrievalData, max_triples: int | None = None, *, skip_invalid: bool = False
 ) -> dict[str, list[str]]:
     """Hard negatives per query id from a triples file: the texts of ``triples.train.small.tsv`` (matched to
     ``data``'s queries and collection) or the ids of ``qidpidtriples.train.full.2.tsv``.

@@ -228,6 +228,7 @@ def read_qrels(
     path: Path,
     query_ids: "pa.ChunkedArray | None" = None,
     doc_ids: "pa.ChunkedArray | None" = None,
+    *,
     skip_invalid: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Read a qrels TSV (``query-id corpus-id score``, optional header; TREC 4-column also accepted).

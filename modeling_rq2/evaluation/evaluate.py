@@ -92,7 +92,7 @@ class EvaluateArguments:
             raise ValueError(f"--shard_size must be >= 1, got {self.shard_size}")
 
 
-def check_cutoffs(metrics: Sequence[str], top_k: int, corpus_size: int, flag: str = "--top_k") -> None:
+def check_cutoffs(metrics: Sequence[str], top_k: int, corpus_size: int, *, flag: str = "--top_k") -> None:
     """Refuse a metric cut deeper than the retrieved list (success@1000 of a top 100 would be success@100)."""
     deepest = max((int(m.split("@")[1]) for m in metrics if "@" in m), default=0)
     if top_k < min(deepest, corpus_size):
@@ -167,28 +167,19 @@ def evaluate_retrieval(
             )
     runs = {system: to_run(query_ids, ranked) for system, ranked in systems.items()}
     judged = judgements(data, runs[System.retriever()], pipe.passages)  # re-ranking only re-orders these candidates
-    scored = {system: evaluate_run(run, judged, metrics, relevance_threshold) for system, run in runs.items()}
+    scored = {
+        system: evaluate_run(run, judged, metrics, relevance_threshold=relevance_threshold)
+        for system, run in runs.items()
+    }
     return Evaluation({s: v[0] for s, v in scored.items()}, {s: v[1] for s, v in scored.items()}, runs)
 
 
 def run_evaluation(args: EvaluateArguments) -> dict:
     """Encode the corpus, retrieve (and re-rank), score; returns the report written to metrics.json."""
-    data = load_data(args.data, args.split)
-    data.answer_match = args.answer_match
-    metrics = args.metrics or list(data.metrics)
-    if args.top_k > len(data.corpus):  # before any model loads
-        raise ValueError(f"--top_k {args.top_k} is more than the {len(data.corpus)} passages of {data.name}")
-    check_cutoffs(metrics, args.top_k, len(data.corpus))
-    overrides = {
-        k: v
-        for k, v in (("query_max_length", args.query_max_length), ("passage_max_length", args.passage_max_length))
-        if v
-    }
-    retriever = load_retriever(args.retriever, **overrides)
-    reranker = load_reranker(args.reranker) if args.reranker else None
+    data, metrics = _checked_data(args)
+    retriever, reranker = _models(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-
     started = time.perf_counter()
     accelerator = Accelerator()
     # under ``accelerate launch``, the processes share the corpus encoding
@@ -196,21 +187,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     if reranker is not None:
         reranker.to(accelerator.device)
     if accelerator.num_processes > 1:
-        if args.index_dir is None:
-            raise ValueError("several processes encode into shards in --index_dir: give one")
-        if not (Path(args.index_dir) / "meta.json").is_file():  # each process its shards; the main one indexes
-            passages = data.passages()
-            encode_corpus_shards(
-                retriever,
-                passages,
-                passages.doc_ids(),
-                Path(args.index_dir) / "shards",
-                shard_size=args.shard_size,
-                batch_size=args.batch_size,
-                process_index=accelerator.process_index,
-                num_processes=accelerator.num_processes,
-            )
-        accelerator.wait_for_everyone()
+        _encode_shards_together(args, data, retriever, accelerator)
         if not accelerator.is_main_process:  # the index, the search and the scoring exist once
             return {}
     pipe = RetrieveThenRerank.from_pretrained(
@@ -235,7 +212,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         relevance_threshold=args.relevance_threshold,
         pipe=pipe,
     )
-    results, per_query = by_name(scored.metrics), by_name(scored.per_query)
+    results = by_name(scored.metrics)
     if args.bm25:
         results[BM25] = bm25_baseline(data, metrics=metrics, top_k=args.top_k)
     write_runs(scored.runs, output_dir)
@@ -248,14 +225,58 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         "arguments": asdict(args),
         "results": results,
     }
+    _write_report(report, by_name(scored.per_query), output_dir, metrics)
+    return report
+
+
+def _checked_data(args: EvaluateArguments) -> tuple[RetrievalData, list[str]]:
+    """The split to evaluate and its metrics; a ``--top_k`` the corpus or the metrics make impossible fails here,
+    before any model loads."""
+    data = load_data(args.data, args.split)
+    data.answer_match = args.answer_match
+    metrics = args.metrics or list(data.metrics)
+    if args.top_k > len(data.corpus):
+        raise ValueError(f"--top_k {args.top_k} is more than the {len(data.corpus)} passages of {data.name}")
+    check_cutoffs(metrics, args.top_k, len(data.corpus))
+    return data, metrics
+
+
+def _models(args: EvaluateArguments) -> tuple[RQ2Retriever, RQ2Reranker | None]:
+    """The retriever (with the lengths asked for) and the re-ranker, if any."""
+    lengths = {"query_max_length": args.query_max_length, "passage_max_length": args.passage_max_length}
+    retriever = load_retriever(args.retriever, **{k: v for k, v in lengths.items() if v})
+    return retriever, load_reranker(args.reranker) if args.reranker else None
+
+
+def _encode_shards_together(args: EvaluateArguments, data: RetrievalData, retriever: RQ2Retriever, accelerator) -> None:
+    """Under several processes, each encodes its shards of the corpus into ``--index_dir``; the main one indexes."""
+    if args.index_dir is None:
+        raise ValueError("several processes encode into shards in --index_dir: give one")
+    if not (Path(args.index_dir) / "meta.json").is_file():
+        passages = data.passages()
+        encode_corpus_shards(
+            retriever,
+            passages,
+            passages.doc_ids(),
+            Path(args.index_dir) / "shards",
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            process_index=accelerator.process_index,
+            num_processes=accelerator.num_processes,
+        )
+    accelerator.wait_for_everyone()
+
+
+def _write_report(report: dict, per_query: dict, output_dir: Path, metrics: list[str]) -> None:
+    """metrics.json, per_query.json, and the table on the console."""
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (output_dir / "per_query.json").write_text(json.dumps(per_query, indent=1), encoding="utf-8")
     print(
-        f"{data.name} ({args.split}): {len(data.queries)} queries, {len(data.corpus)} passages, {report['seconds']} s"
+        f"{report['dataset']} ({report['split']}): {report['queries']} queries, {report['corpus']} passages, "
+        f"{report['seconds']} s"
     )
-    print(markdown_table(results, metrics))
+    print(markdown_table(report["results"], metrics))
     print(f"wrote {output_dir / 'metrics.json'}")
-    return report
 
 
 def write_runs(runs: Mapping[System, dict[str, dict[str, float]]], folder: Path) -> None:

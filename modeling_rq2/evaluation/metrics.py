@@ -57,6 +57,7 @@ def evaluate_run(
     run: dict[str, dict[str, float]],
     qrels: dict[str, dict[str, int]],
     metrics: Iterable[str] = DEFAULT_METRICS,
+    *,
     relevance_threshold: int = 1,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Score a run against qrels.

@@ -3,7 +3,7 @@
 from ..data import RetrievalData
 
 
-def bm25_search(data: RetrievalData, k: int, k1: float = 1.5, b: float = 0.75) -> dict[str, list[tuple[str, float]]]:
+def bm25_search(data: RetrievalData, k: int, *, k1: float = 1.5, b: float = 0.75) -> dict[str, list[tuple[str, float]]]:
     """Top-k (doc id, BM25 score) per query of ``data``, best first; passages indexed as ``title text``."""
     import bm25s
 

@@ -346,7 +346,7 @@ def _shard_count(size: int, shard_size: int) -> int:
 
 
 def index_from_shards(
-    folder: str | os.PathLike, options: IndexOptions | None = None, train_sample: int = 200_000, seed: int = 0
+    folder: str | os.PathLike, options: IndexOptions | None = None, *, train_sample: int = 200_000, seed: int = 0
 ) -> DenseIndex:
     """Build a DenseIndex from a complete shard folder, never holding the corpus in RAM twice.
 

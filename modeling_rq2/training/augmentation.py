@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "augmentation_report.json"
 
 
-def platt_scale(logits: np.ndarray, labels: np.ndarray, iterations: int = 50, l2: float = 1e-4) -> tuple[float, float]:
+def platt_scale(
+    logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50, l2: float = 1e-4
+) -> tuple[float, float]:
     """(a, b) of sigmoid(a * logit + b) fitted to 0/1 labels by Newton's method (logistic regression)."""
     logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
     if labels.min() == labels.max():
@@ -102,14 +104,7 @@ def augment_instances(
         index = build_index(
             retriever, corpus, corpus_ids, batch_size=args.augment_batch_size, show_progress_bar=show_progress_bar
         )
-    queries = [
-        (qid, text, [d for d, g in data.qrels.get(qid, {}).items() if g >= relevance_threshold])
-        for qid, text in zip(data.queries["_id"], data.queries["text"], strict=True)
-    ]
-    skipped = sum(not gold for _, _, gold in queries)
-    queries = [q for q in queries if q[2]]
-    if not queries:
-        raise ValueError(f"{data.name}/{data.split}: no query has a positive passage; nothing to augment")
+    queries, skipped = _queries_with_positives(data, relevance_threshold)
     top_n = min(args.augment_top_n, len(corpus_ids))
     retrieved = index.search(retriever.encode_queries([text for _, text, _ in queries], args.augment_batch_size), top_n)
 
@@ -121,34 +116,7 @@ def augment_instances(
     probability, (a, b) = (
         _probabilities(queries, retrieved, corpus, reranker, args, show_progress_bar) if denoise else ({}, (None, None))
     )
-    rows = []
-    counts = {"negatives_retrieved": 0, "gold_retrieved": 0}
-    if denoise:
-        counts.update(negatives_removed=0, positives_added=0, denoised_without_negatives=0)
-    for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved, strict=True)):
-        unlabelled = [doc for doc, _ in hits if doc not in gold]
-        counts["gold_retrieved"] += len(hits) - len(unlabelled)
-        counts["negatives_retrieved"] += len(unlabelled)
-        if args.instance_mix in ("both", "undenoised") and unlabelled:
-            rows.append(
-                {"query_id": qid, "query": text, "positives": gold, "negatives": unlabelled, "kind": "undenoised"}
-            )
-        if denoise:
-            clean = [doc for doc in unlabelled if probability[i, doc] < args.negative_below]
-            added = [doc for doc in unlabelled if probability[i, doc] > args.positive_above]
-            counts["negatives_removed"] += len(unlabelled) - len(clean)
-            counts["positives_added"] += len(added)
-            if clean:
-                rows.append(
-                    {"query_id": qid, "query": text, "positives": gold + added, "negatives": clean, "kind": "denoised"}
-                )
-            else:
-                counts["denoised_without_negatives"] += 1
-    if not rows:
-        raise ValueError(
-            "augmentation left no instance with a negative: "
-            "lower --negative_below's strictness or raise --augment_top_n"
-        )
+    rows, counts = _instance_rows(queries, retrieved, probability, args, denoise=denoise)
     features = datasets.Features({**INSTANCE_FEATURES, "kind": datasets.Value("string")})
     instances = datasets.Dataset.from_list(rows, features=features)
     report = {
@@ -170,6 +138,51 @@ def augment_instances(
         counts.get("positives_added", "none"),
     )
     return instances, report
+
+
+def _queries_with_positives(data: RetrievalData, relevance_threshold: int) -> tuple[list[tuple], int]:
+    """(query id, text, gold doc ids) of every query with a positive, and how many had none (skipped)."""
+    queries = [
+        (qid, text, [d for d, g in data.qrels.get(qid, {}).items() if g >= relevance_threshold])
+        for qid, text in zip(data.queries["_id"], data.queries["text"], strict=True)
+    ]
+    kept = [q for q in queries if q[2]]
+    if not kept:
+        raise ValueError(f"{data.name}/{data.split}: no query has a positive passage; nothing to augment")
+    return kept, len(queries) - len(kept)
+
+
+def _instance_rows(
+    queries: list[tuple], retrieved: list, probability: dict, args: AugmentationArguments, *, denoise: bool
+) -> tuple[list[dict], dict[str, int]]:
+    """The instances of each query (undenoised: every retrieved non-gold passage a negative; denoised: the
+    re-ranker's likely false negatives removed, its confident positives added) and the counts of what changed."""
+    rows = []
+    counts = {"negatives_retrieved": 0, "gold_retrieved": 0}
+    if denoise:
+        counts.update(negatives_removed=0, positives_added=0, denoised_without_negatives=0)
+    for i, ((qid, text, gold), hits) in enumerate(zip(queries, retrieved, strict=True)):
+        unlabelled = [doc for doc, _ in hits if doc not in gold]
+        counts["gold_retrieved"] += len(hits) - len(unlabelled)
+        counts["negatives_retrieved"] += len(unlabelled)
+        row = {"query_id": qid, "query": text}
+        if args.instance_mix in ("both", "undenoised") and unlabelled:
+            rows.append({**row, "positives": gold, "negatives": unlabelled, "kind": "undenoised"})
+        if denoise:
+            clean = [doc for doc in unlabelled if probability[i, doc] < args.negative_below]
+            added = [doc for doc in unlabelled if probability[i, doc] > args.positive_above]
+            counts["negatives_removed"] += len(unlabelled) - len(clean)
+            counts["positives_added"] += len(added)
+            if clean:
+                rows.append({**row, "positives": gold + added, "negatives": clean, "kind": "denoised"})
+            else:
+                counts["denoised_without_negatives"] += 1
+    if not rows:
+        raise ValueError(
+            "augmentation left no instance with a negative: "
+            "lower --negative_below's strictness or raise --augment_top_n"
+        )
+    return rows, counts
 
 
 def save_instances(instances: datasets.Dataset, path: str | os.PathLike, report: dict | None = None) -> Path:

@@ -36,12 +36,12 @@ INSTANCE_FEATURES = {
 }
 
 
-def bm25_negatives(data: RetrievalData, top_n: int = 100, k1: float = 1.5, b: float = 0.75) -> dict[str, list[str]]:
+def bm25_negatives(data: RetrievalData, top_n: int = 100, *, k1: float = 1.5, b: float = 0.75) -> dict[str, list[str]]:
     """Top-n BM25 doc ids per query of ``data``, judged positives excluded."""
     depth = top_n + max((len(p) for p in data.qrels.values()), default=0)
     return {
         qid: [doc for doc, _ in hits if data.qrels.get(qid, {}).get(doc, 0) <= 0][:top_n]
-        for qid, hits in bm25_search(data, depth, k1, b).items()
+        for qid, hits in bm25_search(data, depth, k1=k1, b=b).items()
     }
 
 

@@ -119,6 +119,7 @@ def listwise_cross_entropy(
     scores: torch.Tensor,
     labels: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    *,
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Mean over queries of -log softmax(scores / temperature)[positive]: the listwise supervised loss."""
@@ -129,6 +130,7 @@ def listwise_cross_entropy(
 def listwise_distillation_loss(
     retriever_scores: torch.Tensor,
     reranker_scores: torch.Tensor,
+    *,
     labels: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     retriever_temperature: float = 1.0,

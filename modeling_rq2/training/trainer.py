@@ -103,7 +103,7 @@ def prepare_data(data_args: DataArguments, args: JointTrainingArguments, acceler
             "eval_top_k",
             f"{args.eval_top_k} is more than the {len(evaluation.corpus)} passages of {evaluation.name}",
         )
-        check_cutoffs(evaluation.metrics, args.eval_top_k, len(evaluation.corpus), "--eval_top_k")
+        check_cutoffs(evaluation.metrics, args.eval_top_k, len(evaluation.corpus), flag="--eval_top_k")
     return TrainingData(instances, CorpusPassages(train.corpus), evaluation)
 
 
