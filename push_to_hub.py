@@ -25,7 +25,7 @@ class PushArguments:
     dry_run: bool = field(default=False, metadata={"help": "stage only; print what would be uploaded"})
     local_dir: str | None = field(default=None, metadata={"help": "where to stage (default: a temporary folder)"})
     benchmark: str | None = field(
-        default=None, metadata={"help": "bench/quality.py report (JSON) whose table goes into the cards"}
+        default=None, metadata={"help": "bench.quality report (JSON) whose table goes into the cards"}
     )
 
 

@@ -19,7 +19,7 @@ Extrapolated: everything at the target sizes, linearly in the number of passages
 fixed sample with fixed nlist, is kept constant). Each case runs in a fresh subprocess, so its RSS
 is its own.
 
-Real embeddings (``--real_index``, ``--real_model``; by default bench/quality.py's st_biencoder SciFact index, run
+Real embeddings (``--real_index``, ``--real_model``; by default bench.quality's st_biencoder SciFact index, run
 when it exists): its exact flat index's vectors re-indexed as flat16 and IVF-PQ (nlist by the default rule and 64,
 PQ48x8 and PQ96x8, several nprobe), with Recall@10/@100 of the exact top-k and nDCG@10 / Recall@100 on the qrels,
 beside exact flat: the recall loss the random vectors cannot show. ``--only_real`` runs just this case and adds it
@@ -45,7 +45,7 @@ from reporting import write_report  # bench/reporting.py (scripts run as python 
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-REAL = ROOT / "outputs" / "bench" / "quality" / "st_biencoder-lr2e-05-ep1-seed42"  # a bench/quality.py job folder
+REAL = ROOT / "outputs" / "bench" / "quality" / "st_biencoder-lr2e-05-ep1-seed42"  # a bench.quality job folder
 TARGETS = {"MS MARCO": 8_841_823, "DPR Wikipedia": 21_015_324}
 K = 100
 
@@ -306,7 +306,7 @@ def case_arrow_read(args) -> dict:
 
 
 def _real_hits(dense, queries: np.ndarray, data) -> tuple[list[np.ndarray], dict[str, float]]:
-    """Top-K doc ids per query and nDCG@10 / Recall@100 against the qrels, scored as bench/quality.py does.
+    """Top-K doc ids per query and nDCG@10 / Recall@100 against the qrels, scored as bench.quality does.
 
     An IVF search whose probed lists hold fewer than K passages returns a shorter list: ``short_lists`` counts them.
     """
@@ -324,9 +324,9 @@ def _real_hits(dense, queries: np.ndarray, data) -> tuple[list[np.ndarray], dict
 
 
 def case_real(args) -> dict:
-    """Recall loss of flat16 and IVF-PQ on real embeddings: a saved bench/quality.py index and its model's queries.
+    """Recall loss of flat16 and IVF-PQ on real embeddings: a saved bench.quality index and its model's queries.
 
-    Queries are encoded as bench/quality.py's ``_dense`` encoded them (``load_retriever`` on the model folder with
+    Queries are encoded as bench/quality/jobs.py's ``_dense`` encoded them (``load_retriever`` on the model folder with
     the job's lengths; the Normalize module makes it cosine), and the index is loaded with that retriever, so a
     fingerprint mismatch (other weights, pooling, normalisation or passage length) is refused.
     """
@@ -338,7 +338,7 @@ def case_real(args) -> dict:
 
     _threads(args.threads)
     model, folder = Path(args.real_model), Path(args.real_index)
-    job_file = model.parent / "job.json"  # the bench/quality.py job that built the index
+    job_file = model.parent / "job.json"  # the bench.quality job that built the index
     job = (
         json.loads(job_file.read_text())
         if job_file.is_file()
@@ -596,17 +596,17 @@ def markdown_real(real: dict) -> str:
         f"### Recall loss on real embeddings (SciFact, {real['n']:,} passages, fine-tuned MiniLM)",
         "",
         (
-            "The exact index bench/quality.py saved for its st_biencoder peer (all-MiniLM-L6-v2 fine-tuned on "
+            "The exact index bench.quality saved for its st_biencoder peer (all-MiniLM-L6-v2 fine-tuned on "
             "SciFact train, "
             f"{real['dim']}-d, {real['similarity']}: `{real['index']}`); "
             f"its vectors re-indexed with `DenseIndex.build`; the {real['queries']} {real['dataset']} queries "
             "encoded as "
-            f"bench/quality.py did (`load_retriever`, query length {real['query_max_length']}, index fingerprint "
+            f"bench.quality did (`load_retriever`, query length {real['query_max_length']}, index fingerprint "
             "checked). "
             "R@k vs exact: share of exact flat top-k ids found (a query whose probed lists hold fewer than 100 "
             "passages gets a short list, its missing ranks count as misses); nDCG@10 and Recall@100 against the "
             "qrels (our evaluation, "
-            "as bench/quality.py), Δ against exact flat. nlist: IndexOptions' default rule at this size (min(4√n, "
+            "as bench.quality), Δ against exact flat. nlist: IndexOptions' default rule at this size (min(4√n, "
             "n/39)) "
             "and 64; nprobe/nlist, the share of the corpus scanned, is what carries over to a larger corpus at its own "
             "nlist. Index bytes: `faiss.serialize_index`; per passage: without the fixed part (centroids, PQ code "

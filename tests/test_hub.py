@@ -129,7 +129,7 @@ def test_a_bad_benchmark_report_is_named(run_dir, tmp_path):
     report = json.loads(_benchmark(tmp_path / "old.json").read_text())
     del report["table"]
     (tmp_path / "old.json").write_text(json.dumps(report))
-    with pytest.raises(ValueError, match=r"old.json: not a bench/quality.py report \(missing table\)"):
+    with pytest.raises(ValueError, match=r"old.json: not a bench.quality report \(missing table\)"):
         stage_run(run_dir, REPOS, tmp_path / "s", benchmark=tmp_path / "old.json")
 
 

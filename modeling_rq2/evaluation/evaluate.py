@@ -28,7 +28,7 @@ from ..models.loading import DEFAULT_BACKBONE, load_reranker, load_retriever
 from ..models.modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
 from ..retrieval.bm25 import bm25_search
 from ..retrieval.index import INDEX_TYPES, IndexOptions, encode_corpus_shards
-from ..retrieval.pipeline import RetrieveThenRerank, to_run
+from ..retrieval.pipeline import Reranker, RetrieveThenRerank, to_run
 from .answers import MATCH_TYPES, answer_judgements
 from .metrics import evaluate_run, write_trec_run
 from .systems import BM25, System, by_name, markdown_table
@@ -134,7 +134,7 @@ class Evaluation:
 def evaluate_retrieval(
     retriever: RQ2Retriever,
     data: RetrievalData,
-    reranker: RQ2Reranker | None = None,
+    reranker: Reranker | None = None,
     *,
     top_k: int = 100,
     rerank_top_k: int = 50,

@@ -3,7 +3,7 @@
 Everything a card states comes from the run folder: ``metrics.json`` (measured results, baselines
 of the same run, hardware, time), ``training_config.json`` (the recipe) and ``train_log.jsonl``
 (the training curve, drawn to ``training_curve.png`` beside the weights). A published card can also carry
-a benchmark report of ``bench/quality.py`` (ours beside the peers, measured in one run).
+a benchmark report of ``bench.quality`` (ours beside the peers, measured in one run).
 """
 
 import json
@@ -38,11 +38,11 @@ def _metric_system(role: str, results: dict) -> str | None:
 
 
 def load_benchmark(path: str | Path) -> dict:
-    """A ``bench/quality.py`` report (OUTPUT.json), checked to hold what the card's benchmark section shows."""
+    """A ``bench.quality`` report (OUTPUT.json), checked to hold what the card's benchmark section shows."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: no such benchmark report (bench/quality.py writes bench/results/quality.json)"
+            f"{path}: no such benchmark report (python -m bench.quality writes bench/results/quality.json)"
         )
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -51,7 +51,7 @@ def load_benchmark(path: str | Path) -> dict:
     missing = [key for key in _BENCHMARK_KEYS if not isinstance(report, dict) or key not in report]
     if missing:
         raise ValueError(
-            f"{path}: not a bench/quality.py report (missing {', '.join(missing)}); rerun bench/quality.py"
+            f"{path}: not a bench.quality report (missing {', '.join(missing)}); rerun python -m bench.quality"
         )
     return report
 
@@ -61,7 +61,7 @@ def benchmark_section(report: dict) -> str:
     data, machine = report["data"], report["machine"]
     seeds = report["settings"].get("seeds")
     header = (
-        f"Measured by `bench/quality.py` on {data['name']} `{data['eval_split']}` ({data['queries']} queries, "
+        f"Measured by `python -m bench.quality` on {data['name']} `{data['eval_split']}` ({data['queries']} queries, "
         f"{data['corpus']} passages), seeds {seeds} (mean ± standard deviation where several), "
         f"on {machine.get('device')} "
         f"({machine.get('cpus')} cores, torch {machine.get('torch')}). Every system starts from the same backbone and "

@@ -26,7 +26,7 @@ def stage_run(
     """Copy ``run_dir/{retriever,reranker}`` (weights, tokenizer, modeling code) plus the run's metrics
     and config into ``local_dir/<role>``, each with a generated README.md card. Returns the folders.
 
-    ``benchmark``: a ``bench/quality.py`` report (JSON): its table goes into both cards, the file beside them.
+    ``benchmark``: a ``bench.quality`` report (JSON): its table goes into both cards, the file beside them.
     """
     run_dir = Path(run_dir)
     for role in ROLES:

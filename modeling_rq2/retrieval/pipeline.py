@@ -4,6 +4,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import datasets
 import numpy as np
@@ -11,10 +12,17 @@ import numpy as np
 from ..data import RetrievalData
 from ..data.corpus import CorpusSequence, lookup_passages
 from ..models.loading import load_reranker, load_retriever
-from ..models.modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
+from ..models.modeling_rq2 import Passage, RQ2Retriever
 from .index import DenseIndex, IndexOptions, build_index
 
 Corpus = RetrievalData | datasets.Dataset | Mapping[str, Passage]
+
+
+class Reranker(Protocol):
+    """What re-ranks the head: an ``RQ2Reranker``, or any model with its ``score_pairs`` (e.g. a wrapped peer)."""
+
+    def score_pairs(self, pairs: Sequence[tuple[str, Passage]]) -> np.ndarray:
+        """One relevance score per (query, passage) pair, higher is more relevant."""
 
 
 class RetrieveThenRerank:
@@ -32,7 +40,7 @@ class RetrieveThenRerank:
         retriever: RQ2Retriever,
         index: DenseIndex,
         passages: Mapping[str, Passage],
-        reranker: RQ2Reranker | None = None,
+        reranker: Reranker | None = None,
     ):
         if index.dim != retriever.embedding_dim:
             raise ValueError(f"index dimension {index.dim} != retriever embedding size {retriever.embedding_dim}")
@@ -44,7 +52,7 @@ class RetrieveThenRerank:
         retriever: RQ2Retriever,
         passages: Sequence[Passage],
         doc_ids: Sequence[str],
-        reranker: RQ2Reranker | None = None,
+        reranker: Reranker | None = None,
         *,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
@@ -75,7 +83,7 @@ class RetrieveThenRerank:
     def from_pretrained(
         cls,
         retriever: "str | os.PathLike | RQ2Retriever",
-        reranker: "str | os.PathLike | RQ2Reranker | None" = None,
+        reranker: "str | os.PathLike | Reranker | None" = None,
         corpus: Corpus | None = None,
         index_folder: str | os.PathLike | None = None,
         *,
@@ -96,7 +104,7 @@ class RetrieveThenRerank:
         if corpus is None:
             raise ValueError("a corpus is needed: the passages that the index holds and the re-ranker reads")
         retriever = retriever if isinstance(retriever, RQ2Retriever) else load_retriever(retriever)
-        if reranker is not None and not isinstance(reranker, RQ2Reranker):
+        if isinstance(reranker, (str, os.PathLike)):  # else a model: an RQ2Reranker or anything with score_pairs
             reranker = load_reranker(reranker)
         doc_ids, passages = _corpus_items(corpus)
         if index_folder is not None and (Path(index_folder) / "meta.json").is_file():

@@ -1,0 +1,81 @@
+"""``python -m bench.quality``: the command line (see the package's docstring)."""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import bench.quality
+from bench.reporting import write_report
+
+from .jobs import recipe
+from .report import build_report, markdown
+from .runner import ROOT, prepare_data, run_child, run_systems
+from .systems import BASELINE, GROUPS, OURS, PEERS, SYSTEMS, expand
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=bench.quality.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=[*PEERS, *OURS], choices=(*SYSTEMS, *GROUPS),
+                        help=f"'ablations': every ablation (with its baseline, {BASELINE} or the chain); "
+                        "'all': everything")
+    parser.add_argument("--data", default="scifact", help="BEIR folder, bundled name or Hub dataset")
+    parser.add_argument("--train_split", default="train")
+    parser.add_argument("--eval_split", default="test")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
+    parser.add_argument("--top_k", type=int, default=100)
+    parser.add_argument("--rerank_top_k", type=int, default=20)
+    parser.add_argument("--fusion", type=float, default=0.5)
+    parser.add_argument("--batch_size", type=int, default=64, help="evaluation batch size")
+    parser.add_argument("--st_lrs", nargs="+", type=float, default=[2e-5, 5e-5])
+    parser.add_argument("--st_epochs", nargs="+", type=int, default=[1])
+    parser.add_argument("--st_batch_size", type=int, default=16)
+    parser.add_argument("--ce_loss", choices=("bce", "listnet"), default="bce")
+    parser.add_argument("--ce_lrs", nargs="+", type=float, default=[5e-5])
+    parser.add_argument("--ce_epochs", nargs="+", type=int, default=[1])
+    parser.add_argument("--ce_batch_queries", type=int, default=recipe()["batch_size"],
+                        help="queries per CrossEncoder step")
+    parser.add_argument("--max_train_queries", type=int, help="budget: the first N training lists, every system")
+    parser.add_argument("--max_steps", type=int, help="budget: optimizer steps, every trained system")
+    parser.add_argument("--eval_queries", type=int, help="smoke: the first N evaluation queries")
+    parser.add_argument("--corpus_limit", type=int,
+                        help="smoke: judged passages of the kept queries + the first N others")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--work_dir", help="jobs' models and cached results (default outputs/bench/<name of --output>)")
+    parser.add_argument("--output", default=str(RESULTS / "quality"), help="writes OUTPUT.json and OUTPUT.md")
+    parser.add_argument("--cached_only", action="store_true",
+                        help="report the jobs that have run (each system with the seeds it has), start none")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job folder in this process
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Flags; ``--systems`` groups expanded into system names in a fixed order."""
+    args = _parser().parse_args(argv)
+    args.systems = expand(args.systems)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run (or reuse) every job, then write and print the report."""
+    args = parse_args(argv)
+    if args.job:
+        run_child(Path(args.job), args.threads)
+        return {}
+    started = time.perf_counter()
+    output = Path(args.output)
+    work = Path(args.work_dir or ROOT / "outputs" / "bench" / output.name)
+    data_path = prepare_data(args, work)
+    systems = run_systems(args, work, data_path)
+    report = build_report(args, data_path, systems)
+    report["seconds"] = time.perf_counter() - started
+    write_report(report, output, markdown)
+    print(f"wrote {output.with_suffix('.json')} and .md in {report['seconds']:.0f} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

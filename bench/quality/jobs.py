@@ -1,0 +1,393 @@
+"""The jobs, one function per family (each runs in its own subprocess): ``JOBS[family](config, folder) -> result``.
+
+A job's config is a plain dict (``JobConfig`` types it): it is the cache key, compared with a cached result's
+``config`` for equality, so its keys and values must stay as they are.
+"""
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from .systems import BASELINE, SYSTEMS
+
+METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
+BM25_ROW = "BM25"
+"""The bm25 job's row (its cached results name it so; the library's display name is ``systems.BM25``)."""
+
+
+class DataSettings(TypedDict):
+    """Which data every job reads (``path``: the data itself or the smaller copy of the smoke flags)."""
+
+    source: str
+    path: str
+    train_split: str
+    eval_split: str
+    eval_queries: int | None
+    corpus_limit: int | None
+    max_train_queries: int | None
+
+
+class Lengths(TypedDict):
+    """Our recipe's defaults that the peers copy (``recipe()``)."""
+
+    query_max_length: int
+    passage_max_length: int
+    train_passage_max_length: int
+    reranker_max_length: int
+    list_size: int
+    negatives_top_n: int
+    batch_size: int
+
+
+class JobConfig(TypedDict, total=False):
+    """A job's settings, in the order its job.json lists them. bm25 and zeroshot: the first five; trained systems
+    add the seed, budgets and re-ranking; the bi-encoder lr, epochs, batch_size_train; the cross-encoder lr, epochs,
+    loss, batch_queries and the bi-encoder it re-ranks (``{"folder", "config"}``); ours flags (and a teacher)."""
+
+    data: DataSettings
+    lengths: Lengths
+    top_k: int
+    batch_size: int
+    system: str
+    seed: int
+    max_train_queries: int | None
+    max_steps: int | None
+    rerank_top_k: int
+    fusion: float
+    lr: float
+    epochs: int
+    batch_size_train: int
+    loss: str
+    batch_queries: int
+    biencoder: dict[str, Any]
+    flags: list[str]
+    teacher: str
+
+
+class JobResult(TypedDict, total=False):
+    """What a job writes to result.json (with its ``config`` added by the runner)."""
+
+    rows: dict[str, dict[str, float]]
+    train_seconds: float
+    eval_seconds: float
+    details: dict[str, Any]
+    config: JobConfig
+
+
+def recipe() -> Lengths:
+    """Our training recipe's defaults, which the peers copy (lengths, list size, BM25 depth, batch)."""
+    from modeling_rq2.training.arguments import DataArguments, JointTrainingArguments, ModelArguments
+
+    model, data, joint = ModelArguments(), DataArguments(), JointTrainingArguments()
+    return {
+        "query_max_length": model.query_max_length, "passage_max_length": model.passage_max_length,
+        "train_passage_max_length": model.train_passage_max_length, "reranker_max_length": model.reranker_max_length,
+        "list_size": data.list_size, "negatives_top_n": data.negatives_top_n, "batch_size": joint.batch_size,
+    }
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _load(config: JobConfig, split_key: str):
+    from modeling_rq2.data import load_beir
+
+    return load_beir(config["data"]["path"], config["data"][split_key])
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _retriever(config: JobConfig, model: str | Path):
+    """A retriever (backbone name or folder) at our evaluation lengths, on the device, in eval mode."""
+    from modeling_rq2.models.loading import load_retriever
+
+    lengths = config["lengths"]
+    retriever = load_retriever(model, query_max_length=lengths["query_max_length"],
+                               passage_max_length=lengths["passage_max_length"])
+    return retriever.to(_device()).eval()
+
+
+def _evaluate(config: JobConfig, retriever, data, index_folder: Path | None, reranker=None):
+    """``evaluate_retrieval`` of ``retriever`` (and ``reranker`` on its head) with the job's settings."""
+    from modeling_rq2.evaluation.evaluate import evaluate_retrieval
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    pipe = RetrieveThenRerank.from_pretrained(retriever, reranker, data, index_folder=index_folder,
+                                              batch_size=config["batch_size"])
+    return evaluate_retrieval(
+        retriever, data, reranker, top_k=config["top_k"], rerank_top_k=config["rerank_top_k"] if reranker else 0,
+        metrics=METRICS, batch_size=config["batch_size"], fusion=config["fusion"] if reranker else 0.0, pipe=pipe,
+    )
+
+
+def _dense(config: JobConfig, model: str, index_folder: Path | None = None) -> tuple[dict[str, float], float]:
+    """A retriever (backbone or sentence-transformers folder) evaluated by ours: (metrics, seconds)."""
+    from modeling_rq2.evaluation.systems import System
+
+    started = time.perf_counter()
+    scored = _evaluate(config, _retriever(config, model), _load(config, "eval_split"), index_folder)
+    return scored.metrics[System.retriever()], time.perf_counter() - started
+
+
+def training_lists(config: JobConfig) -> tuple[list[str], list[list[str]]]:
+    """Queries and their lists of formatted passages (positive first), exactly our epoch-0 lists."""
+    from modeling_rq2.models.modeling_rq2 import format_passage
+    from modeling_rq2.training.lists import ListwiseDataset, bm25_negatives, build_instances
+
+    train = _load(config, "train_split")
+    instances = build_instances(train, bm25_negatives(train, config["lengths"]["negatives_top_n"]))
+    if config["max_train_queries"]:
+        instances = instances.select(range(min(config["max_train_queries"], len(instances))))
+    passages = dict(zip(train.corpus["_id"], train.passages()))
+    lists = ListwiseDataset(instances, passages, config["lengths"]["list_size"], seed=config["seed"])
+    texts = [[format_passage(passages[d], "[SEP]") for d in lists.sample(i)] for i in range(len(lists))]
+    return list(instances["query"]), texts
+
+
+def _training_arguments(cls, config: JobConfig, folder: Path, batch_size: int, **extra):
+    """Trainer arguments shared by both sentence-transformers peers (no checkpoints, no trackers)."""
+    return cls(
+        output_dir=str(folder / "trainer"), num_train_epochs=config["epochs"], max_steps=config["max_steps"] or -1,
+        per_device_train_batch_size=batch_size, learning_rate=config["lr"], warmup_steps=0.1, weight_decay=0.01,
+        seed=config["seed"], data_seed=config["seed"], save_strategy="no", report_to="none", logging_steps=10,
+        disable_tqdm=True, **extra,
+    )
+
+
+# ---------------------------------------------------------------- peers
+
+
+def job_bm25(config: JobConfig, folder: Path) -> JobResult:
+    """BM25 (bm25s) on the evaluation split."""
+    from modeling_rq2.evaluation.evaluate import bm25_baseline
+
+    started = time.perf_counter()
+    means = bm25_baseline(_load(config, "eval_split"), metrics=METRICS, top_k=config["top_k"])
+    return {"rows": {BM25_ROW: means}, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started}
+
+
+def job_zeroshot(config: JobConfig, folder: Path) -> JobResult:
+    """The backbone as a dense retriever, untrained."""
+    from modeling_rq2.evaluation.systems import System
+
+    means, seconds = _dense(config, "default")
+    return {"rows": {System.retriever().name: means}, "train_seconds": 0.0, "eval_seconds": seconds}
+
+
+def _biencoder_columns(config: JobConfig, queries: list[str], texts: list[list[str]]) -> dict[str, list[str]]:
+    """(anchor, positive, negative_1..k) columns of the lists that fill every column (MNRL needs them all)."""
+    k = config["lengths"]["list_size"] - 1
+    full = [(q, t) for q, t in zip(queries, texts) if len(t) == k + 1]
+    columns = {"anchor": [q for q, _ in full], "positive": [t[0] for _, t in full]}
+    columns.update({f"negative_{j}": [t[j] for _, t in full] for j in range(1, k + 1)})
+    return columns
+
+
+def job_st_biencoder(config: JobConfig, folder: Path) -> JobResult:
+    """SentenceTransformer + MultipleNegativesRankingLoss on (anchor, positive, negative_1..k) rows of our lists."""
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from modeling_rq2.evaluation.systems import System
+    from modeling_rq2.models.loading import default_backbone_path
+
+    lengths = config["lengths"]
+    queries, texts = training_lists(config)
+    columns = _biencoder_columns(config, queries, texts)
+    model = SentenceTransformer(default_backbone_path(), device=_device())
+    model.max_seq_length = lengths["train_passage_max_length"]  # one length for all columns in ST
+    long_queries = sum(len(ids) > lengths["query_max_length"] for ids in model.tokenizer(queries)["input_ids"])
+    args = _training_arguments(SentenceTransformerTrainingArguments, config, folder, config["batch_size_train"],
+                               batch_sampler=BatchSamplers.NO_DUPLICATES)
+    started = time.perf_counter()
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
+                                         loss=MultipleNegativesRankingLoss(model))
+    trainer.train()
+    # ST keeps max_seq_length in the saved tokenizer (model_max_length), which caps our encoder's lengths:
+    # save the evaluation length, as our retriever saves its own
+    model.max_seq_length = lengths["passage_max_length"]
+    model.save(str(folder / "model"))
+    train_seconds = time.perf_counter() - started
+    means, eval_seconds = _dense(config, str(folder / "model"), folder / "index")
+    rows = len(columns["anchor"])
+    details = {"rows": rows, "skipped_short_lists": len(queries) - rows, "steps": trainer.state.global_step,
+               "train_max_seq_length": lengths["train_passage_max_length"],
+               "saved_max_seq_length": model.max_seq_length, "queries_over_query_max_length": long_queries}
+    return {"rows": {System.retriever().name: means}, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "details": details}
+
+
+def _cross_dataset(config: JobConfig):
+    """BCE: (query, passage, label) rows, 1 positive + k negatives per query; ListNet: (query, [passages], [labels])."""
+    from datasets import Dataset
+
+    queries, texts = training_lists(config)
+    labels = [[float(j == 0) for j in range(len(t))] for t in texts]
+    if config["loss"] == "listnet":
+        return Dataset.from_dict({"query": queries, "docs": texts, "labels": labels})
+    rows = [(q, p, y) for q, t, ys in zip(queries, texts, labels) for p, y in zip(t, ys)]
+    return Dataset.from_dict({"query": [q for q, _, _ in rows], "passage": [p for _, p, _ in rows],
+                              "label": [y for _, _, y in rows]})
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder in our pipeline's re-ranker seat: ``score_pairs`` of (query, passage)
+    pairs gives its raw logits of ``(query, title [SEP] text)``, scored ``batch_size`` pairs at a time."""
+
+    def __init__(self, model, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+
+    def score_pairs(self, pairs: Sequence[tuple[str, Any]]):
+        """Logits (no activation), one per pair, in order (a NumPy array, as ``RQ2Reranker.score_pairs``)."""
+        import torch
+
+        from modeling_rq2.models.modeling_rq2 import format_passage
+
+        texts = [(query, format_passage(passage, "[SEP]")) for query, passage in pairs]
+        return self.model.predict(texts, batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
+                                  show_progress_bar=False)
+
+
+def _rerank_rows(config: JobConfig, folder: Path, model) -> tuple[dict[str, dict[str, float]], float]:
+    """The CrossEncoder re-ranks the head of the st_biencoder's candidates (pure, and fused as ours)."""
+    started = time.perf_counter()
+    biencoder = folder.parent / config["biencoder"]["folder"]
+    reranker = CrossEncoderReranker(model, config["batch_size"])
+    scored = _evaluate(config, _retriever(config, biencoder / "model"), _load(config, "eval_split"),
+                       biencoder / "index", reranker)
+    rows = {system.name: means for system, means in scored.metrics.items() if system.kind != "retriever"}
+    return rows, time.perf_counter() - started
+
+
+def job_st_crossencoder(config: JobConfig, folder: Path) -> JobResult:
+    """CrossEncoder (BCE or ListNet) on our lists, re-ranking the selected st_biencoder's top ``rerank_top_k``."""
+    import torch
+    from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss
+
+    from modeling_rq2.models.loading import default_backbone_path
+
+    lengths = config["lengths"]
+    model = CrossEncoder(default_backbone_path(), num_labels=1, max_length=lengths["reranker_max_length"],
+                         device=_device())
+    negatives = lengths["list_size"] - 1
+    listnet = config["loss"] == "listnet"
+    loss = ListNetLoss(model) if listnet else BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(negatives)))
+    batch = config["batch_queries"] * (1 if listnet else lengths["list_size"])  # the same queries per step for both
+    dataset = _cross_dataset(config)
+    args = _training_arguments(CrossEncoderTrainingArguments, config, folder, batch)
+    started = time.perf_counter()
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    trainer.train()
+    model.save(str(folder / "model"))
+    train_seconds = time.perf_counter() - started
+    rows, eval_seconds = _rerank_rows(config, folder, model)
+    return {"rows": rows, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "details": {"rows": len(dataset), "steps": trainer.state.global_step, "batch_size": batch,
+                        "pos_weight": None if listnet else negatives}}
+
+
+# ---------------------------------------------------------------- ours
+
+
+def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
+    """``run_training``'s command line for this job, before the system's flags."""
+    data = config["data"]
+    argv = [
+        "--output_dir", str(folder / "run"), "--report_to", "none", "--data", data["path"],
+        "--train_split", data["train_split"], "--eval_split", data["eval_split"], "--seed", str(config["seed"]),
+        "--eval_top_k", str(config["top_k"]), "--rerank_top_k", str(config["rerank_top_k"]),
+        "--fusion", str(config["fusion"]), "--eval_batch_size", str(config["batch_size"]),
+        "--resume_from_checkpoint", "latest",
+    ]
+    budgets = (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
+    argv += [a for flag, value in budgets if value for a in (flag, str(value))]
+    if config.get("teacher"):  # static distillation: another job's trained re-ranker, frozen
+        teacher = folder.parent / config["teacher"] / "run" / "reranker"
+        if not (teacher / "config.json").is_file():
+            raise FileNotFoundError(f"{teacher}: the teacher job {config['teacher']} has not run; run it first")
+        argv += ["--reranker", str(teacher)]
+    return argv
+
+
+def job_rq2(config: JobConfig, folder: Path) -> JobResult:
+    """Our joint training (``run_training``, the chain with --augment) with the system's flags."""
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    argv = _rq2_argv(config, folder) + config["flags"]
+    reused = _reuse_warmup(config, folder)
+    started = time.perf_counter()
+    metrics = run_training(*parse_arguments(argv))
+    seconds = time.perf_counter() - started + (reused["train_seconds"] if reused else 0.0)
+    for checkpoints in sorted((folder / "run").rglob("checkpoints")):  # done: the saved models are what counts
+        shutil.rmtree(checkpoints)
+    return {"rows": metrics["eval"]["results"], "train_seconds": seconds - metrics["eval"]["seconds"],
+            "eval_seconds": metrics["eval"]["seconds"],
+            "details": {"argv": argv, "train": metrics["train"], "warmup_reused_from": reused and reused["job"]}}
+
+
+def _reuse_warmup(config: JobConfig, folder: Path) -> dict | None:
+    """For the chain, the finished ``ours_1_epoch`` job of the same settings and seed as its warm-up stage, if any.
+
+    The default warm-up (``augment_warmup joint``, 1 epoch) is exactly ``ours_1_epoch`` trained without evaluation,
+    so its models are hard-linked into RUN/warmup instead of trained again; the chain skips the stage and the job's
+    train seconds add the ``ours_1_epoch`` job's. Returns that job's name and train seconds, or None (the chain
+    trains the warm-up).
+    """
+    flags = config["flags"]
+    if "--augment" not in flags or "--augment_warmup" in flags or "--augment_warmup_epochs" in flags:
+        return None
+    job = f"{BASELINE}-seed{config['seed']}"
+    source, warm = folder.parent / job, folder / "run" / "warmup"
+    result = source / "result.json"
+    if not result.is_file() or not (source / "run" / "metrics.json").is_file():
+        return None
+    done = json.loads(result.read_text(encoding="utf-8"))
+    if done["config"] != {**config, "system": BASELINE, "flags": list(SYSTEMS[BASELINE].flags)}:
+        return None
+    if not (warm / "metrics.json").is_file():
+        _link_models(source / "run", warm)
+    print(f"warm-up: the models of {job} (the same recipe and seed), not trained again", flush=True)
+    return {"job": job, "train_seconds": done["train_seconds"]}
+
+
+def _link_models(run: Path, warm: Path) -> None:
+    """A finished run's models and metrics hard-linked into ``warm``, which appears whole or not at all."""
+    shutil.rmtree(warm, ignore_errors=True)
+    staging = warm.with_name("warmup.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("retriever", "reranker"):
+        shutil.copytree(run / name, staging / name, copy_function=os.link)
+    shutil.copy2(run / "metrics.json", staging / "metrics.json")
+    staging.replace(warm)
+
+
+JOBS: dict[str, Callable[[JobConfig, Path], JobResult]] = {
+    "bm25": job_bm25,
+    "zeroshot": job_zeroshot,
+    "st_biencoder": job_st_biencoder,
+    "st_crossencoder": job_st_crossencoder,
+    "rq2": job_rq2,
+}
+"""The job function of each family (``BenchSystem.job``)."""
+
+
+def run_job_function(config: JobConfig, folder: Path) -> JobResult:
+    """The job of ``config["system"]``, run in this process."""
+    return JOBS[SYSTEMS[config["system"]].job](config, folder)

@@ -1,0 +1,243 @@
+"""Jobs on disk: the data they read, their folders and cache, the child process, the peers' grids and the seeds.
+
+WORK_DIR/<job key>/job.json holds a job's config; result.json its result (the config included), log.txt the child's
+output. A cached result counts when its config equals the new one.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from modeling_rq2.evaluation.systems import System
+
+from .jobs import JobConfig, JobResult, recipe, run_job_function
+from .systems import SYSTEMS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# ---------------------------------------------------------------- data
+
+
+def _first_queries(data, count: int | None, positive_only: bool = False):
+    """``data`` restricted to its first ``count`` queries (all if None), qrels too; ``positive_only``: among
+    the queries with a positive passage (the ones ``build_instances`` keeps)."""
+    keep = [i for i, q in enumerate(data.queries["_id"]) if not positive_only or max(data.qrels[q].values()) >= 1]
+    queries = data.queries.select(keep[:count])
+    return replace(data, queries=queries, qrels={q: data.qrels[q] for q in queries["_id"]})
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def _write_beir(folder: Path, splits: dict, corpus) -> None:
+    """A BEIR folder: corpus.jsonl, queries.jsonl (every split's queries) and qrels/<split>.tsv."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    _write_jsonl(folder / "corpus.jsonl", corpus)
+    queries = {q: t for data in splits.values() for q, t in zip(data.queries["_id"], data.queries["text"])}
+    _write_jsonl(folder / "queries.jsonl", ({"_id": q, "text": t} for q, t in queries.items()))
+    for split, data in splits.items():
+        lines = [f"{q}\t{d}\t{g}" for q in data.queries["_id"] for d, g in data.qrels[q].items()]
+        text = "query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n"
+        (folder / "qrels" / f"{split}.tsv").write_text(text, encoding="utf-8")
+
+
+def prepare_data(args: argparse.Namespace, work: Path) -> str:
+    """The data every job reads: ``--data`` itself, or (smoke flags) a smaller BEIR copy written under ``work``.
+
+    ``--eval_queries N`` keeps the first N evaluation queries; ``--corpus_limit N`` keeps the judged passages of
+    the kept evaluation and training queries (the first ``--max_train_queries`` with a positive) plus the first
+    N other passages.
+    """
+    if not (args.eval_queries or args.corpus_limit):
+        return args.data
+    from modeling_rq2.data import DataFormatError, load_beir
+
+    evaluation = load_beir(args.data, args.eval_split)
+    splits = {args.eval_split: _first_queries(evaluation, args.eval_queries)}
+    try:  # whichever systems run, so that every job of this work folder sees the same corpus
+        splits[args.train_split] = _first_queries(load_beir(args.data, args.train_split), args.max_train_queries, True)
+    except DataFormatError:  # no training split: only bm25 and zeroshot can run
+        pass
+    judged = {d for data in splits.values() for docs in data.qrels.values() for d in docs}
+    ids = evaluation.corpus["_id"]
+    others = set([d for d in ids if d not in judged][: args.corpus_limit]) if args.corpus_limit else set(ids)
+    corpus = (row for row in evaluation.corpus if row["_id"] in judged or row["_id"] in others)
+    folder = work / "data" / Path(args.data).name  # the folder name is the dataset's name in reports
+    _write_beir(folder, splits, corpus)
+    return str(folder)
+
+
+# ---------------------------------------------------------------- one job
+
+
+def run_child(folder: Path, threads: int) -> None:
+    """Inside the subprocess: run the job described by ``folder/job.json`` and write ``result.json``."""
+    import torch
+    from transformers import set_seed
+
+    torch.set_num_threads(threads)
+    config = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+    set_seed(config.get("seed", 0))  # the peers' fresh heads are drawn before their trainers seed anything
+    result = run_job_function(config, folder)
+    result["config"] = config
+    partial = folder / "result.json.partial"
+    partial.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    partial.replace(folder / "result.json")
+
+
+def _read(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _spawn(key: str, folder: Path, threads: int) -> None:
+    """``python -m bench.quality --job FOLDER`` from the repository root, its output appended to FOLDER/log.txt."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "bench.quality", "--job", str(folder.resolve()), "--threads", str(threads)]
+    with open(folder / "log.txt", "a", encoding="utf-8") as log:
+        proc = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    if proc.returncode != 0:
+        tail = (folder / "log.txt").read_text(encoding="utf-8")[-3000:]
+        raise RuntimeError(f"job {key} failed (exit {proc.returncode}); end of {folder / 'log.txt'}:\n{tail}")
+
+
+def run_job(key: str, config: JobConfig, work: Path, args: argparse.Namespace) -> JobResult | None:
+    """A job's cached result when its settings match, else run it in a subprocess (log in WORK_DIR/<job>/log.txt);
+    None with ``--cached_only`` when it has not run."""
+    folder, config = work / key, json.loads(json.dumps(config))  # as it reads back from JSON
+    cached = folder / "result.json"
+    if cached.is_file() and _read(cached)["config"] == config:
+        print(f"{key}: cached", flush=True)
+        return _read(cached)
+    if args.cached_only:
+        print(f"{key}: not run (--cached_only)", flush=True)
+        return None
+    spec = folder / "job.json"
+    resumable = SYSTEMS[config["system"]].job == "rq2" and spec.is_file() and _read(spec) == config
+    if folder.exists() and not resumable:  # stale models, indexes or checkpoints of other settings
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    started = time.perf_counter()
+    _spawn(key, folder, args.threads)
+    result = _read(cached)
+    print(f"{key}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    return result
+
+
+# ---------------------------------------------------------------- job settings
+
+
+def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
+    """Settings every job shares (and whose change invalidates its cache)."""
+    data = {"source": args.data, "path": data_path, "train_split": args.train_split, "eval_split": args.eval_split,
+            "eval_queries": args.eval_queries, "corpus_limit": args.corpus_limit,
+            "max_train_queries": args.max_train_queries if data_path != args.data else None}
+    return {"data": data, "lengths": recipe(), "top_k": args.top_k, "batch_size": args.batch_size}
+
+
+def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: int) -> JobConfig:
+    """Settings of a trained system's job: the common ones, the seed, the budgets and the re-ranking evaluation."""
+    return {**common, "system": system, "seed": seed, "max_train_queries": args.max_train_queries,
+            "max_steps": args.max_steps, "rerank_top_k": args.rerank_top_k, "fusion": args.fusion}
+
+
+def st_points(args: argparse.Namespace, common: JobConfig, seed: int) -> dict[str, JobConfig]:
+    """The bi-encoder grid: learning rates x epochs."""
+    training = _training(args, common, "st_biencoder", seed)
+    return {f"st_biencoder-lr{lr:g}-ep{epochs}": {**training, "lr": lr, "epochs": epochs,
+                                                  "batch_size_train": args.st_batch_size}
+            for lr in args.st_lrs for epochs in args.st_epochs}
+
+
+def ce_points(args: argparse.Namespace, common: JobConfig, biencoder: dict, seed: int) -> dict[str, JobConfig]:
+    """The cross-encoder grid on the selected bi-encoder of the same seed (whose settings are part of the job's)."""
+    if seed not in biencoder["seeds"]:  # --cached_only and the bi-encoder never ran at this seed
+        return {}
+    source = {"folder": f"{biencoder['best']}-seed{seed}", "config": biencoder["seeds"][seed]["config"]}
+    training = _training(args, common, "st_crossencoder", seed)
+    return {f"st_crossencoder-{args.ce_loss}-lr{lr:g}-ep{epochs}": {
+        **training, "lr": lr, "epochs": epochs, "loss": args.ce_loss, "batch_queries": args.ce_batch_queries,
+        "biencoder": source} for lr in args.ce_lrs for epochs in args.ce_epochs}
+
+
+def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: int) -> JobConfig:
+    """The job of one of our systems (or an ablation) at one seed: its flags, and its teacher's job if it has one."""
+    system = SYSTEMS[name]
+    config = {**_training(args, common, name, seed), "flags": list(system.flags)}
+    return {**config, "teacher": f"{system.teacher}-seed{seed}"} if system.teacher else config
+
+
+# ---------------------------------------------------------------- systems
+
+
+def _found(results: dict) -> dict:
+    """The jobs that have results (``--cached_only`` leaves the others out)."""
+    return {key: result for key, result in results.items() if result is not None}
+
+
+def _best(runs: dict[str, JobResult], row: str) -> str:
+    """The grid point with the highest nDCG@10 of ``row`` (selected on the evaluation split)."""
+    return max(runs, key=lambda key: runs[key]["rows"][row]["ndcg@10"])
+
+
+Points = Callable[[int], dict[str, JobConfig]]
+"""A grid: seed -> {point name: job settings}."""
+
+
+def run_grid(args: argparse.Namespace, points: Points, row: str, work: Path) -> dict | None:
+    """Every grid point (``points(seed)``: {name: job settings}) at the first seed; the best one at the other seeds."""
+    first = args.seeds[0]
+    grid = _found({f"{key}-seed{first}": run_job(f"{key}-seed{first}", config, work, args)
+                   for key, config in points(first).items()})
+    if not grid:
+        return None
+    best = _best(grid, row).removesuffix(f"-seed{first}")
+    seeds = {first: grid[f"{best}-seed{first}"]}
+    for seed in args.seeds[1:]:
+        config = points(seed).get(best)  # none when --cached_only lacks what this point depends on
+        if config is not None:
+            seeds[seed] = run_job(f"{best}-seed{seed}", config, work, args)
+    return {"grid": grid, "best": best, "selected_on": f"{args.eval_split} (the evaluation split itself)",
+            "seeds": _found(seeds)}
+
+
+def _peer_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> dict[str, dict | None]:
+    """The peers' runs: bm25 and zeroshot once, the bi-encoder grid, the cross-encoder grid on its selected point."""
+    systems = {}
+    for name in ("bm25", "zeroshot"):
+        if name in args.systems:
+            systems[name] = {"seeds": _found({None: run_job(name, {**common, "system": name}, work, args)})}
+    if {"st_biencoder", "st_crossencoder"} & set(args.systems):
+        points = lambda seed: st_points(args, common, seed)
+        systems["st_biencoder"] = run_grid(args, points, System.retriever().name, work)
+    if "st_crossencoder" in args.systems and systems["st_biencoder"]:
+        biencoder = systems["st_biencoder"]
+        points = lambda seed: ce_points(args, common, biencoder, seed)
+        systems["st_crossencoder"] = run_grid(args, points, System.reranked(args.rerank_top_k).name, work)
+    return systems
+
+
+def _our_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> dict[str, dict]:
+    """Ours and the ablations, one job per seed."""
+    systems = {}
+    for name in (s for s in SYSTEMS if not SYSTEMS[s].is_peer and s in args.systems):
+        jobs = {seed: ours_config(args, common, name, seed) for seed in args.seeds}
+        systems[name] = {"seeds": _found({seed: run_job(f"{name}-seed{seed}", job, work, args)
+                                          for seed, job in jobs.items()})}
+    return systems
+
+
+def run_systems(args: argparse.Namespace, work: Path, data_path: str) -> dict[str, dict]:
+    """Every selected system's runs, in a fixed order (peers first: the cross-encoder needs the bi-encoder)."""
+    common = _common(args, data_path)
+    systems = {**_peer_systems(args, work, common), **_our_systems(args, work, common)}
+    return {name: system for name, system in systems.items() if system and system["seeds"]}

@@ -1,0 +1,100 @@
+"""The benchmark's systems, one registry: what each is, which job function runs it, its flags, what it ablates."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from modeling_rq2.evaluation.systems import BM25
+from modeling_rq2.training.losses import DistillationOptions
+
+PEER, OURS_GROUP, ABLATION = "peer", "ours", "ablation"
+ONE_EPOCH = ("--epochs", "1")
+AUGMENTED = (*ONE_EPOCH, "--augment", "true", "--augment_top_n", "30")  # 1 warm-up epoch, 1 joint epoch of 2x the lists
+BASELINE = "ours_1_epoch"  # of every ablation but those that change the chain (3x cheaper than ours)
+CHAIN = "ours_augmented"
+
+
+@dataclass(frozen=True)
+class BenchSystem:
+    """One row group of the report.
+
+    ``job``: the job function family that runs it (a key of ``jobs.JOBS``); ``group``: peer, ours or ablation;
+    ``flags``: ``run_training`` flags (ours and the ablations); ``baseline``: the system an ablation changes one thing
+    of; ``teacher``: the system whose trained re-ranker (same seed) is this one's frozen teacher.
+    """
+
+    name: str
+    description: str
+    job: str
+    group: str
+    flags: tuple[str, ...] = ()
+    baseline: str | None = None
+    teacher: str | None = None
+
+    @property
+    def is_peer(self) -> bool:
+        return self.group == PEER
+
+
+def _peer(name: str, description: str) -> BenchSystem:
+    return BenchSystem(name, description, job=name, group=PEER)
+
+
+def _ours(name: str, description: str, flags: tuple[str, ...]) -> BenchSystem:
+    return BenchSystem(name, description, job="rq2", group=OURS_GROUP, flags=flags)
+
+
+def _ablation(name: str, description: str, flags: tuple[str, ...], baseline: str = BASELINE, **extra) -> BenchSystem:
+    return BenchSystem(name, description, job="rq2", group=ABLATION, flags=flags, baseline=baseline, **extra)
+
+
+def _flag_value(value: Any) -> str:
+    """A value as ``run_training``'s command line spells it (booleans lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def loss_ablation(name: str, option: str, value: Any) -> BenchSystem:
+    """``ours_1_epoch`` with one ``DistillationOptions`` field changed: flags and description from (option, value)."""
+    description = f"{BASELINE} {DistillationOptions.ablation(option, value)}"
+    return _ablation(name, description, (*ONE_EPOCH, f"--{option}", _flag_value(value)))
+
+
+_REGISTRY = (
+    _peer("bm25", BM25),
+    _peer("zeroshot", "the backbone untrained, as a dense retriever"),
+    _peer("st_biencoder", "sentence-transformers bi-encoder, MultipleNegativesRankingLoss on the same lists"),
+    _peer("st_crossencoder",
+          "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates"),
+    _ours("ours", "our default recipe: joint training, 3 epochs on BM25 lists (about the augmented chain's optimizer "
+          "steps)", ()),
+    _ours(BASELINE, "joint training, 1 epoch (the peers' budget; the baseline of the ablations)", ONE_EPOCH),
+    _ours(CHAIN, "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger "
+          "lists", AUGMENTED),
+    # static distillation as the paper runs it: the frozen teacher is a trained re-ranker (a cold one teaches
+    # nothing), here the one ours_1_epoch trained at the same seed; a fresh retriever learns from it for one epoch
+    _ablation("static", "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained "
+              "re-ranker (static distillation; the teacher's training is not in train s)",
+              (*ONE_EPOCH, "--static", "true"), teacher=BASELINE),
+    loss_ablation("direction_reranker_to_retriever", "direction", "reranker_to_retriever"),
+    loss_ablation("no_reranker_kl_gradient", "reranker_kl_gradient", False),
+    _ablation("paper_loss", "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch "
+              "negatives, no KL warm-up)", (*ONE_EPOCH, "--retriever_supervised_weight", "0",
+                                               "--in_batch_negatives", "false", "--kl_warmup_ratio", "0")),
+    _ablation("list_size_8", "ours_1_epoch with lists of 8 passages (default 4)", (*ONE_EPOCH, "--list_size", "8")),
+    _ablation("list_size_16", "ours_1_epoch with lists of 16 passages", (*ONE_EPOCH, "--list_size", "16")),
+    _ablation("undenoised", "ours_augmented with undenoised instances only (no re-ranker pass; half its second "
+              "stage's lists and steps)", (*AUGMENTED, "--instance_mix", "undenoised"), baseline=CHAIN),
+)
+SYSTEMS: dict[str, BenchSystem] = {system.name: system for system in _REGISTRY}
+"""Every system, in report order: peers (the cross-encoder after the bi-encoder it needs), ours, the ablations."""
+PEERS = tuple(name for name, s in SYSTEMS.items() if s.group == PEER)
+OURS = tuple(name for name, s in SYSTEMS.items() if s.group == OURS_GROUP)
+ABLATIONS = tuple(name for name, s in SYSTEMS.items() if s.group == ABLATION)
+GROUPS = {"ablations": ABLATIONS, "all": tuple(SYSTEMS)}
+"""``--systems`` names that stand for several systems."""
+
+
+def expand(names: list[str]) -> list[str]:
+    """System names (and groups) -> the systems to run, in registry order; an ablation brings its baseline."""
+    expanded = {system for name in names for system in GROUPS.get(name, (name,))}
+    expanded |= {SYSTEMS[name].baseline for name in expanded if SYSTEMS[name].baseline}
+    return [name for name in SYSTEMS if name in expanded]
