@@ -1,7 +1,7 @@
 """Publish a train.py output folder: the retriever and the re-ranker, each with a generated model card.
 
     python push_to_hub.py --run_dir outputs/scifact --retriever_repo me/rq2-scifact-retriever \
-        --reranker_repo me/rq2-scifact-reranker --benchmark bench/results/quality.json
+        --reranker_repo me/rq2-scifact-reranker --benchmark bench/results/quality.json \
         --dry_run true --local_dir staged/
 """
 

@@ -40,7 +40,7 @@ def _lists(batch: int, m: int) -> list[dict]:
     data = load_beir("scifact", "train")
     data.queries = data.queries.select(range(batch * 8))
     instances = build_instances(data, bm25_negatives(data, 20))
-    lists = ListwiseDataset(instances, dict(zip(data.corpus["_id"], data.passages())), m)
+    lists = ListwiseDataset(instances, dict(zip(data.corpus["_id"], data.passages(), strict=True)), m)
     return [lists[i] for i in range(len(lists))]
 
 
@@ -85,7 +85,9 @@ def _joint_setup(args):
     dropout = {"attention_probs_dropout_prob": 0.0}
     retriever = load_retriever("default", dropout, passage_max_length=args.train_length)
     reranker = load_reranker("default", dropout, pooling="mean", max_length=args.train_length)
-    collate = ListwiseCollator(retriever, reranker, args.list_size, args.train_length, args.train_length)
+    collate = ListwiseCollator(
+        retriever, reranker, args.list_size, passage_max_length=args.train_length, pair_max_length=args.train_length
+    )
     joint = JointModel(retriever, reranker).train()
     optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5)
     items = _lists(args.queries_per_step, args.list_size)[: args.queries_per_step]
@@ -166,7 +168,7 @@ def case_train_st(args) -> dict:
         columns = [[item["query"] for item in items]] + [[t[j] for t in texts] for j in range(m)]
         features = [bi.preprocess(column) for column in columns]
         loss = mnrl(features, torch.zeros(len(items)))
-        pairs = [(item["query"], t) for item, t_list in zip(items, texts) for t in t_list]
+        pairs = [(item["query"], t) for item, t_list in zip(items, texts, strict=True) for t in t_list]
         logits = cross(cross.preprocess(pairs))["scores"]
         labels = torch.tensor([float(j == 0) for _ in items for j in range(m)])
         loss = loss + bce(logits.reshape(-1), labels)

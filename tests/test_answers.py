@@ -80,7 +80,7 @@ def test_regex_answers():
 
 def test_invalid_regex_never_matches_and_is_logged_once(caplog):
     pattern = r"(unclosed test_answers"
-    with caplog.at_level(logging.WARNING, logger="modeling_rq2.answers"):
+    with caplog.at_level(logging.WARNING, logger="modeling_rq2.evaluation.answers"):
         assert not has_answer([pattern], "(unclosed test_answers", "regex")
         assert not has_answer([pattern], "anything", "regex")
         assert has_answer([pattern, r"any\w+"], "anything", "regex")  # the valid patterns still count

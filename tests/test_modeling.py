@@ -182,7 +182,7 @@ def test_a_length_beyond_the_backbone_is_capped_and_logged_once(tiny_tokenizer, 
     import logging
 
     model = tiny_retriever(tiny_tokenizer, passage_max_length=256)  # position embeddings: 128
-    with caplog.at_level(logging.WARNING, logger="modeling_rq2.modeling_rq2"):
+    with caplog.at_level(logging.WARNING, logger="modeling_rq2.models.modeling_rq2"):
         for _ in range(3):
             assert model.tokenize_passages([" ".join(["sun"] * 300)])["input_ids"].shape == (1, 128)
     assert [r.getMessage() for r in caplog.records] == [

@@ -63,3 +63,14 @@ def test_sentence_transformers_loads_the_exported_folders():
     cross = st.CrossEncoder(str(FIXTURES / "reranker"), device="cpu")
     pairs = [(q, format_passage(p, sep)) for q in EXPECTED["queries"] for p in EXPECTED["passages"]]
     np.testing.assert_allclose(cross.predict(pairs), EXPECTED["pair_scores"], atol=ATOL)
+
+
+@pytest.mark.parametrize("role", ["retriever", "reranker"])
+def test_a_run_of_0_1_0_gets_the_card_it_got_then(tmp_path, role):
+    """The metrics, config (format 0) and cards of `python train.py --epochs 1` run with 0.1.0 (the card's training
+    curve left out): today's code renders the same card from the same files."""
+    from modeling_rq2.hub.model_card import render_card
+
+    run = FIXTURES / "run"
+    card = render_card(run, role, {"retriever": "before-retriever", "reranker": "before-reranker"}, with_curve=True)
+    assert str(card) == (run / role / "README.md").read_text(encoding="utf-8")

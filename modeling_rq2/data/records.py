@@ -152,7 +152,7 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool =
 
 
 def read_tsv_records(
-    path: Path, columns: tuple[str, ...], skip_invalid: bool = False, header: str | None = None, quoted: bool = False
+    path: Path, columns: tuple[str, ...], skip_invalid: bool = False, *, header: str | None = None, quoted: bool = False
 ) -> Iterator[dict]:
     """Validated records of a tab-separated file: exactly ``len(columns)`` columns, a non-empty id and text.
 

@@ -10,6 +10,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from ..models.st_export import export_reranker, export_retriever
+from ..training.arguments import RunConfig
 from .model_card import BENCHMARK_FILE, CURVE_FILE, ROLES, load_benchmark, plot_training_curve, render_card
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def stage_run(
             raise FileNotFoundError(f"{run_dir / role}: no saved {role} (expected a train.py output folder)")
     if not (run_dir / "metrics.json").is_file():
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing; cards only carry measured metrics")
+    if RunConfig.load(run_dir) is None:  # read (and checked) before anything is staged
+        raise FileNotFoundError(f"{run_dir / RunConfig.FILE}: missing; the cards state the recipe a run saved")
     report = load_benchmark(benchmark) if benchmark else None
     root = Path(local_dir) if local_dir else Path(tempfile.mkdtemp(prefix="rq2-stage-"))
     staged = {}
@@ -71,6 +74,7 @@ def _load(role: str, folder: Path) -> RQ2Retriever | RQ2Reranker:
 def publish(
     staged: dict[str, Path],
     repos: dict[str, str],
+    *,
     api: HfApi | None = None,
     token: str | None = None,
     private: bool = False,

@@ -243,23 +243,22 @@ class AugmentationArguments:
     augment_batch_size: int = 64
 
     def __post_init__(self):
-        if self.augment_warmup not in WARMUPS:
-            raise ValueError(f"--augment_warmup: must be one of {WARMUPS}, got {self.augment_warmup!r}")
-        if self.augment_warmup_epochs < 1:
-            raise ValueError(f"--augment_warmup_epochs: must be >= 1, got {self.augment_warmup_epochs}")
-        if self.augment_top_n < 1:
-            raise ValueError(f"--augment_top_n: must be >= 1, got {self.augment_top_n}")
-        if not 0 < self.negative_below <= self.positive_above < 1:
-            raise ValueError(
-                f"--negative_below / --positive_above: need 0 < negative_below <= positive_above < 1, "
-                f"got {self.negative_below} / {self.positive_above}"
-            )
-        if self.instance_mix not in MIXES:
-            raise ValueError(f"--instance_mix: must be one of {MIXES}, got {self.instance_mix!r}")
-        if self.probability not in PROBABILITIES:
-            raise ValueError(f"--probability: must be one of {PROBABILITIES}, got {self.probability!r}")
-        if self.augment_batch_size < 1:
-            raise ValueError(f"--augment_batch_size: must be >= 1, got {self.augment_batch_size}")
+        check_setting(
+            self.augment_warmup in WARMUPS, "augment_warmup", f"must be one of {WARMUPS}, got {self.augment_warmup!r}"
+        )
+        for name in ("augment_warmup_epochs", "augment_top_n", "augment_batch_size"):
+            check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        check_setting(
+            0 < self.negative_below <= self.positive_above < 1,
+            "negative_below / --positive_above",
+            f"need 0 < negative_below <= positive_above < 1, got {self.negative_below} / {self.positive_above}",
+        )
+        check_setting(self.instance_mix in MIXES, "instance_mix", f"must be one of {MIXES}, got {self.instance_mix!r}")
+        check_setting(
+            self.probability in PROBABILITIES,
+            "probability",
+            f"must be one of {PROBABILITIES}, got {self.probability!r}",
+        )
 
 
 class RunConfig(NamedTuple):
@@ -300,7 +299,10 @@ class RunConfig(NamedTuple):
                 f"{source}: training config format_version {version!r}, this code reads {cls.FORMAT_VERSION}"
             )
         kinds = cls.__annotations__
-        return cls(**{name: kinds[name](**values.get(name, {})) for name in cls._fields})
+        try:
+            return cls(**{name: kinds[name](**values.get(name, {})) for name in cls._fields})
+        except (TypeError, ValueError) as err:  # a key of another version, or a value no run could have had
+            raise ValueError(f"{source}: not a training config this code reads ({err})") from None
 
     def save(self, folder: str | Path) -> Path:
         """Write ``folder/training_config.json``."""

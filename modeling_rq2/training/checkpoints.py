@@ -23,7 +23,8 @@ PROGRESS_FILE = "progress.json"
 
 @dataclass
 class Progress:
-    """Where a run is: the epoch, batches done in it, optimizer steps done, and seconds trained before this process."""
+    """Where a run is: the epoch, batches done in it, optimizer steps done, and the seconds trained up to this point
+    (read from a checkpoint: the seconds of the processes a resumed run continues)."""
 
     epoch: int = 0
     step_in_epoch: int = 0

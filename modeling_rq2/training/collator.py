@@ -47,6 +47,7 @@ class ListwiseCollator:
         retriever: RQ2Retriever,
         reranker: RQ2Reranker,
         list_size: int,
+        *,
         passage_max_length: int | None = None,
         pair_max_length: int | None = None,
     ):

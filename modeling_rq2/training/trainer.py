@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -198,31 +198,9 @@ class JointTrainer:
         self.retriever_temperature = config.loss.retriever_temperature or (
             0.05 if retriever.config.similarity == "cosine" else 1.0
         )
-        self.dataset = ListwiseDataset(self.data.instances, self.data.passages, config.data.list_size, seed=args.seed)
-        loader = DataLoader(
-            self.dataset,
-            batch_size=args.batch_size,
-            shuffle=True,
-            collate_fn=ListwiseCollator(
-                retriever, reranker, config.data.list_size, config.model.train_passage_max_length
-            ),
-        )
+        loader = self._loader(retriever, reranker)
         joint = JointModel(retriever, reranker)
-        optimizer = torch.optim.AdamW(param_groups(joint, args))
-        self.schedule = Schedule.plan(
-            batches_per_epoch=len(loader),
-            num_processes=self.accelerator.num_processes,
-            args=args,
-            kl_warmup_ratio=config.loss.kl_warmup_ratio,
-        )
-        scheduler = get_scheduler(
-            args.lr_scheduler,
-            optimizer,
-            num_warmup_steps=0
-            if args.lr_scheduler == "constant"
-            else int(args.warmup_ratio * self.schedule.total_steps),
-            num_training_steps=self.schedule.total_steps,
-        )
+        optimizer, scheduler = self._optimisation(joint, batches_per_epoch=len(loader))
         self.joint, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             joint, optimizer, loader, scheduler
         )
@@ -230,19 +208,45 @@ class JointTrainer:
         self.progress = self._resume()
         self.earlier_seconds = self.progress.seconds  # training time of the runs a resumed one continues
         self.output = Path(args.output_dir)
-        self._window, self._window_start, self.last_log = [], time.perf_counter(), {}
+        self._window, self._window_start, self.last_log, self._bar = [], time.perf_counter(), {}, None
+
+    def _loader(self, retriever: RQ2Retriever, reranker: RQ2Reranker) -> DataLoader:
+        """The shuffled lists of each epoch, tokenised for both models."""
+        config = self.config
+        self.dataset = ListwiseDataset(
+            self.data.instances, self.data.passages, config.data.list_size, seed=config.training.seed
+        )
+        collate = ListwiseCollator(
+            retriever, reranker, config.data.list_size, passage_max_length=config.model.train_passage_max_length
+        )
+        return DataLoader(self.dataset, batch_size=config.training.batch_size, shuffle=True, collate_fn=collate)
+
+    def _optimisation(
+        self, joint: JointModel, *, batches_per_epoch: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """AdamW over the parameter groups, the run's ``Schedule`` and the learning-rate scheduler sized by it."""
+        args = self.config.training
+        optimizer = torch.optim.AdamW(param_groups(joint, args))
+        self.schedule = Schedule.plan(
+            batches_per_epoch=batches_per_epoch,
+            num_processes=self.accelerator.num_processes,
+            args=args,
+            kl_warmup_ratio=self.config.loss.kl_warmup_ratio,
+        )
+        warmup_steps = 0 if args.lr_scheduler == "constant" else int(args.warmup_ratio * self.schedule.total_steps)
+        scheduler = get_scheduler(
+            args.lr_scheduler, optimizer, num_warmup_steps=warmup_steps, num_training_steps=self.schedule.total_steps
+        )
+        return optimizer, scheduler
 
     def _save_config(self) -> None:
         """``training_config.json`` (the main process) and the trackers' hyperparameters."""
         if self.accelerator.is_main_process:
             Path(self.config.training.output_dir).mkdir(parents=True, exist_ok=True)
             self.config.save(self.config.training.output_dir)
-        sections = self.config.to_dict()
+        # trackers name each setting by its section's class, as 0.1.0 did (runs stay comparable)
         hyperparameters = {
-            f"{k}.{n}": str(v)
-            for k, section in sections.items()
-            if isinstance(section, dict)
-            for n, v in section.items()
+            f"{type(section).__name__}.{n}": str(v) for section in self.config for n, v in asdict(section).items()
         }
         self.accelerator.init_trackers("rq2", config=hyperparameters)
 
@@ -259,7 +263,7 @@ class JointTrainer:
     def train(self) -> "JointTrainer":
         """Every remaining optimizer step; a signal saves a checkpoint and exits (``SystemExit``)."""
         stop = StopRequest()
-        bar = tqdm(
+        self._bar = tqdm(
             total=self.schedule.total_steps,
             initial=self.progress.global_step,
             disable=not self.accelerator.is_local_main_process,
@@ -272,13 +276,13 @@ class JointTrainer:
                 if not self.accelerator.sync_gradients:
                     continue
                 self.progress.global_step += 1
-                bar.update(1)
+                self._bar.update(1)
                 self.on_optimizer_step(epoch, stop)
                 if self.progress.global_step >= self.schedule.total_steps:
                     break
         finally:
             stop.restore()
-            bar.close()
+            self._bar.close()
         return self
 
     def _batches(self) -> Iterator[tuple[int, int, ListwiseBatch]]:
@@ -362,6 +366,9 @@ class JointTrainer:
             queries_per_s=len(window) * self.config.training.batch_size * self.accelerator.num_processes / elapsed,
         )
         self.accelerator.log({k: v for k, v in last.items() if k != "phase"}, step=step)
+        self._bar.set_postfix(
+            loss=f"{last['loss']:.3f}", sup=f"{last['supervised']:.3f}", kl=f"{last.get('kl', 0):.3f}"
+        )
         if self.accelerator.is_main_process:
             with open(self.output / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": step, **last}) + "\n")
