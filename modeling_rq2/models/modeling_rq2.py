@@ -50,6 +50,14 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str) -
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+def similarity_scores(queries: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
+    """Query-passage scores in float32 whatever the autocast (every score that enters a softmax or a KL comes from
+    here): (b, d) x (b, m, d) -> (b, m), each query against its own list; (b, d) x (n, d) -> (b, n)."""
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        queries, passages = queries.float(), passages.float()
+        return torch.einsum("bd,bld->bl", queries, passages) if passages.dim() == 3 else queries @ passages.T
+
+
 def _build_encoder(encoder_config) -> PreTrainedModel:
     """A bare encoder from its config, without the unused pooler (unused parameters break DDP)."""
     try:
@@ -328,9 +336,7 @@ class RQ2Retriever(RQ2PreTrainedModel):
                 raise ValueError(
                     f"listwise passages have batch size {passages.shape[0]} but there are {queries.shape[0]} queries"
                 )
-            scores = torch.einsum("bd,bld->bl", queries, passages)
-        else:
-            scores = queries @ passages.T
+        scores = similarity_scores(queries, passages)
         output = RQ2RetrieverOutput(scores=scores, query_embeddings=queries, passage_embeddings=passages)
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, RQ2RetrieverOutput, similarity_scores
 from .arguments import LossArguments
 from .collator import ListwiseBatch
 from .losses import listwise_cross_entropy, listwise_distillation_loss
@@ -48,7 +48,7 @@ class JointModel(nn.Module):
 def in_batch_scores(output: RQ2RetrieverOutput, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each query against every passage of the batch: scores (batch, batch*m), labels, mask."""
     batch, m = mask.shape
-    scores = output.query_embeddings @ output.passage_embeddings.reshape(batch * m, -1).T
+    scores = similarity_scores(output.query_embeddings, output.passage_embeddings.reshape(batch * m, -1))
     labels = torch.arange(batch, device=scores.device) * m
     return scores, labels, mask.reshape(1, -1).expand(batch, -1)
 

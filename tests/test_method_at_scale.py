@@ -1,0 +1,42 @@
+"""The method as the paper runs it at scale (issue 16): each test failed before its fix."""
+
+import torch
+
+from modeling_rq2 import RQ2RetrieverOutput
+from modeling_rq2.training.joint import in_batch_scores
+
+from conftest import tiny_retriever
+
+
+def _loud(retriever):
+    """A tiny retriever whose embeddings are large (dot products of tens), where bf16 rounding shows."""
+    with torch.no_grad():
+        for p in retriever.parameters():
+            p.mul_(3.0)
+    return retriever
+
+
+def test_scores_entering_the_loss_are_fp32_under_bf16_autocast(tiny_tokenizer):
+    retriever = _loud(tiny_retriever(tiny_tokenizer, pooling="mean"))
+    queries = retriever.tokenize_queries(["what causes scurvy", "the sun"])
+    passages = retriever.tokenize_passages(["scurvy is caused by low vitamin c", "the sun is a star"] * 2)
+    passages = {k: v.reshape(2, 2, -1) for k, v in passages.items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = retriever(query_input_ids=queries["input_ids"], query_attention_mask=queries["attention_mask"],
+                        passage_input_ids=passages["input_ids"], passage_attention_mask=passages["attention_mask"])
+        in_batch, _, _ = in_batch_scores(out, torch.ones(2, 2, dtype=torch.bool))
+    q, p = out.query_embeddings.float(), out.passage_embeddings.float()
+    assert out.scores.abs().max() > 10  # large enough for bf16's 8 bits of mantissa to round by > 0.03
+    assert out.scores.dtype == torch.float32 and in_batch.dtype == torch.float32
+    torch.testing.assert_close(out.scores, torch.einsum("bd,bld->bl", q, p), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(in_batch, q @ p.reshape(4, -1).T, rtol=1e-6, atol=1e-5)
+
+
+def test_in_batch_scores_are_fp32_for_bf16_embeddings():
+    torch.manual_seed(0)
+    q, p = torch.randn(2, 8) * 4, torch.randn(2, 3, 8) * 4
+    output = RQ2RetrieverOutput(scores=None, query_embeddings=q.bfloat16(), passage_embeddings=p.bfloat16())
+    scores, _, _ = in_batch_scores(output, torch.ones(2, 3, dtype=torch.bool))
+    expected = q.bfloat16().float() @ p.bfloat16().float().reshape(6, 8).T
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, expected, rtol=1e-6, atol=1e-5)
