@@ -40,3 +40,23 @@ def test_in_batch_scores_are_fp32_for_bf16_embeddings():
     expected = q.bfloat16().float() @ p.bfloat16().float().reshape(6, 8).T
     assert scores.dtype == torch.float32
     torch.testing.assert_close(scores, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_a_frozen_static_teacher_scores_in_eval_mode(train_setup, tmp_path, monkeypatch):
+    """Static distillation: the frozen re-ranker teacher has its dropout off in every training step."""
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+    from modeling_rq2.training.joint import JointModel
+
+    from conftest import train_argv
+
+    modes, forward = [], JointModel.forward
+
+    def recording(self, batch):
+        modes.append((self.retriever.training, self.reranker.training))
+        return forward(self, batch)
+
+    monkeypatch.setattr(JointModel, "forward", recording)
+    argv = train_argv(train_setup, tmp_path, "--static", "true", "--max_steps", "2", "--eval_split", "none")
+    run_training(*parse_arguments(argv))
+    assert modes and all(modes_ == (True, False) for modes_ in modes), modes

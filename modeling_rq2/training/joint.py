@@ -26,11 +26,21 @@ class JointOutput(ModelOutput):
 
 
 class JointModel(nn.Module):
-    """Both models in one module: ``forward`` scores a batch of lists with each."""
+    """Both models in one module: ``forward`` scores a batch of lists with each.
 
-    def __init__(self, retriever: RQ2Retriever, reranker: RQ2Reranker):
+    ``frozen_reranker``: the re-ranker is a fixed teacher (static distillation) and stays in eval mode (no dropout)
+    when the module trains.
+    """
+
+    def __init__(self, retriever: RQ2Retriever, reranker: RQ2Reranker, *, frozen_reranker: bool = False):
         super().__init__()
-        self.retriever, self.reranker = retriever, reranker
+        self.retriever, self.reranker, self.frozen_reranker = retriever, reranker, frozen_reranker
+
+    def train(self, mode: bool = True) -> "JointModel":
+        super().train(mode)
+        if self.frozen_reranker:
+            self.reranker.eval()
+        return self
 
     def forward(self, batch: ListwiseBatch) -> JointOutput:
         queries, passages = batch.inputs("query"), batch.inputs("passage")

@@ -199,7 +199,7 @@ class JointTrainer:
             0.05 if retriever.config.similarity == "cosine" else 1.0
         )
         loader = self._loader(retriever, reranker)
-        joint = JointModel(retriever, reranker)
+        joint = JointModel(retriever, reranker, frozen_reranker=config.loss.static)
         optimizer, scheduler = self._optimisation(joint, batches_per_epoch=len(loader))
         self.joint, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             joint, optimizer, loader, scheduler
