@@ -60,3 +60,21 @@ def test_a_frozen_static_teacher_scores_in_eval_mode(train_setup, tmp_path, monk
     argv = train_argv(train_setup, tmp_path, "--static", "true", "--max_steps", "2", "--eval_split", "none")
     run_training(*parse_arguments(argv))
     assert modes and all(modes_ == (True, False) for modes_ in modes), modes
+
+
+def test_max_train_queries_counts_queries_not_rows(tmp_path, train_setup):
+    """Augmented instances hold two rows a query (undenoised, denoised): a limit of N queries keeps both rows of
+    each of the first N queries, not the first N rows."""
+    import datasets
+
+    from modeling_rq2.data import load_data
+    from modeling_rq2.training.arguments import DataArguments
+    from modeling_rq2.training.lists import training_instances
+
+    _, data = train_setup
+    rows = [{"query_id": f"q{i}", "query": f"what is {i}", "positives": [f"d{i}"], "negatives": [f"d{i + 1}"],
+             "kind": kind} for i in range(4) for kind in ("undenoised", "denoised")]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "augmented"))
+    args = DataArguments(data=str(data), train_instances=str(tmp_path / "augmented"), max_train_queries=3)
+    kept = training_instances(load_data(str(data), "train"), args)
+    assert kept["query_id"] == ["q0", "q0", "q1", "q1", "q2", "q2"]

@@ -88,14 +88,21 @@ def hard_negatives(train: RetrievalData, data_args: DataArguments) -> dict[str, 
 
 def training_instances(train: RetrievalData, data_args: DataArguments) -> datasets.Dataset:
     """The instances a run trains on: saved ones (``train_instances``) or built from ``hard_negatives``, then
-    the first ``max_train_queries`` of them."""
+    those of the first ``max_train_queries`` queries."""
     if data_args.train_instances:
         instances = load_instances(data_args.train_instances)
     else:
         instances = build_instances(train, hard_negatives(train, data_args))
     if data_args.max_train_queries:
-        instances = instances.select(range(min(data_args.max_train_queries, len(instances))))
+        instances = first_queries(instances, data_args.max_train_queries)
     return instances
+
+
+def first_queries(instances: datasets.Dataset, count: int) -> datasets.Dataset:
+    """Every row of the first ``count`` queries (augmented instances hold an undenoised and a denoised row a query)."""
+    query_ids = instances["query_id"]
+    wanted = set(list(dict.fromkeys(query_ids))[:count])
+    return instances.select([i for i, qid in enumerate(query_ids) if qid in wanted])
 
 
 def load_instances(path: str | os.PathLike) -> datasets.Dataset:
