@@ -78,3 +78,35 @@ def test_max_train_queries_counts_queries_not_rows(tmp_path, train_setup):
     args = DataArguments(data=str(data), train_instances=str(tmp_path / "augmented"), max_train_queries=3)
     kept = training_instances(load_data(str(data), "train"), args)
     assert kept["query_id"] == ["q0", "q0", "q1", "q1", "q2", "q2"]
+
+
+def test_a_two_process_run_has_the_single_process_learning_rates(train_setup, tmp_path):
+    """The LR after every optimizer step of 2 processes x 4 queries equals that of 1 process x 8 (same global batch,
+    same steps): Accelerate steps the scheduler once per process, so it must be sized for that."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import ROOT, train_argv
+
+    schedule = ["--lr_scheduler", "linear", "--warmup_ratio", "0.34", "--logging_steps", "1", "--epochs", "3",
+                "--eval_split", "none", "--save_steps", "0"]
+
+    def lrs(folder):
+        return [(row["step"], row["lr_retriever"], row["lr_reranker_head"])
+                for row in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines())]
+
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path / "one", *schedule, "--batch_size", "8")))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
+               *train_argv(train_setup, tmp_path / "two", *schedule, "--batch_size", "4")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = lrs(tmp_path / "one")
+    assert len(single) == 6 and single[-1][1] == 0.0  # linear: 0 at the last step
+    assert lrs(tmp_path / "two") == single

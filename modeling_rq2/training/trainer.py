@@ -234,8 +234,14 @@ class JointTrainer:
             kl_warmup_ratio=self.config.loss.kl_warmup_ratio,
         )
         warmup_steps = 0 if args.lr_scheduler == "constant" else int(args.warmup_ratio * self.schedule.total_steps)
+        # Accelerate steps a prepared scheduler once per process at each optimizer step (its batches are per process):
+        # sized in those steps, the schedule follows the optimizer steps whatever the process count
+        per_step = self.accelerator.num_processes
         scheduler = get_scheduler(
-            args.lr_scheduler, optimizer, num_warmup_steps=warmup_steps, num_training_steps=self.schedule.total_steps
+            args.lr_scheduler,
+            optimizer,
+            num_warmup_steps=warmup_steps * per_step,
+            num_training_steps=self.schedule.total_steps * per_step,
         )
         return optimizer, scheduler
 
