@@ -110,3 +110,27 @@ def test_a_two_process_run_has_the_single_process_learning_rates(train_setup, tm
     single = lrs(tmp_path / "one")
     assert len(single) == 6 and single[-1][1] == 0.0  # linear: 0 at the last step
     assert lrs(tmp_path / "two") == single
+
+
+def test_in_batch_negatives_never_count_a_copy_of_the_querys_positive(retriever, reranker):
+    """Query 0's positive d1 is also in query 1's list (a shared positive): for query 0 that copy is masked out of the
+    in-batch negatives, as sentence-transformers' MNRL drops duplicates; nothing else changes."""
+    from modeling_rq2.training.arguments import LossArguments
+    from modeling_rq2.training.collator import ListwiseCollator
+    from modeling_rq2.training.joint import step_losses
+
+    items = [
+        {"query": "what causes scurvy", "passages": ["scurvy is low vitamin c", "the sun"], "doc_ids": ["d1", "d2"]},
+        {"query": "vitamin c", "passages": ["vitamin c is in fruit", "scurvy is low vitamin c"], "doc_ids": ["d3", "d1"]},
+    ]
+    batch = ListwiseCollator(retriever, reranker, 2)(items)
+    assert batch.list_doc_ids[0, 0] == batch.list_doc_ids[1, 1] and len(set(batch.list_doc_ids.flatten().tolist())) == 3
+    torch.manual_seed(0)
+    q, p = torch.randn(2, 8), torch.randn(2, 2, 8)
+    output = RQ2RetrieverOutput(scores=torch.einsum("bd,bld->bl", q, p), query_embeddings=q, passage_embeddings=p)
+    parts = step_losses(output, torch.randn(2, 2), batch.list_mask, "joint", False, LossArguments(), 1.0,
+                        list_doc_ids=batch.list_doc_ids)
+    flat = q @ p.reshape(4, 8).T
+    flat[0, 3] = float("-inf")  # query 0 against the copy of its own positive in list 1
+    expected = torch.nn.functional.cross_entropy(flat, torch.tensor([0, 2]))
+    torch.testing.assert_close(parts["retriever_ce"], expected)

@@ -55,12 +55,24 @@ class JointModel(nn.Module):
         return JointOutput(retriever=retriever_output, reranker_scores=self.reranker(**batch.inputs("pair")).logits)
 
 
-def in_batch_scores(output: RQ2RetrieverOutput, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each query against every passage of the batch: scores (batch, batch*m), labels, mask."""
+def in_batch_scores(
+    output: RQ2RetrieverOutput, mask: torch.Tensor, list_doc_ids: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each query against every passage of the batch: scores (batch, batch*m), labels, mask.
+
+    With ``list_doc_ids`` (batch, m), a copy of query i's positive in another list is masked for query i (it is no
+    negative of it).
+    """
     batch, m = mask.shape
     scores = similarity_scores(output.query_embeddings, output.passage_embeddings.reshape(batch * m, -1))
     labels = torch.arange(batch, device=scores.device) * m
-    return scores, labels, mask.reshape(1, -1).expand(batch, -1)
+    in_batch_mask = mask.reshape(1, -1).expand(batch, -1)
+    if list_doc_ids is not None:
+        ids = list_doc_ids.reshape(1, -1)
+        copies = (ids == list_doc_ids[:, :1]) & (ids >= 0)
+        copies[torch.arange(batch), labels] = False  # the positive itself stays
+        in_batch_mask = in_batch_mask & ~copies
+    return scores, labels, in_batch_mask
 
 
 def step_losses(
@@ -71,14 +83,17 @@ def step_losses(
     teacher_phase: bool,
     loss_args: LossArguments,
     retriever_temperature: float,
+    *,
+    list_doc_ids: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss to optimise (``loss``) and its logged parts for one batch of lists.
 
     ``warmup``: each model alone, listwise CE on the labels. ``joint``: dynamic listwise distillation
     (the KL reaches the retriever only after the teacher phase) plus the optional retriever CE.
+    ``list_doc_ids``: the batch's doc ids as numbers (``ListwiseBatch.list_doc_ids``), for in-batch negatives.
     """
     if loss_args.in_batch_negatives:
-        ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask)
+        ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask, list_doc_ids)
     else:
         ce_scores, ce_labels, ce_mask = retriever_output.scores, None, mask
     retriever_ce = listwise_cross_entropy(ce_scores, ce_labels, ce_mask, temperature=retriever_temperature)

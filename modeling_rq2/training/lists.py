@@ -159,4 +159,5 @@ class ListwiseDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.instances[index]
-        return {"query": row["query"], "passages": lookup_passages(self.passages, self.sample(index, row))}
+        doc_ids = self.sample(index, row)
+        return {"query": row["query"], "passages": lookup_passages(self.passages, doc_ids), "doc_ids": doc_ids}

@@ -320,6 +320,7 @@ class JointTrainer:
                 self.schedule.teacher_phase(self.progress.global_step),
                 self.config.loss,
                 self.retriever_temperature,
+                list_doc_ids=batch.list_doc_ids,
             )
             self._check_finite(parts)
             accelerator.backward(parts["loss"])
