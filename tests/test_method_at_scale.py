@@ -134,3 +134,24 @@ def test_in_batch_negatives_never_count_a_copy_of_the_querys_positive(retriever,
     flat[0, 3] = float("-inf")  # query 0 against the copy of its own positive in list 1
     expected = torch.nn.functional.cross_entropy(flat, torch.tensor([0, 2]))
     torch.testing.assert_close(parts["retriever_ce"], expected)
+
+
+def test_metrics_and_cards_record_the_lists_and_temperature_as_trained(train_setup, tmp_path):
+    """Lists of 8 asked from a pool of 10 BM25 negatives hold 8; asked of 12 passages with 3 negatives they hold 4:
+    the card says what the run trained on, and the temperature it used (not the configured None)."""
+    import json
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    argv = train_argv(train_setup, tmp_path, "--list_size", "8", "--negatives_top_n", "3", "--max_steps", "1",
+                      "--eval_split", "none")
+    metrics = run_training(*parse_arguments(argv))
+    assert metrics["train"]["lists"] == {"size": 8, "mean": 4.0, "min": 4, "max": 4, "padding": 0.5}
+    assert metrics["train"]["retriever_temperature"] == 1.0
+    assert json.loads((tmp_path / "metrics.json").read_text())["train"]["lists"]["padding"] == 0.5
+    card = (tmp_path / "retriever" / "README.md").read_text()
+    assert "lists of 8 passages (1 positive); as trained: 4 passages a list on average, at least 4 (50.0% padding)." in card
+    assert "temperatures: retriever 1, re-ranker 1" in card

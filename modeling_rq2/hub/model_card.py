@@ -107,6 +107,21 @@ def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
     return True
 
 
+def _list_lengths(metrics: dict) -> str:
+    """What the lists held when that differs from the configured size (too few negatives for some queries)."""
+    lists = metrics.get("train", {}).get("lists")
+    if not lists or lists["min"] == lists["size"]:
+        return ""
+    mean, least, padding = lists["mean"], lists["min"], lists["padding"]
+    return f"; as trained: {mean:g} passages a list on average, at least {least} ({padding:.1%} padding)"
+
+
+def _temperatures(metrics: dict, reranker_temperature: float) -> str:
+    """The softmax temperatures the run used (the retriever's is resolved from its similarity when not set)."""
+    used = metrics.get("train", {}).get("retriever_temperature")
+    return "" if used is None else f"; temperatures: retriever {used:g}, re-ranker {reranker_temperature:g}"
+
+
 def _training_details(config: RunConfig, metrics: dict, model_config: dict, role: str) -> str:
     """The recipe in words: data, lists, loss variant, optimisation, hardware and time."""
     model, data, loss, train = config.model, config.data, config.loss, config.training
@@ -122,8 +137,9 @@ def _training_details(config: RunConfig, metrics: dict, model_config: dict, role
         )
     )
     lines = [
-        f"- Data: `{data.data}` split `{data.train_split}`; {lists}; lists of {data.list_size} passages (1 positive).",
-        f"- Loss: {loss.describe()}.",
+        f"- Data: `{data.data}` split `{data.train_split}`; {lists}; lists of {data.list_size} passages "
+        f"(1 positive){_list_lengths(metrics)}.",
+        f"- Loss: {loss.describe()}{_temperatures(metrics, loss.reranker_temperature)}.",
         f"- Optimisation: {train.epochs} joint epoch(s) after {train.warmup_epochs} warm-up epoch(s), "
         f"{train.batch_size} queries per device x {hardware.get('processes', 1)} process(es) x "
         f"{train.gradient_accumulation_steps} accumulation; AdamW, learning rates retriever {train.retriever_lr}, "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
 from ..data import RetrievalData
@@ -146,6 +147,19 @@ class ListwiseDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.instances)
+
+    def list_lengths(self) -> dict[str, float]:
+        """What the lists hold, as opposed to ``list_size``: mean / min / max passages a list, and the share of the
+        batch's list slots that are padding (queries with fewer than ``list_size - 1`` negatives)."""
+        negatives = pc.list_value_length(self.instances.data.column("negatives")).to_numpy(zero_copy_only=False)
+        lengths = 1 + np.minimum(self.list_size - 1, negatives)
+        return {
+            "size": self.list_size,
+            "mean": round(float(lengths.mean()), 3),
+            "min": int(lengths.min()),
+            "max": int(lengths.max()),
+            "padding": round(float(1 - lengths.mean() / self.list_size), 4),
+        }
 
     def sample(self, index: int, row: dict | None = None) -> list[str]:
         """The doc ids of item ``index``'s list this epoch: positive first (``row``: the instance, if already read)."""

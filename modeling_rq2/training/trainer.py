@@ -421,7 +421,13 @@ class JointTrainer:
         train_seconds = self.seconds_trained()
         model = accelerator.unwrap_model(self.joint)
         metrics = {
-            "train": {"steps": self.progress.global_step, "seconds": round(train_seconds, 1), "last_log": self.last_log}
+            "train": {
+                "steps": self.progress.global_step,
+                "seconds": round(train_seconds, 1),
+                "last_log": self.last_log,
+                "lists": self.dataset.list_lengths(),
+                "retriever_temperature": self.retriever_temperature,
+            }
         }
         if accelerator.is_main_process:
             save_model(model.retriever, self.output / "retriever")
