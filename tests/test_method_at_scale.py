@@ -1,5 +1,6 @@
 """The method as the paper runs it at scale (issue 16): each test failed before its fix."""
 
+import pytest
 import torch
 
 from modeling_rq2 import RQ2RetrieverOutput
@@ -57,7 +58,8 @@ def test_a_frozen_static_teacher_scores_in_eval_mode(train_setup, tmp_path, monk
         return forward(self, batch)
 
     monkeypatch.setattr(JointModel, "forward", recording)
-    argv = train_argv(train_setup, tmp_path, "--static", "true", "--max_steps", "2", "--eval_split", "none")
+    argv = train_argv(train_setup, tmp_path, "--static", "true", "--kl_warmup_ratio", "0", "--max_steps", "2",
+                      "--eval_split", "none")
     run_training(*parse_arguments(argv))
     assert modes and all(modes_ == (True, False) for modes_ in modes), modes
 
@@ -155,3 +157,53 @@ def test_metrics_and_cards_record_the_lists_and_temperature_as_trained(train_set
     card = (tmp_path / "retriever" / "README.md").read_text()
     assert "lists of 8 passages (1 positive); as trained: 4 passages a list on average, at least 4 (50.0% padding)." in card
     assert "temperatures: retriever 1, re-ranker 1" in card
+
+
+COMBINATIONS = [  # (static, reranker_kl_gradient, kl_warmup_ratio, retriever_supervised_weight, kl_weight, supervised_weight)
+    (s, g, w, r, k, c) for s in (False, True) for g in (True, False) for w in (0.0, 0.5) for r in (0.0, 1.0)
+    for k in (0.0, 1.0) for c in (0.0, 1.0)
+]
+
+
+def _trains(static, kl_gradient, warmup, retriever_weight, kl_weight, supervised_weight):
+    """What each combination means: which model learns in the teacher phase and after it; None: refused."""
+    reranker_from_kl = kl_weight > 0 and kl_gradient and not static
+    reranker = not static and (supervised_weight > 0 or reranker_from_kl)
+    joint = {"retriever": kl_weight > 0 or retriever_weight > 0, "reranker": reranker}
+    teacher = {"retriever": retriever_weight > 0, "reranker": reranker}
+    if warmup > 0 and not reranker_from_kl:  # a teacher phase whose KL trains nothing
+        return None
+    if not joint["retriever"] or not (static or reranker):  # a model that never learns
+        return None
+    return {"teacher": teacher if warmup > 0 else None, "joint": joint}
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_every_loss_combination_trains_what_it_says_or_is_refused(combination):
+    """Which parameters receive gradient in each phase of every combination of the loss options; a combination in
+    which a phase or a model trains nothing is refused before any data loads."""
+    from modeling_rq2.training.arguments import LossArguments
+    from modeling_rq2.training.joint import step_losses
+
+    static, kl_gradient, warmup, retriever_weight, kl_weight, supervised_weight = combination
+    options = dict(static=static, reranker_kl_gradient=kl_gradient, kl_warmup_ratio=warmup, kl_weight=kl_weight,
+                   retriever_supervised_weight=retriever_weight, supervised_weight=supervised_weight)
+    expected = _trains(*combination)
+    if expected is None:
+        with pytest.raises(ValueError, match="trains nothing|never learns"):
+            LossArguments(**options)
+        return
+    loss_args = LossArguments(**options)
+    for phase, teacher in (("teacher", True), ("joint", False)):
+        if expected[phase] is None:
+            continue
+        torch.manual_seed(0)
+        q, p = torch.randn(2, 8, requires_grad=True), torch.randn(2, 3, 8)
+        output = RQ2RetrieverOutput(scores=torch.einsum("bd,bld->bl", q, p), query_embeddings=q, passage_embeddings=p)
+        reranker_scores = torch.randn(2, 3, requires_grad=True)
+        parts = step_losses(output, reranker_scores, torch.ones(2, 3, dtype=torch.bool), "joint", teacher, loss_args, 1.0)
+        if parts["loss"].requires_grad:
+            parts["loss"].backward()
+        got = {"retriever": q.grad is not None and bool(q.grad.abs().sum() > 0),
+               "reranker": reranker_scores.grad is not None and bool(reranker_scores.grad.abs().sum() > 0)}
+        assert got == expected[phase], (phase, options)

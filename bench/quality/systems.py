@@ -52,10 +52,15 @@ def _flag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def loss_ablation(name: str, option: str, value: Any) -> BenchSystem:
+NO_KL_WARMUP = ("--kl_warmup_ratio", "0")
+"""Where the KL cannot train the re-ranker (static, no re-ranker KL gradient) there is no teacher phase: the KL
+trains the retriever for the whole run (a teacher phase would train nothing, and is refused)."""
+
+
+def loss_ablation(name: str, option: str, value: Any, extra: tuple[str, ...] = ()) -> BenchSystem:
     """``ours_1_epoch`` with one ``DistillationOptions`` field changed: flags and description from (option, value)."""
     description = f"{BASELINE} {DistillationOptions.ablation(option, value)}"
-    return _ablation(name, description, (*ONE_EPOCH, f"--{option}", _flag_value(value)))
+    return _ablation(name, description, (*ONE_EPOCH, f"--{option}", _flag_value(value), *extra))
 
 
 _REGISTRY = (
@@ -73,9 +78,9 @@ _REGISTRY = (
     # nothing), here the one ours_1_epoch trained at the same seed; a fresh retriever learns from it for one epoch
     _ablation("static", "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained "
               "re-ranker (static distillation; the teacher's training is not in train s)",
-              (*ONE_EPOCH, "--static", "true"), teacher=BASELINE),
+              (*ONE_EPOCH, "--static", "true", *NO_KL_WARMUP), teacher=BASELINE),
     loss_ablation("direction_reranker_to_retriever", "direction", "reranker_to_retriever"),
-    loss_ablation("no_reranker_kl_gradient", "reranker_kl_gradient", False),
+    loss_ablation("no_reranker_kl_gradient", "reranker_kl_gradient", False, NO_KL_WARMUP),
     _ablation("paper_loss", "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch "
               "negatives, no KL warm-up)", (*ONE_EPOCH, "--retriever_supervised_weight", "0",
                                                "--in_batch_negatives", "false", "--kl_warmup_ratio", "0")),

@@ -115,6 +115,34 @@ class LossArguments(DistillationOptions):
         for name in ("retriever_temperature", "reranker_temperature"):
             value = getattr(self, name)
             check_setting(value is None or value > 0, name, f"must be > 0, got {value}")
+        self._check_every_phase_trains()
+
+    def _check_every_phase_trains(self) -> None:
+        """What the combinations mean, and the ones refused because a phase or a model would train nothing.
+
+        The KL trains the re-ranker only when it is not ``static`` and ``reranker_kl_gradient`` holds; the teacher
+        phase (the first ``kl_warmup_ratio`` of joint steps, in which the KL trains only the re-ranker) needs it. After
+        it the retriever learns from the KL and from its own CE (``retriever_supervised_weight``); a non-static
+        re-ranker from its CE (``supervised_weight``) and the KL.
+        """
+        kl_trains_reranker = self.kl_weight > 0 and self.reranker_kl_gradient and not self.static
+        check_setting(
+            self.kl_warmup_ratio == 0 or kl_trains_reranker,
+            "kl_warmup_ratio",
+            f"{self.kl_warmup_ratio}: in that share of the joint steps the KL trains only the re-ranker, which here it "
+            "cannot (--static true, --reranker_kl_gradient false or --kl_weight 0), so it trains nothing; "
+            "set --kl_warmup_ratio 0",
+        )
+        check_setting(
+            self.kl_weight > 0 or self.retriever_supervised_weight > 0,
+            "kl_weight / --retriever_supervised_weight",
+            "both 0: the retriever never learns",
+        )
+        check_setting(
+            self.static or self.supervised_weight > 0 or kl_trains_reranker,
+            "supervised_weight",
+            "0 and no KL gradient into the re-ranker: the re-ranker never learns (--static true freezes it on purpose)",
+        )
 
     def describe(self) -> str:
         """The loss in words, for model cards: the distillation options, then what this recipe adds."""
