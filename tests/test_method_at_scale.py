@@ -207,3 +207,42 @@ def test_every_loss_combination_trains_what_it_says_or_is_refused(combination):
         got = {"retriever": q.grad is not None and bool(q.grad.abs().sum() > 0),
                "reranker": reranker_scores.grad is not None and bool(reranker_scores.grad.abs().sum() > 0)}
         assert got == expected[phase], (phase, options)
+
+
+def test_short_lists_are_refused_or_counted_never_silent(caplog):
+    """Lists of 4 from pools of 1 and 3 negatives: ``error`` refuses with the numbers, ``pad`` says so in a warning."""
+    import logging
+
+    import datasets
+
+    from modeling_rq2.training.lists import ListwiseDataset
+
+    rows = [{"query_id": "q1", "query": "a", "positives": ["d1"], "negatives": ["d2"]},
+            {"query_id": "q2", "query": "b", "positives": ["d2"], "negatives": ["d1", "d3", "d4"]}]
+    instances, passages = datasets.Dataset.from_list(rows), {f"d{i}": f"passage {i}" for i in range(1, 5)}
+    with pytest.raises(ValueError, match=r"--short_lists error: 1 of 2 queries have fewer than the 3 negatives a list of 4"):
+        ListwiseDataset(instances, passages, 4, short_lists="error")
+    with caplog.at_level(logging.WARNING, logger="modeling_rq2.training.lists"):
+        padded = ListwiseDataset(instances, passages, 4)
+    assert "1 of 2 queries have fewer than the 3 negatives" in caplog.text and "25.0% of the list slots padding" in caplog.text
+    assert padded.list_lengths() == {"size": 4, "mean": 3.0, "min": 2, "max": 4, "padding": 0.25}
+
+
+def test_the_ms_marco_preset_refuses_lists_it_cannot_build_before_any_training(train_setup, tmp_path, monkeypatch):
+    """The preset's own list size (128) and depth (top 50), on tiny files in the official formats: refused before
+    the warm-up, instead of days of training on lists of at most 51 passages padded to 128."""
+    from modeling_rq2.training import trainer
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import ROOT
+    from test_paper_datasets import write_msmarco
+
+    root, _ = train_setup
+    data = write_msmarco(tmp_path / "data")
+    monkeypatch.setattr(trainer, "load_retriever", lambda *a, **k: pytest.fail("a model was loaded"))
+    argv = [str(ROOT / "configs" / "msmarco.yaml"), "--retriever", str(root / "retriever"), "--reranker",
+            str(root / "reranker"), "--data", str(data), "--negatives", str(data / "triples.train.small.tsv"),
+            "--output_dir", str(tmp_path / "run"), "--report_to", "none"]
+    with pytest.raises(ValueError, match="--augment_top_n: 50 mines at most 50 negatives a query, and lists of 128 need 127"):
+        run_training(*parse_arguments(argv))

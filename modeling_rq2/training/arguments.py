@@ -15,6 +15,7 @@ from .losses import DistillationOptions, loss_option
 MIXES = ("both", "denoised", "undenoised")
 WARMUPS = ("joint", "separate")
 PROBABILITIES = ("platt", "sigmoid")
+SHORT_LISTS = ("pad", "error")
 
 
 def check_setting(condition: bool, field_name: str, message: str) -> None:
@@ -80,12 +81,22 @@ class DataArguments:
     list_size: int = field(default=4, metadata={"help": "m: passages per query list (1 positive + m-1 negatives)"})
     negatives_top_n: int = field(default=50, metadata={"help": "BM25 depth the negatives are drawn from"})
     max_train_queries: int | None = field(default=None, metadata={"help": "use only the first N training queries"})
+    short_lists: str = field(
+        default="pad",
+        metadata={
+            "help": "a query with fewer than list_size - 1 negatives: pad (its list is shorter, masked; counted "
+            "and logged, and metrics.json / the cards say how long the lists were) | error (refuse the run)"
+        },
+    )
 
     def __post_init__(self):
         check_setting(
             self.list_size >= 2, "list_size", f"must be >= 2 (a positive and a negative), got {self.list_size}"
         )
         check_setting(self.negatives_top_n >= 1, "negatives_top_n", f"must be >= 1, got {self.negatives_top_n}")
+        check_setting(
+            self.short_lists in SHORT_LISTS, "short_lists", f"must be one of {SHORT_LISTS}, got {self.short_lists!r}"
+        )
         if self.eval_split in ("", "none", "None"):
             self.eval_split = None
 

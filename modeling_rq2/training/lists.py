@@ -130,7 +130,15 @@ class ListwiseDataset(Dataset):
     A query with fewer than m-1 negatives gets a shorter list; the collator masks the rest.
     """
 
-    def __init__(self, instances: datasets.Dataset, passages: Mapping[str, Passage], list_size: int, seed: int = 42):
+    def __init__(
+        self,
+        instances: datasets.Dataset,
+        passages: Mapping[str, Passage],
+        list_size: int,
+        seed: int = 42,
+        *,
+        short_lists: str = "pad",
+    ):
         if list_size < 1:
             raise ValueError(f"list_size must be >= 1, got {list_size}")
         missing = {doc for row in instances for doc in (*row["positives"], *row["negatives"]) if doc not in passages}
@@ -140,6 +148,26 @@ class ListwiseDataset(Dataset):
             )
         self.instances, self.passages, self.list_size, self.seed = instances, passages, list_size, seed
         self.epoch = 0
+        self._check_lengths(short_lists)
+
+    def _check_lengths(self, short_lists: str) -> None:
+        """Lists shorter than ``list_size`` (too few negatives): refused (``error``) or counted and logged (``pad``)."""
+        negatives = pc.list_value_length(self.instances.data.column("negatives")).to_numpy(zero_copy_only=False)
+        short = int((negatives < self.list_size - 1).sum())
+        if not short:
+            return
+        lengths = self.list_lengths()
+        message = (
+            f"{short} of {len(negatives)} queries have fewer than the {self.list_size - 1} negatives a list of "
+            f"{self.list_size} needs (lists hold {lengths['mean']:g} passages on average, at least {lengths['min']}: "
+            f"{lengths['padding']:.1%} of the list slots padding)"
+        )
+        if short_lists == "error":
+            raise ValueError(
+                f"--short_lists error: {message}; draw negatives from deeper lists (--negatives_top_n, "
+                "--augment_top_n), lower --list_size, or accept shorter lists with --short_lists pad"
+            )
+        logger.warning("%s; padded and masked (--short_lists pad)", message)
 
     def set_epoch(self, epoch: int) -> None:
         """Lists are re-sampled per epoch (deterministically)."""

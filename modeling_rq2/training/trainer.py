@@ -214,7 +214,11 @@ class JointTrainer:
         """The shuffled lists of each epoch, tokenised for both models."""
         config = self.config
         self.dataset = ListwiseDataset(
-            self.data.instances, self.data.passages, config.data.list_size, seed=config.training.seed
+            self.data.instances,
+            self.data.passages,
+            config.data.list_size,
+            seed=config.training.seed,
+            short_lists=config.data.short_lists,
         )
         collate = ListwiseCollator(
             retriever, reranker, config.data.list_size, passage_max_length=config.model.train_passage_max_length
