@@ -114,27 +114,32 @@ def test_a_two_process_run_has_the_single_process_learning_rates(train_setup, tm
     assert lrs(tmp_path / "two") == single
 
 
-def test_in_batch_negatives_never_count_a_copy_of_the_querys_positive(retriever, reranker):
-    """Query 0's positive d1 is also in query 1's list (a shared positive): for query 0 that copy is masked out of the
-    in-batch negatives, as sentence-transformers' MNRL drops duplicates; nothing else changes."""
+def test_in_batch_negatives_are_never_positives_of_the_query(retriever, reranker):
+    """Query 0's gold passages are d1 and d4: d1 is also in query 1's list (a shared positive) and d4 is query 2's
+    sampled positive. Both are masked out of query 0's in-batch negatives (as sentence-transformers' MNRL drops
+    duplicates); the other queries' negatives stay, and each query keeps its own label."""
     from modeling_rq2.training.arguments import LossArguments
     from modeling_rq2.training.collator import ListwiseCollator
     from modeling_rq2.training.joint import step_losses
 
     items = [
-        {"query": "what causes scurvy", "passages": ["scurvy is low vitamin c", "the sun"], "doc_ids": ["d1", "d2"]},
-        {"query": "vitamin c", "passages": ["vitamin c is in fruit", "scurvy is low vitamin c"], "doc_ids": ["d3", "d1"]},
+        {"query": "what causes scurvy", "passages": ["scurvy is low vitamin c", "the sun"], "doc_ids": ["d1", "d2"],
+         "positives": ["d1", "d4"]},
+        {"query": "vitamin c", "passages": ["vitamin c is in fruit", "scurvy is low vitamin c"], "doc_ids": ["d3", "d1"],
+         "positives": ["d3"]},
+        {"query": "fruit", "passages": ["lack of fruit", "paris"], "doc_ids": ["d4", "d5"], "positives": ["d4"]},
     ]
     batch = ListwiseCollator(retriever, reranker, 2)(items)
-    assert batch.list_doc_ids[0, 0] == batch.list_doc_ids[1, 1] and len(set(batch.list_doc_ids.flatten().tolist())) == 3
+    expected_mask = torch.zeros(3, 6, dtype=torch.bool)
+    expected_mask[0, 3] = expected_mask[0, 4] = True  # d1 in list 1, d4 heading list 2
+    assert torch.equal(batch.in_batch_positives, expected_mask)
     torch.manual_seed(0)
-    q, p = torch.randn(2, 8), torch.randn(2, 2, 8)
+    q, p = torch.randn(3, 8), torch.randn(3, 2, 8)
     output = RQ2RetrieverOutput(scores=torch.einsum("bd,bld->bl", q, p), query_embeddings=q, passage_embeddings=p)
-    parts = step_losses(output, torch.randn(2, 2), batch.list_mask, "joint", False, LossArguments(), 1.0,
-                        list_doc_ids=batch.list_doc_ids)
-    flat = q @ p.reshape(4, 8).T
-    flat[0, 3] = float("-inf")  # query 0 against the copy of its own positive in list 1
-    expected = torch.nn.functional.cross_entropy(flat, torch.tensor([0, 2]))
+    parts = step_losses(output, torch.randn(3, 2), batch.list_mask, "joint", False, LossArguments(), 1.0,
+                        in_batch_positives=batch.in_batch_positives)
+    flat = (q @ p.reshape(6, 8).T).masked_fill(expected_mask, float("-inf"))
+    expected = torch.nn.functional.cross_entropy(flat, torch.tensor([0, 2, 4]))
     torch.testing.assert_close(parts["retriever_ce"], expected)
 
 
@@ -160,7 +165,7 @@ def test_metrics_and_cards_record_the_lists_and_temperature_as_trained(train_set
 
 
 COMBINATIONS = [  # (static, reranker_kl_gradient, kl_warmup_ratio, retriever_supervised_weight, kl_weight, supervised_weight)
-    (s, g, w, r, k, c) for s in (False, True) for g in (True, False) for w in (0.0, 0.5) for r in (0.0, 1.0)
+    (s, g, w, r, k, c) for s in (False, True) for g in (True, False) for w in (0.0, 0.5, 1.0) for r in (0.0, 1.0)
     for k in (0.0, 1.0) for c in (0.0, 1.0)
 ]
 
@@ -169,13 +174,13 @@ def _trains(static, kl_gradient, warmup, retriever_weight, kl_weight, supervised
     """What each combination means: which model learns in the teacher phase and after it; None: refused."""
     reranker_from_kl = kl_weight > 0 and kl_gradient and not static
     reranker = not static and (supervised_weight > 0 or reranker_from_kl)
-    joint = {"retriever": kl_weight > 0 or retriever_weight > 0, "reranker": reranker}
+    joint = {"retriever": kl_weight > 0 or retriever_weight > 0, "reranker": reranker}  # after the teacher phase
     teacher = {"retriever": retriever_weight > 0, "reranker": reranker}
     if warmup > 0 and not reranker_from_kl:  # a teacher phase whose KL trains nothing
         return None
-    if not joint["retriever"] or not (static or reranker):  # a model that never learns
-        return None
-    return {"teacher": teacher if warmup > 0 else None, "joint": joint}
+    if not (joint["retriever"] if warmup < 1 else teacher["retriever"]) or not (static or reranker):
+        return None  # a model that never learns (with a teacher phase of the whole run, the KL never reaches it)
+    return {"teacher": teacher if warmup > 0 else None, "joint": joint if warmup < 1 else None}
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
@@ -244,5 +249,51 @@ def test_the_ms_marco_preset_refuses_lists_it_cannot_build_before_any_training(t
     argv = [str(ROOT / "configs" / "msmarco.yaml"), "--retriever", str(root / "retriever"), "--reranker",
             str(root / "reranker"), "--data", str(data), "--negatives", str(data / "triples.train.small.tsv"),
             "--output_dir", str(tmp_path / "run"), "--report_to", "none"]
-    with pytest.raises(ValueError, match="--augment_top_n: 50 mines at most 50 negatives a query, and lists of 128 need 127"):
+    with pytest.raises(ValueError, match="--augment_top_n: 50 mines at most 49 negatives a query .* lists of 128 need 127"):
         run_training(*parse_arguments(argv))
+
+
+def test_the_rerankers_logits_are_fp32_under_bf16_autocast(tiny_tokenizer):
+    """The re-ranker's scores enter the KL and its cross-entropy: its head runs in float32 under autocast too."""
+    from conftest import tiny_reranker
+
+    reranker = _loud(tiny_reranker(tiny_tokenizer))
+    pairs = reranker.tokenize_pairs([("what causes scurvy", "scurvy is caused by low vitamin c"), ("sun", "a star")])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = reranker(**pairs).logits
+    assert logits.dtype == torch.float32 and logits.shape == (2,)
+
+
+def test_list_lengths_count_the_selected_rows_only():
+    """A dataset ``select``ed out of a larger one (``first_queries`` does so) keeps the whole table underneath: the
+    list statistics and the short-list check read only the rows selected."""
+    import datasets
+
+    from modeling_rq2.training.lists import ListwiseDataset
+
+    rows = [{"query_id": f"q{i}", "query": "a", "positives": ["d0"], "negatives": ["d1"] * (1 + 2 * (i % 2))}
+            for i in range(6)]
+    kept = datasets.Dataset.from_list(rows).select([1, 3, 5])  # the rows with 3 negatives
+    dataset = ListwiseDataset(kept, {"d0": "x", "d1": "y"}, 4, short_lists="error")
+    assert dataset.list_lengths() == {"size": 4, "mean": 4.0, "min": 4, "max": 4, "padding": 0.0}
+
+
+def test_a_checkpoint_resumes_only_on_its_process_count(train_setup, tmp_path):
+    """The data order and the learning-rate schedule are per process count: a checkpoint saved by 2 processes is
+    refused by a single-process resume, naming both counts."""
+    import json
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--max_steps", "1", "--save_steps", "1",
+                                             "--eval_split", "none")))
+    progress = tmp_path / "checkpoints" / "checkpoint-1" / "progress.json"
+    saved = json.loads(progress.read_text())
+    assert saved["processes"] == 1
+    progress.write_text(json.dumps({**saved, "processes": 2}))
+    with pytest.raises(ValueError, match="checkpoint-1 was saved by a run of 2 processes, this one has 1"):
+        run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--max_steps", "2", "--eval_split", "none",
+                                                 "--resume_from_checkpoint", "latest")))

@@ -17,11 +17,18 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=bench.quality.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--systems", nargs="+", default=[*PEERS, *OURS], choices=(*SYSTEMS, *GROUPS),
-                        help=f"'ablations': every ablation (with its baseline, {BASELINE} or the chain); "
-                        "'all': everything")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.quality",
+        description=bench.quality.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=[*PEERS, *OURS],
+        choices=(*SYSTEMS, *GROUPS),
+        help=f"'ablations': every ablation (with its baseline, {BASELINE} or the chain); 'all': everything",
+    )
     parser.add_argument("--data", default="scifact", help="BEIR folder, bundled name or Hub dataset")
     parser.add_argument("--train_split", default="train")
     parser.add_argument("--eval_split", default="test")
@@ -36,18 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ce_loss", choices=("bce", "listnet"), default="bce")
     parser.add_argument("--ce_lrs", nargs="+", type=float, default=[5e-5])
     parser.add_argument("--ce_epochs", nargs="+", type=int, default=[1])
-    parser.add_argument("--ce_batch_queries", type=int, default=recipe()["batch_size"],
-                        help="queries per CrossEncoder step")
+    parser.add_argument(
+        "--ce_batch_queries", type=int, default=recipe()["batch_size"], help="queries per CrossEncoder step"
+    )
     parser.add_argument("--max_train_queries", type=int, help="budget: the first N training lists, every system")
     parser.add_argument("--max_steps", type=int, help="budget: optimizer steps, every trained system")
     parser.add_argument("--eval_queries", type=int, help="smoke: the first N evaluation queries")
-    parser.add_argument("--corpus_limit", type=int,
-                        help="smoke: judged passages of the kept queries + the first N others")
+    parser.add_argument(
+        "--corpus_limit", type=int, help="smoke: judged passages of the kept queries + the first N others"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--work_dir", help="jobs' models and cached results (default outputs/bench/<name of --output>)")
     parser.add_argument("--output", default=str(RESULTS / "quality"), help="writes OUTPUT.json and OUTPUT.md")
-    parser.add_argument("--cached_only", action="store_true",
-                        help="report the jobs that have run (each system with the seeds it has), start none")
+    parser.add_argument(
+        "--cached_only",
+        action="store_true",
+        help="report the jobs that have run (each system with the seeds it has), start none",
+    )
     parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job folder in this process
     return parser
 

@@ -84,9 +84,13 @@ def recipe() -> Lengths:
 
     model, data, joint = ModelArguments(), DataArguments(), JointTrainingArguments()
     return {
-        "query_max_length": model.query_max_length, "passage_max_length": model.passage_max_length,
-        "train_passage_max_length": model.train_passage_max_length, "reranker_max_length": model.reranker_max_length,
-        "list_size": data.list_size, "negatives_top_n": data.negatives_top_n, "batch_size": joint.batch_size,
+        "query_max_length": model.query_max_length,
+        "passage_max_length": model.passage_max_length,
+        "train_passage_max_length": model.train_passage_max_length,
+        "reranker_max_length": model.reranker_max_length,
+        "list_size": data.list_size,
+        "negatives_top_n": data.negatives_top_n,
+        "batch_size": joint.batch_size,
     }
 
 
@@ -110,8 +114,9 @@ def _retriever(config: JobConfig, model: str | Path):
     from modeling_rq2.models.loading import load_retriever
 
     lengths = config["lengths"]
-    retriever = load_retriever(model, query_max_length=lengths["query_max_length"],
-                               passage_max_length=lengths["passage_max_length"])
+    retriever = load_retriever(
+        model, query_max_length=lengths["query_max_length"], passage_max_length=lengths["passage_max_length"]
+    )
     return retriever.to(_device()).eval()
 
 
@@ -120,11 +125,19 @@ def _evaluate(config: JobConfig, retriever, data, index_folder: Path | None, rer
     from modeling_rq2.evaluation.evaluate import evaluate_retrieval
     from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
 
-    pipe = RetrieveThenRerank.from_pretrained(retriever, reranker, data, index_folder=index_folder,
-                                              batch_size=config["batch_size"])
+    pipe = RetrieveThenRerank.from_pretrained(
+        retriever, reranker, data, index_folder=index_folder, batch_size=config["batch_size"]
+    )
     return evaluate_retrieval(
-        retriever, data, reranker, top_k=config["top_k"], rerank_top_k=config["rerank_top_k"] if reranker else 0,
-        metrics=METRICS, batch_size=config["batch_size"], fusion=config["fusion"] if reranker else 0.0, pipe=pipe,
+        retriever,
+        data,
+        reranker,
+        top_k=config["top_k"],
+        rerank_top_k=config["rerank_top_k"] if reranker else 0,
+        metrics=METRICS,
+        batch_size=config["batch_size"],
+        fusion=config["fusion"] if reranker else 0.0,
+        pipe=pipe,
     )
 
 
@@ -155,10 +168,20 @@ def training_lists(config: JobConfig) -> tuple[list[str], list[list[str]]]:
 def _training_arguments(cls, config: JobConfig, folder: Path, batch_size: int, **extra):
     """Trainer arguments shared by both sentence-transformers peers (no checkpoints, no trackers)."""
     return cls(
-        output_dir=str(folder / "trainer"), num_train_epochs=config["epochs"], max_steps=config["max_steps"] or -1,
-        per_device_train_batch_size=batch_size, learning_rate=config["lr"], warmup_steps=0.1, weight_decay=0.01,
-        seed=config["seed"], data_seed=config["seed"], save_strategy="no", report_to="none", logging_steps=10,
-        disable_tqdm=True, **extra,
+        output_dir=str(folder / "trainer"),
+        num_train_epochs=config["epochs"],
+        max_steps=config["max_steps"] or -1,
+        per_device_train_batch_size=batch_size,
+        learning_rate=config["lr"],
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        seed=config["seed"],
+        data_seed=config["seed"],
+        save_strategy="no",
+        report_to="none",
+        logging_steps=10,
+        disable_tqdm=True,
+        **extra,
     )
 
 
@@ -211,11 +234,17 @@ def job_st_biencoder(config: JobConfig, folder: Path) -> JobResult:
     model = SentenceTransformer(default_backbone_path(), device=_device())
     model.max_seq_length = lengths["train_passage_max_length"]  # one length for all columns in ST
     long_queries = sum(len(ids) > lengths["query_max_length"] for ids in model.tokenizer(queries)["input_ids"])
-    args = _training_arguments(SentenceTransformerTrainingArguments, config, folder, config["batch_size_train"],
-                               batch_sampler=BatchSamplers.NO_DUPLICATES)
+    args = _training_arguments(
+        SentenceTransformerTrainingArguments,
+        config,
+        folder,
+        config["batch_size_train"],
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+    )
     started = time.perf_counter()
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
-                                         loss=MultipleNegativesRankingLoss(model))
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict(columns), loss=MultipleNegativesRankingLoss(model)
+    )
     trainer.train()
     # ST keeps max_seq_length in the saved tokenizer (model_max_length), which caps our encoder's lengths:
     # save the evaluation length, as our retriever saves its own
@@ -224,11 +253,20 @@ def job_st_biencoder(config: JobConfig, folder: Path) -> JobResult:
     train_seconds = time.perf_counter() - started
     means, eval_seconds = _dense(config, str(folder / "model"), folder / "index")
     rows = len(columns["anchor"])
-    details = {"rows": rows, "skipped_short_lists": len(queries) - rows, "steps": trainer.state.global_step,
-               "train_max_seq_length": lengths["train_passage_max_length"],
-               "saved_max_seq_length": model.max_seq_length, "queries_over_query_max_length": long_queries}
-    return {"rows": {System.retriever().name: means}, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "details": details}
+    details = {
+        "rows": rows,
+        "skipped_short_lists": len(queries) - rows,
+        "steps": trainer.state.global_step,
+        "train_max_seq_length": lengths["train_passage_max_length"],
+        "saved_max_seq_length": model.max_seq_length,
+        "queries_over_query_max_length": long_queries,
+    }
+    return {
+        "rows": {System.retriever().name: means},
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "details": details,
+    }
 
 
 def _cross_dataset(config: JobConfig):
@@ -240,8 +278,9 @@ def _cross_dataset(config: JobConfig):
     if config["loss"] == "listnet":
         return Dataset.from_dict({"query": queries, "docs": texts, "labels": labels})
     rows = [(q, p, y) for q, t, ys in zip(queries, texts, labels) for p, y in zip(t, ys)]
-    return Dataset.from_dict({"query": [q for q, _, _ in rows], "passage": [p for _, p, _ in rows],
-                              "label": [y for _, _, y in rows]})
+    return Dataset.from_dict(
+        {"query": [q for q, _, _ in rows], "passage": [p for _, p, _ in rows], "label": [y for _, _, y in rows]}
+    )
 
 
 class CrossEncoderReranker:
@@ -258,8 +297,9 @@ class CrossEncoderReranker:
         from modeling_rq2.models.modeling_rq2 import format_passage
 
         texts = [(query, format_passage(passage, "[SEP]")) for query, passage in pairs]
-        return self.model.predict(texts, batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
-                                  show_progress_bar=False)
+        return self.model.predict(
+            texts, batch_size=self.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False
+        )
 
 
 def _rerank_rows(config: JobConfig, folder: Path, model) -> tuple[dict[str, dict[str, float]], float]:
@@ -267,8 +307,9 @@ def _rerank_rows(config: JobConfig, folder: Path, model) -> tuple[dict[str, dict
     started = time.perf_counter()
     biencoder = folder.parent / config["biencoder"]["folder"]
     reranker = CrossEncoderReranker(model, config["batch_size"])
-    scored = _evaluate(config, _retriever(config, biencoder / "model"), _load(config, "eval_split"),
-                       biencoder / "index", reranker)
+    scored = _evaluate(
+        config, _retriever(config, biencoder / "model"), _load(config, "eval_split"), biencoder / "index", reranker
+    )
     rows = {system.name: means for system, means in scored.metrics.items() if system.kind != "retriever"}
     return rows, time.perf_counter() - started
 
@@ -282,8 +323,9 @@ def job_st_crossencoder(config: JobConfig, folder: Path) -> JobResult:
     from modeling_rq2.models.loading import default_backbone_path
 
     lengths = config["lengths"]
-    model = CrossEncoder(default_backbone_path(), num_labels=1, max_length=lengths["reranker_max_length"],
-                         device=_device())
+    model = CrossEncoder(
+        default_backbone_path(), num_labels=1, max_length=lengths["reranker_max_length"], device=_device()
+    )
     negatives = lengths["list_size"] - 1
     listnet = config["loss"] == "listnet"
     loss = ListNetLoss(model) if listnet else BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(negatives)))
@@ -296,9 +338,17 @@ def job_st_crossencoder(config: JobConfig, folder: Path) -> JobResult:
     model.save(str(folder / "model"))
     train_seconds = time.perf_counter() - started
     rows, eval_seconds = _rerank_rows(config, folder, model)
-    return {"rows": rows, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "details": {"rows": len(dataset), "steps": trainer.state.global_step, "batch_size": batch,
-                        "pos_weight": None if listnet else negatives}}
+    return {
+        "rows": rows,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "details": {
+            "rows": len(dataset),
+            "steps": trainer.state.global_step,
+            "batch_size": batch,
+            "pos_weight": None if listnet else negatives,
+        },
+    }
 
 
 # ---------------------------------------------------------------- ours
@@ -308,11 +358,28 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
     """``run_training``'s command line for this job, before the system's flags."""
     data = config["data"]
     argv = [
-        "--output_dir", str(folder / "run"), "--report_to", "none", "--data", data["path"],
-        "--train_split", data["train_split"], "--eval_split", data["eval_split"], "--seed", str(config["seed"]),
-        "--eval_top_k", str(config["top_k"]), "--rerank_top_k", str(config["rerank_top_k"]),
-        "--fusion", str(config["fusion"]), "--eval_batch_size", str(config["batch_size"]),
-        "--resume_from_checkpoint", "latest",
+        "--output_dir",
+        str(folder / "run"),
+        "--report_to",
+        "none",
+        "--data",
+        data["path"],
+        "--train_split",
+        data["train_split"],
+        "--eval_split",
+        data["eval_split"],
+        "--seed",
+        str(config["seed"]),
+        "--eval_top_k",
+        str(config["top_k"]),
+        "--rerank_top_k",
+        str(config["rerank_top_k"]),
+        "--fusion",
+        str(config["fusion"]),
+        "--eval_batch_size",
+        str(config["batch_size"]),
+        "--resume_from_checkpoint",
+        "latest",
     ]
     budgets = (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
     argv += [a for flag, value in budgets if value for a in (flag, str(value))]
@@ -336,9 +403,12 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
     seconds = time.perf_counter() - started + (reused["train_seconds"] if reused else 0.0)
     for checkpoints in sorted((folder / "run").rglob("checkpoints")):  # done: the saved models are what counts
         shutil.rmtree(checkpoints)
-    return {"rows": metrics["eval"]["results"], "train_seconds": seconds - metrics["eval"]["seconds"],
-            "eval_seconds": metrics["eval"]["seconds"],
-            "details": {"argv": argv, "train": metrics["train"], "warmup_reused_from": reused and reused["job"]}}
+    return {
+        "rows": metrics["eval"]["results"],
+        "train_seconds": seconds - metrics["eval"]["seconds"],
+        "eval_seconds": metrics["eval"]["seconds"],
+        "details": {"argv": argv, "train": metrics["train"], "warmup_reused_from": reused and reused["job"]},
+    }
 
 
 def _reuse_warmup(config: JobConfig, folder: Path) -> dict | None:

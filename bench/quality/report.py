@@ -73,8 +73,13 @@ def table_block(summaries: dict[str, dict]) -> list[str]:
 
 def _entries(summaries: dict[str, dict], systems: tuple[str, ...], row_filter) -> dict[str, dict]:
     """{"system: row": metric spreads} of the rows that pass ``row_filter``."""
-    return {f"{s}: {row}": values for s in systems if s in summaries
-            for row, values in summaries[s]["rows"].items() if row_filter(row)}
+    return {
+        f"{s}: {row}": values
+        for s in systems
+        if s in summaries
+        for row, values in summaries[s]["rows"].items()
+        if row_filter(row)
+    }
 
 
 def _train_seconds(summaries: dict[str, dict], system: str) -> float:
@@ -105,8 +110,12 @@ def comparisons(summaries: dict[str, dict], rerank_top_k: int, fusion: float) ->
         ("retrieve-then-rerank vs best peer (pure re-ranking)", pure, lambda r: r == pure),
         (f"retrieve-then-rerank vs best peer (fusion {fusion:g})", fused, lambda r: r == fused),
     )
-    found = [_versus(summaries, label, name, row, _entries(summaries, PEERS, peer_filter))
-             for name in OURS if name in summaries for label, row, peer_filter in kinds]
+    found = [
+        _versus(summaries, label, name, row, _entries(summaries, PEERS, peer_filter))
+        for name in OURS
+        if name in summaries
+        for label, row, peer_filter in kinds
+    ]
     return [c for c in found if c]
 
 
@@ -118,8 +127,16 @@ def goals(summaries: dict[str, dict], full_scifact: bool) -> list[dict]:
         rerank = max((v["ndcg@10"]["mean"] for r, v in rows.items() if _is_reranked(r)), default=None)
         for goal, value in (("retriever", rows[RETRIEVER]["ndcg@10"]["mean"]), ("retrieve-then-rerank", rerank)):
             if value is not None:
-                found.append({"system": name, "goal": goal, "target": GOALS[goal], "value": value,
-                              "met": value >= GOALS[goal], "applies": full_scifact})
+                found.append(
+                    {
+                        "system": name,
+                        "goal": goal,
+                        "target": GOALS[goal],
+                        "value": value,
+                        "met": value >= GOALS[goal],
+                        "applies": full_scifact,
+                    }
+                )
     return found
 
 
@@ -127,11 +144,17 @@ def goals(summaries: dict[str, dict], full_scifact: bool) -> list[dict]:
 
 
 def _comparison_line(c: dict) -> str:
-    parts = [f"{h} {c[m]['ours']:.4f} vs {c[m]['peer']:.4f} ({c[m]['delta']:+.4f}, x{c[m]['ratio']:.3f})"
-             for h, m in zip(HEADERS, METRICS) if c[m]["ratio"] is not None]
+    parts = [
+        f"{h} {c[m]['ours']:.4f} vs {c[m]['peer']:.4f} ({c[m]['delta']:+.4f}, x{c[m]['ratio']:.3f})"
+        for h, m in zip(HEADERS, METRICS)
+        if c[m]["ratio"] is not None
+    ]
     seconds = c["train_seconds"]
-    return (f"- {c['comparison']} ({c['peer']}): " + "; ".join(parts)
-            + f"; train s {seconds['ours']:.0f} vs {seconds['peer']:.0f}")
+    return (
+        f"- {c['comparison']} ({c['peer']}): "
+        + "; ".join(parts)
+        + f"; train s {seconds['ours']:.0f} vs {seconds['peer']:.0f}"
+    )
 
 
 def _goal_line(g: dict) -> str:
@@ -165,8 +188,9 @@ def _ablation_line(name: str, systems: dict[str, dict]) -> str | None:
 
 def _ablation_lines(systems: dict[str, dict]) -> list[str]:
     """One line per ablation that ran beside its baseline (``systems``: the report's, seeds keyed by string)."""
-    lines = [_ablation_line(name, systems) for name in ABLATIONS
-             if name in systems and SYSTEMS[name].baseline in systems]
+    lines = [
+        _ablation_line(name, systems) for name in ABLATIONS if name in systems and SYSTEMS[name].baseline in systems
+    ]
     lines = [line for line in lines if line]
     title = "Ablations, nDCG@10 minus the system each changes one thing of, at the same seeds:"
     return ["", title, "", *lines] if lines else []
@@ -175,8 +199,10 @@ def _ablation_lines(systems: dict[str, dict]) -> list[str]:
 def markdown(report: dict) -> str:
     """The report: the table of systems, the comparisons, the goals, the peers' grids, the ablations."""
     d = report["data"]
-    title = (f"# Retrieval quality: {d['name']} {d['eval_split']} ({d['queries']} queries, {d['corpus']} passages), "
-             f"seeds {report['settings']['seeds']}")
+    title = (
+        f"# Retrieval quality: {d['name']} {d['eval_split']} ({d['queries']} queries, {d['corpus']} passages), "
+        f"seeds {report['settings']['seeds']}"
+    )
     lines = [title, "", *report["table"]]
     if report["comparisons"]:
         lines += ["", "Ours vs the best peer (delta, ratio):", "", *map(_comparison_line, report["comparisons"])]
@@ -199,10 +225,16 @@ def _machine(args: argparse.Namespace) -> dict:
     import torch
     import transformers
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "threads": args.threads, "torch": torch.__version__, "transformers": transformers.__version__,
-            "sentence_transformers": sentence_transformers.__version__,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
 
 
 def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, dict]) -> dict:
@@ -210,14 +242,24 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
     from modeling_rq2.data import load_beir
 
     evaluation = load_beir(data_path, args.eval_split)
-    full_scifact = (args.data == "scifact" and args.eval_split == "test" and data_path == args.data
-                    and not args.max_train_queries and not args.max_steps)
+    full_scifact = (
+        args.data == "scifact"
+        and args.eval_split == "test"
+        and data_path == args.data
+        and not args.max_train_queries
+        and not args.max_steps
+    )
     summaries = {name: summarise(s) for name, s in systems.items()}
     return {
         "machine": _machine(args),
         "settings": {k: v for k, v in vars(args).items() if k not in ("job", "output")},
-        "data": {"name": evaluation.name, "path": data_path, "eval_split": args.eval_split,
-                 "queries": len(evaluation.queries), "corpus": len(evaluation.corpus)},
+        "data": {
+            "name": evaluation.name,
+            "path": data_path,
+            "eval_split": args.eval_split,
+            "queries": len(evaluation.queries),
+            "corpus": len(evaluation.corpus),
+        },
         "recipe": recipe(),
         "systems": {name: {**s, "seeds": {str(k): v for k, v in s["seeds"].items()}} for name, s in systems.items()},
         "summaries": summaries,

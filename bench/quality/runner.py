@@ -138,24 +138,44 @@ def run_job(key: str, config: JobConfig, work: Path, args: argparse.Namespace) -
 
 def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
     """Settings every job shares (and whose change invalidates its cache)."""
-    data = {"source": args.data, "path": data_path, "train_split": args.train_split, "eval_split": args.eval_split,
-            "eval_queries": args.eval_queries, "corpus_limit": args.corpus_limit,
-            "max_train_queries": args.max_train_queries if data_path != args.data else None}
+    data = {
+        "source": args.data,
+        "path": data_path,
+        "train_split": args.train_split,
+        "eval_split": args.eval_split,
+        "eval_queries": args.eval_queries,
+        "corpus_limit": args.corpus_limit,
+        "max_train_queries": args.max_train_queries if data_path != args.data else None,
+    }
     return {"data": data, "lengths": recipe(), "top_k": args.top_k, "batch_size": args.batch_size}
 
 
 def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: int) -> JobConfig:
     """Settings of a trained system's job: the common ones, the seed, the budgets and the re-ranking evaluation."""
-    return {**common, "system": system, "seed": seed, "max_train_queries": args.max_train_queries,
-            "max_steps": args.max_steps, "rerank_top_k": args.rerank_top_k, "fusion": args.fusion}
+    return {
+        **common,
+        "system": system,
+        "seed": seed,
+        "max_train_queries": args.max_train_queries,
+        "max_steps": args.max_steps,
+        "rerank_top_k": args.rerank_top_k,
+        "fusion": args.fusion,
+    }
 
 
 def st_points(args: argparse.Namespace, common: JobConfig, seed: int) -> dict[str, JobConfig]:
     """The bi-encoder grid: learning rates x epochs."""
     training = _training(args, common, "st_biencoder", seed)
-    return {f"st_biencoder-lr{lr:g}-ep{epochs}": {**training, "lr": lr, "epochs": epochs,
-                                                  "batch_size_train": args.st_batch_size}
-            for lr in args.st_lrs for epochs in args.st_epochs}
+    return {
+        f"st_biencoder-lr{lr:g}-ep{epochs}": {
+            **training,
+            "lr": lr,
+            "epochs": epochs,
+            "batch_size_train": args.st_batch_size,
+        }
+        for lr in args.st_lrs
+        for epochs in args.st_epochs
+    }
 
 
 def ce_points(args: argparse.Namespace, common: JobConfig, biencoder: dict, seed: int) -> dict[str, JobConfig]:
@@ -164,9 +184,18 @@ def ce_points(args: argparse.Namespace, common: JobConfig, biencoder: dict, seed
         return {}
     source = {"folder": f"{biencoder['best']}-seed{seed}", "config": biencoder["seeds"][seed]["config"]}
     training = _training(args, common, "st_crossencoder", seed)
-    return {f"st_crossencoder-{args.ce_loss}-lr{lr:g}-ep{epochs}": {
-        **training, "lr": lr, "epochs": epochs, "loss": args.ce_loss, "batch_queries": args.ce_batch_queries,
-        "biencoder": source} for lr in args.ce_lrs for epochs in args.ce_epochs}
+    return {
+        f"st_crossencoder-{args.ce_loss}-lr{lr:g}-ep{epochs}": {
+            **training,
+            "lr": lr,
+            "epochs": epochs,
+            "loss": args.ce_loss,
+            "batch_queries": args.ce_batch_queries,
+            "biencoder": source,
+        }
+        for lr in args.ce_lrs
+        for epochs in args.ce_epochs
+    }
 
 
 def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: int) -> JobConfig:
@@ -196,8 +225,12 @@ Points = Callable[[int], dict[str, JobConfig]]
 def run_grid(args: argparse.Namespace, points: Points, row: str, work: Path) -> dict | None:
     """Every grid point (``points(seed)``: {name: job settings}) at the first seed; the best one at the other seeds."""
     first = args.seeds[0]
-    grid = _found({f"{key}-seed{first}": run_job(f"{key}-seed{first}", config, work, args)
-                   for key, config in points(first).items()})
+    grid = _found(
+        {
+            f"{key}-seed{first}": run_job(f"{key}-seed{first}", config, work, args)
+            for key, config in points(first).items()
+        }
+    )
     if not grid:
         return None
     best = _best(grid, row).removesuffix(f"-seed{first}")
@@ -206,8 +239,12 @@ def run_grid(args: argparse.Namespace, points: Points, row: str, work: Path) -> 
         config = points(seed).get(best)  # none when --cached_only lacks what this point depends on
         if config is not None:
             seeds[seed] = run_job(f"{best}-seed{seed}", config, work, args)
-    return {"grid": grid, "best": best, "selected_on": f"{args.eval_split} (the evaluation split itself)",
-            "seeds": _found(seeds)}
+    return {
+        "grid": grid,
+        "best": best,
+        "selected_on": f"{args.eval_split} (the evaluation split itself)",
+        "seeds": _found(seeds),
+    }
 
 
 def _peer_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> dict[str, dict | None]:
@@ -231,8 +268,9 @@ def _our_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> dic
     systems = {}
     for name in (s for s in SYSTEMS if not SYSTEMS[s].is_peer and s in args.systems):
         jobs = {seed: ours_config(args, common, name, seed) for seed in args.seeds}
-        systems[name] = {"seeds": _found({seed: run_job(f"{name}-seed{seed}", job, work, args)
-                                          for seed, job in jobs.items()})}
+        systems[name] = {
+            "seeds": _found({seed: run_job(f"{name}-seed{seed}", job, work, args) for seed, job in jobs.items()})
+        }
     return systems
 
 

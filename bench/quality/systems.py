@@ -54,12 +54,17 @@ def _flag_value(value: Any) -> str:
 
 NO_KL_WARMUP = ("--kl_warmup_ratio", "0")
 """Where the KL cannot train the re-ranker (static, no re-ranker KL gradient) there is no teacher phase: the KL
-trains the retriever for the whole run (a teacher phase would train nothing, and is refused)."""
+trains the retriever for the whole run (in a teacher phase the KL would train nothing, and it is refused). The
+ablation then changes two things of its baseline (which has the warm-up); their descriptions say so."""
 
 
-def loss_ablation(name: str, option: str, value: Any, extra: tuple[str, ...] = ()) -> BenchSystem:
-    """``ours_1_epoch`` with one ``DistillationOptions`` field changed: flags and description from (option, value)."""
-    description = f"{BASELINE} {DistillationOptions.ablation(option, value)}"
+NO_KL_WARMUP_NOTE = " (and no KL warm-up, which would train nothing here: the KL trains the retriever from step 1)"
+
+
+def loss_ablation(name: str, option: str, value: Any, extra: tuple[str, ...] = (), note: str = "") -> BenchSystem:
+    """``ours_1_epoch`` with one ``DistillationOptions`` field changed: flags and description from (option, value);
+    ``extra`` flags a change needs, said in ``note``."""
+    description = f"{BASELINE} {DistillationOptions.ablation(option, value)}{note}"
     return _ablation(name, description, (*ONE_EPOCH, f"--{option}", _flag_value(value), *extra))
 
 
@@ -67,27 +72,44 @@ _REGISTRY = (
     _peer("bm25", BM25),
     _peer("zeroshot", "the backbone untrained, as a dense retriever"),
     _peer("st_biencoder", "sentence-transformers bi-encoder, MultipleNegativesRankingLoss on the same lists"),
-    _peer("st_crossencoder",
-          "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates"),
-    _ours("ours", "our default recipe: joint training, 3 epochs on BM25 lists (about the augmented chain's optimizer "
-          "steps)", ()),
+    _peer(
+        "st_crossencoder", "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates"
+    ),
+    _ours(
+        "ours",
+        "our default recipe: joint training, 3 epochs on BM25 lists (about the augmented chain's optimizer steps)",
+        (),
+    ),
     _ours(BASELINE, "joint training, 1 epoch (the peers' budget; the baseline of the ablations)", ONE_EPOCH),
-    _ours(CHAIN, "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger "
-          "lists", AUGMENTED),
+    _ours(
+        CHAIN,
+        "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger lists",
+        AUGMENTED,
+    ),
     # static distillation as the paper runs it: the frozen teacher is a trained re-ranker (a cold one teaches
     # nothing), here the one ours_1_epoch trained at the same seed; a fresh retriever learns from it for one epoch
-    _ablation("static", "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained "
-              "re-ranker (static distillation; the teacher's training is not in train s)",
-              (*ONE_EPOCH, "--static", "true", *NO_KL_WARMUP), teacher=BASELINE),
+    _ablation(
+        "static",
+        "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained "
+        "re-ranker (static distillation; the teacher's training is not in train s)" + NO_KL_WARMUP_NOTE,
+        (*ONE_EPOCH, "--static", "true", *NO_KL_WARMUP),
+        teacher=BASELINE,
+    ),
     loss_ablation("direction_reranker_to_retriever", "direction", "reranker_to_retriever"),
-    loss_ablation("no_reranker_kl_gradient", "reranker_kl_gradient", False, NO_KL_WARMUP),
-    _ablation("paper_loss", "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch "
-              "negatives, no KL warm-up)", (*ONE_EPOCH, "--retriever_supervised_weight", "0",
-                                               "--in_batch_negatives", "false", "--kl_warmup_ratio", "0")),
+    loss_ablation("no_reranker_kl_gradient", "reranker_kl_gradient", False, NO_KL_WARMUP, NO_KL_WARMUP_NOTE),
+    _ablation(
+        "paper_loss",
+        "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch negatives, no KL warm-up)",
+        (*ONE_EPOCH, "--retriever_supervised_weight", "0", "--in_batch_negatives", "false", "--kl_warmup_ratio", "0"),
+    ),
     _ablation("list_size_8", "ours_1_epoch with lists of 8 passages (default 4)", (*ONE_EPOCH, "--list_size", "8")),
     _ablation("list_size_16", "ours_1_epoch with lists of 16 passages", (*ONE_EPOCH, "--list_size", "16")),
-    _ablation("undenoised", "ours_augmented with undenoised instances only (no re-ranker pass; half its second "
-              "stage's lists and steps)", (*AUGMENTED, "--instance_mix", "undenoised"), baseline=CHAIN),
+    _ablation(
+        "undenoised",
+        "ours_augmented with undenoised instances only (no re-ranker pass; half its second stage's lists and steps)",
+        (*AUGMENTED, "--instance_mix", "undenoised"),
+        baseline=CHAIN,
+    ),
 )
 SYSTEMS: dict[str, BenchSystem] = {system.name: system for system in _REGISTRY}
 """Every system, in report order: peers (the cross-encoder after the bi-encoder it needs), ours, the ablations."""

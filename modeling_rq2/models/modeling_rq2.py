@@ -426,9 +426,10 @@ class RQ2Reranker(RQ2PreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        pooled = pool(hidden, attention_mask, self.config.pooling)
-        logits = self.classifier(self.dropout(pooled)).squeeze(-1).reshape(shape[:-1])
-        output = RQ2RerankerOutput(logits=logits)
+        pooled = self.dropout(pool(hidden, attention_mask, self.config.pooling))
+        with torch.autocast(device_type=pooled.device.type, enabled=False):  # scores enter the loss in float32
+            logits = self.classifier(pooled.to(self.classifier.weight.dtype)).float()
+        output = RQ2RerankerOutput(logits=logits.squeeze(-1).reshape(shape[:-1]))
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
     def tokenize_pairs(

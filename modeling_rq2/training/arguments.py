@@ -141,13 +141,14 @@ class LossArguments(DistillationOptions):
             self.kl_warmup_ratio == 0 or kl_trains_reranker,
             "kl_warmup_ratio",
             f"{self.kl_warmup_ratio}: in that share of the joint steps the KL trains only the re-ranker, which here it "
-            "cannot (--static true, --reranker_kl_gradient false or --kl_weight 0), so it trains nothing; "
-            "set --kl_warmup_ratio 0",
+            "cannot (--static true, --reranker_kl_gradient false or --kl_weight 0), so the KL trains nothing "
+            "then; set --kl_warmup_ratio 0",
         )
         check_setting(
-            self.kl_weight > 0 or self.retriever_supervised_weight > 0,
-            "kl_weight / --retriever_supervised_weight",
-            "both 0: the retriever never learns",
+            (self.kl_weight > 0 and self.kl_warmup_ratio < 1) or self.retriever_supervised_weight > 0,
+            "retriever_supervised_weight",
+            f"{self.retriever_supervised_weight} with --kl_weight {self.kl_weight} and --kl_warmup_ratio "
+            f"{self.kl_warmup_ratio}: the retriever never learns (the KL reaches it only after the teacher phase)",
         )
         check_setting(
             self.static or self.supervised_weight > 0 or kl_trains_reranker,

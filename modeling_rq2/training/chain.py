@@ -50,12 +50,13 @@ def run_training(
         return train(config)
     if data_args.train_instances:
         raise ValueError("--augment builds its own training instances: drop --train_instances")
-    check_setting(
-        data_args.short_lists == "pad" or aug_args.augment_top_n >= data_args.list_size - 1,
+    check_setting(  # before any training: the mined lists are checked again, each, once mined
+        data_args.short_lists == "pad" or aug_args.augment_top_n >= data_args.list_size,
         "augment_top_n",
-        f"{aug_args.augment_top_n} mines at most {aug_args.augment_top_n} negatives a query, and lists of "
-        f"{data_args.list_size} need {data_args.list_size - 1} (--short_lists error): raise it, lower --list_size, "
-        "or accept shorter lists with --short_lists pad",
+        f"{aug_args.augment_top_n} mines at most {aug_args.augment_top_n - 1} negatives a query (at least one "
+        f"retrieved passage is its gold one), and lists of {data_args.list_size} need {data_args.list_size - 1} "
+        "(--short_lists error; denoising removes more): raise it, lower --list_size, or accept shorter lists with "
+        "--short_lists pad",
     )
     output = Path(args.output_dir)
     warm = output / "warmup"

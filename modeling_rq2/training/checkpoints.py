@@ -30,6 +30,8 @@ class Progress:
     step_in_epoch: int = 0
     global_step: int = 0
     seconds: float = 0.0
+    processes: int | None = None
+    """The process count of the run that saved it (None: a checkpoint of 0.1.0, which did not record it)."""
 
     @classmethod
     def read(cls, checkpoint: Path) -> "Progress":

@@ -12,9 +12,9 @@ from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 @dataclass
 class ListwiseBatch(ModelOutput):
     """One step's lists: queries (batch, seq); passages and (query, passage) pairs (batch, m, seq); ``list_mask``
-    (batch, m), False where a query's list is shorter than m; ``list_doc_ids`` (batch, m): each entry's doc id as a
-    number (equal ids, equal numbers; -1 for padding), so a copy of a query's positive in another list is never its
-    in-batch negative. Fields read as attributes or keys, as model outputs."""
+    (batch, m), False where a query's list is shorter than m; ``in_batch_positives`` (batch, batch * m): True where a
+    passage of the batch is one of query i's own positives (other than its list's first), which is never an in-batch
+    negative of query i. Fields read as attributes or keys, as model outputs."""
 
     query_input_ids: torch.Tensor | None = None
     query_attention_mask: torch.Tensor | None = None
@@ -26,7 +26,7 @@ class ListwiseBatch(ModelOutput):
     pair_attention_mask: torch.Tensor | None = None
     pair_token_type_ids: torch.Tensor | None = None
     list_mask: torch.Tensor | None = None
-    list_doc_ids: torch.Tensor | None = None
+    in_batch_positives: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ListwiseBatch":
         """The batch on ``device`` (what Accelerate's data loader calls)."""
@@ -73,17 +73,18 @@ class ListwiseCollator:
         fields = {f"query_{k}": v for k, v in query_tokens.items()}
         fields.update({f"passage_{k}": v.reshape(batch, m, -1) for k, v in passage_tokens.items()})
         fields.update({f"pair_{k}": v.reshape(batch, m, -1) for k, v in pair_tokens.items()})
-        return ListwiseBatch(**fields, list_mask=mask, list_doc_ids=_doc_numbers(items, m))
+        return ListwiseBatch(**fields, list_mask=mask, in_batch_positives=_in_batch_positives(items, m))
 
 
-def _doc_numbers(items: Sequence[dict], m: int) -> torch.Tensor | None:
-    """(batch, m) numbers of the items' ``doc_ids`` (the same id, the same number; -1 for padding); None when the
-    items carry no ids."""
-    if not all("doc_ids" in item for item in items):
+def _in_batch_positives(items: Sequence[dict], m: int) -> torch.Tensor | None:
+    """(batch, batch * m): True where entry k of list j is a positive of query i (its own label excepted): a shared
+    positive, another of a query's gold passages, a query's other augmented row. None when the items carry no ids."""
+    if not all("doc_ids" in item and "positives" in item for item in items):
         return None
-    numbers: dict[str, int] = {}
-    out = torch.full((len(items), m), -1, dtype=torch.long)
+    out = torch.zeros(len(items), len(items) * m, dtype=torch.bool)
     for i, item in enumerate(items):
-        for j, doc in enumerate(item["doc_ids"]):
-            out[i, j] = numbers.setdefault(doc, len(numbers))
+        positives = set(item["positives"])
+        for j, other in enumerate(items):
+            for k, doc in enumerate(other["doc_ids"]):
+                out[i, j * m + k] = doc in positives and (j, k) != (i, 0)
     return out

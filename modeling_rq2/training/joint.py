@@ -56,22 +56,19 @@ class JointModel(nn.Module):
 
 
 def in_batch_scores(
-    output: RQ2RetrieverOutput, mask: torch.Tensor, list_doc_ids: torch.Tensor | None = None
+    output: RQ2RetrieverOutput, mask: torch.Tensor, in_batch_positives: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each query against every passage of the batch: scores (batch, batch*m), labels, mask.
 
-    With ``list_doc_ids`` (batch, m), a copy of query i's positive in another list is masked for query i (it is no
-    negative of it).
+    ``in_batch_positives`` (batch, batch*m, ``ListwiseBatch.in_batch_positives``): passages that are positives of
+    query i, masked for query i (they are no negatives of it).
     """
     batch, m = mask.shape
     scores = similarity_scores(output.query_embeddings, output.passage_embeddings.reshape(batch * m, -1))
     labels = torch.arange(batch, device=scores.device) * m
     in_batch_mask = mask.reshape(1, -1).expand(batch, -1)
-    if list_doc_ids is not None:
-        ids = list_doc_ids.reshape(1, -1)
-        copies = (ids == list_doc_ids[:, :1]) & (ids >= 0)
-        copies[torch.arange(batch), labels] = False  # the positive itself stays
-        in_batch_mask = in_batch_mask & ~copies
+    if in_batch_positives is not None:
+        in_batch_mask = in_batch_mask & ~in_batch_positives.to(in_batch_mask.device)
     return scores, labels, in_batch_mask
 
 
@@ -84,16 +81,16 @@ def step_losses(
     loss_args: LossArguments,
     retriever_temperature: float,
     *,
-    list_doc_ids: torch.Tensor | None = None,
+    in_batch_positives: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss to optimise (``loss``) and its logged parts for one batch of lists.
 
     ``warmup``: each model alone, listwise CE on the labels. ``joint``: dynamic listwise distillation
     (the KL reaches the retriever only after the teacher phase) plus the optional retriever CE.
-    ``list_doc_ids``: the batch's doc ids as numbers (``ListwiseBatch.list_doc_ids``), for in-batch negatives.
+    ``in_batch_positives``: ``ListwiseBatch.in_batch_positives``, the batch's passages that are no in-batch negatives.
     """
     if loss_args.in_batch_negatives:
-        ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask, list_doc_ids)
+        ce_scores, ce_labels, ce_mask = in_batch_scores(retriever_output, mask, in_batch_positives)
     else:
         ce_scores, ce_labels, ce_mask = retriever_output.scores, None, mask
     retriever_ce = listwise_cross_entropy(ce_scores, ce_labels, ce_mask, temperature=retriever_temperature)

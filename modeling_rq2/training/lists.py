@@ -152,7 +152,7 @@ class ListwiseDataset(Dataset):
 
     def _check_lengths(self, short_lists: str) -> None:
         """Lists shorter than ``list_size`` (too few negatives): refused (``error``) or counted and logged (``pad``)."""
-        negatives = pc.list_value_length(self.instances.data.column("negatives")).to_numpy(zero_copy_only=False)
+        negatives = self._negative_counts()
         short = int((negatives < self.list_size - 1).sum())
         if not short:
             return
@@ -176,11 +176,15 @@ class ListwiseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.instances)
 
+    def _negative_counts(self) -> np.ndarray:
+        """Negatives per instance, read in Arrow through the dataset's row selection (``select`` keeps the table)."""
+        column = self.instances.with_format("arrow")["negatives"]
+        return pc.list_value_length(column).to_numpy(zero_copy_only=False)
+
     def list_lengths(self) -> dict[str, float]:
         """What the lists hold, as opposed to ``list_size``: mean / min / max passages a list, and the share of the
         batch's list slots that are padding (queries with fewer than ``list_size - 1`` negatives)."""
-        negatives = pc.list_value_length(self.instances.data.column("negatives")).to_numpy(zero_copy_only=False)
-        lengths = 1 + np.minimum(self.list_size - 1, negatives)
+        lengths = 1 + np.minimum(self.list_size - 1, self._negative_counts())
         return {
             "size": self.list_size,
             "mean": round(float(lengths.mean()), 3),
@@ -202,4 +206,9 @@ class ListwiseDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.instances[index]
         doc_ids = self.sample(index, row)
-        return {"query": row["query"], "passages": lookup_passages(self.passages, doc_ids), "doc_ids": doc_ids}
+        return {
+            "query": row["query"],
+            "passages": lookup_passages(self.passages, doc_ids),
+            "doc_ids": doc_ids,
+            "positives": row["positives"],
+        }

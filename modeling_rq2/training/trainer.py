@@ -240,7 +240,7 @@ class JointTrainer:
         warmup_steps = 0 if args.lr_scheduler == "constant" else int(args.warmup_ratio * self.schedule.total_steps)
         # Accelerate steps a prepared scheduler once per process at each optimizer step (its batches are per process):
         # sized in those steps, the schedule follows the optimizer steps whatever the process count
-        per_step = self.accelerator.num_processes
+        per_step = self.accelerator.num_processes  # (batches are never split across processes here)
         scheduler = get_scheduler(
             args.lr_scheduler,
             optimizer,
@@ -265,8 +265,15 @@ class JointTrainer:
         checkpoint = resolve_checkpoint(self.config.training.output_dir, self.config.training.resume_from_checkpoint)
         if checkpoint is None:
             return Progress()
-        self.accelerator.load_state(str(checkpoint))
         progress = Progress.read(checkpoint)
+        processes = self.accelerator.num_processes
+        check_setting(
+            progress.processes in (None, processes),
+            "resume_from_checkpoint",
+            f"{checkpoint} was saved by a run of {progress.processes} processes, this one has {processes}: its "
+            "data order and learning-rate schedule are per process count; resume with the same count",
+        )
+        self.accelerator.load_state(str(checkpoint))
         self.accelerator.print(f"resumed from {checkpoint} (step {progress.global_step})")
         return progress
 
@@ -324,7 +331,7 @@ class JointTrainer:
                 self.schedule.teacher_phase(self.progress.global_step),
                 self.config.loss,
                 self.retriever_temperature,
-                list_doc_ids=batch.list_doc_ids,
+                in_batch_positives=batch.in_batch_positives,
             )
             self._check_finite(parts)
             accelerator.backward(parts["loss"])
@@ -392,6 +399,7 @@ class JointTrainer:
     def save_checkpoint(self) -> Path:
         """An atomic checkpoint of the current step (``save_total_limit`` kept)."""
         self.progress.seconds = round(self.seconds_trained(), 1)
+        self.progress.processes = self.accelerator.num_processes
         return save_checkpoint(
             self.accelerator, self.config.training.output_dir, self.progress, keep=self.config.training.save_total_limit
         )
