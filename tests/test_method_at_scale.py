@@ -297,3 +297,43 @@ def test_a_checkpoint_resumes_only_on_its_process_count(train_setup, tmp_path):
     with pytest.raises(ValueError, match="checkpoint-1 was saved by a run of 2 processes, this one has 1"):
         run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--max_steps", "2", "--eval_split", "none",
                                                  "--resume_from_checkpoint", "latest")))
+
+
+def test_plan_shows_the_runs_shape_before_any_model_loads(train_setup, tmp_path, monkeypatch):
+    """``--plan true``: steps, learning rates along the run, the lists as they will be, tokens, memory and warnings in
+    plan.json, and nothing trained (no model loads)."""
+    import json
+
+    from modeling_rq2.training import trainer
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    monkeypatch.setattr(trainer, "load_retriever", lambda *a, **k: pytest.fail("a model was loaded"))
+    argv = train_argv(train_setup, tmp_path, "--plan", "true", "--list_size", "8", "--negatives_top_n", "3",
+                      "--lr_scheduler", "linear", "--warmup_ratio", "0.1", "--epochs", "10", "--eval_split", "none")
+    plan = run_training(*parse_arguments(argv))["plan"]
+    assert plan == json.loads((tmp_path / "plan.json").read_text())
+    assert (plan["processes"], plan["global_batch"], plan["steps_per_epoch"], plan["total_steps"]) == (1, 4, 3, 30)
+    assert plan["learning_rates"]["0%"]["retriever"] == 0.0 and plan["learning_rates"]["10%"]["retriever"] == 2e-5
+    assert plan["learning_rates"]["100%"]["reranker_head"] == 0.0
+    assert plan["lists"] == {"size": 8, "mean": 4.0, "min": 4, "max": 4, "padding": 0.5}
+    assert plan["tokens_per_step_per_process_at_most"] == {"retriever": 4 * (64 + 8 * 32), "reranker": 4 * 8 * 48}
+    assert plan["memory_per_process"]["retriever_parameters"] > 0 and plan["precision"]["scores_and_losses"] == "float32"
+    assert any("lists hold 4 passages on average" in w for w in plan["warnings"])
+    assert any("50.0% of each step's list slots are padding" in w for w in plan["warnings"])
+    assert not (tmp_path / "retriever").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_every_run_writes_its_plan_before_step_1(train_setup, tmp_path):
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--max_steps", "1", "--eval_split", "none")))
+    import json
+
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["total_steps"] == 1 and any("--max_steps ends the run after 1 of its 3 steps" in w for w in plan["warnings"])

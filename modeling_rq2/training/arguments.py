@@ -224,6 +224,13 @@ class JointTrainingArguments:
         default=0.5, metadata={"help": "also evaluate the head ordered by (1-a) z(reranker) + a z(retriever); 0: off"}
     )
     eval_batch_size: int = 64
+    plan: bool = field(
+        default=False,
+        metadata={
+            "help": "write OUTPUT/plan.json (steps, learning rates, lists, tokens, memory, warnings) and stop "
+            "before any model loads; every run writes it before step 1"
+        },
+    )
 
     def __post_init__(self):
         check_setting(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")

@@ -60,6 +60,8 @@ def run_training(
     )
     output = Path(args.output_dir)
     warm = output / "warmup"
+    if args.plan:  # the chain's first stage; the lists of the last are mined by it
+        return train(_warmup_stage(config, warm))
     if not (warm / "metrics.json").is_file():
         train(_warmup_stage(config, warm))
     augmented = output / "augmented"

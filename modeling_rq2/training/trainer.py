@@ -37,6 +37,8 @@ from .checkpoints import Progress, StopRequest, check_writable, resolve_checkpoi
 from .collator import ListwiseBatch, ListwiseCollator
 from .joint import JointModel, step_losses
 from .lists import ListwiseDataset, training_instances
+from .plan import describe as describe_plan
+from .plan import make_plan, write_plan
 
 BM25_BASELINE_MAX_PASSAGES = 1_000_000  # beyond, the in-run BM25 baseline would cost more than it tells
 
@@ -192,6 +194,22 @@ class JointTrainer:
         set_seed(args.seed)
         check_writable(args.output_dir)
         self.data = prepare_data(config.data, args, self.accelerator)
+        self.dataset = ListwiseDataset(
+            self.data.instances,
+            self.data.passages,
+            config.data.list_size,
+            seed=args.seed,
+            short_lists=config.data.short_lists,
+        )
+        self.schedule = Schedule.plan(
+            batches_per_epoch=math.ceil(len(self.dataset) / args.batch_size),
+            num_processes=self.accelerator.num_processes,
+            args=args,
+            kl_warmup_ratio=config.loss.kl_warmup_ratio,
+        )
+        self.plan = self._write_plan()
+        if args.plan:  # --plan: the run's shape is all that is asked for; no model is built
+            return
         retriever, reranker = load_models(
             config.model, static=config.loss.static, gradient_checkpointing=args.gradient_checkpointing
         )
@@ -200,7 +218,7 @@ class JointTrainer:
         )
         loader = self._loader(retriever, reranker)
         joint = JointModel(retriever, reranker, frozen_reranker=config.loss.static)
-        optimizer, scheduler = self._optimisation(joint, batches_per_epoch=len(loader))
+        optimizer, scheduler = self._optimisation(joint)
         self.joint, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             joint, optimizer, loader, scheduler
         )
@@ -210,33 +228,34 @@ class JointTrainer:
         self.output = Path(args.output_dir)
         self._window, self._window_start, self.last_log, self._bar = [], time.perf_counter(), {}, None
 
+    def _write_plan(self) -> dict:
+        """The run's plan (``training.plan``), written to OUTPUT/plan.json and printed by the main process."""
+        with torch.random.fork_rng(devices=[]):  # the meta-device models of the plan draw nothing from the run's RNG
+            plan = make_plan(
+                self.config,
+                lists=self.dataset.list_lengths(),
+                instances=len(self.dataset),
+                processes=self.accelerator.num_processes,
+                schedule=self.schedule,
+            )
+        if self.accelerator.is_main_process:
+            Path(self.config.training.output_dir).mkdir(parents=True, exist_ok=True)
+            path = write_plan(plan, self.config.training.output_dir)
+            print(f"{describe_plan(plan)}\nwrote {path}")
+        return plan
+
     def _loader(self, retriever: RQ2Retriever, reranker: RQ2Reranker) -> DataLoader:
         """The shuffled lists of each epoch, tokenised for both models."""
         config = self.config
-        self.dataset = ListwiseDataset(
-            self.data.instances,
-            self.data.passages,
-            config.data.list_size,
-            seed=config.training.seed,
-            short_lists=config.data.short_lists,
-        )
         collate = ListwiseCollator(
             retriever, reranker, config.data.list_size, passage_max_length=config.model.train_passage_max_length
         )
         return DataLoader(self.dataset, batch_size=config.training.batch_size, shuffle=True, collate_fn=collate)
 
-    def _optimisation(
-        self, joint: JointModel, *, batches_per_epoch: int
-    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-        """AdamW over the parameter groups, the run's ``Schedule`` and the learning-rate scheduler sized by it."""
+    def _optimisation(self, joint: JointModel) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """AdamW over the parameter groups and the learning-rate scheduler sized by the run's ``Schedule``."""
         args = self.config.training
         optimizer = torch.optim.AdamW(param_groups(joint, args))
-        self.schedule = Schedule.plan(
-            batches_per_epoch=batches_per_epoch,
-            num_processes=self.accelerator.num_processes,
-            args=args,
-            kl_warmup_ratio=self.config.loss.kl_warmup_ratio,
-        )
         warmup_steps = 0 if args.lr_scheduler == "constant" else int(args.warmup_ratio * self.schedule.total_steps)
         # Accelerate steps a prepared scheduler once per process at each optimizer step (its batches are per process):
         # sized in those steps, the schedule follows the optimizer steps whatever the process count
@@ -477,5 +496,7 @@ class JointTrainer:
 
 
 def train(config: RunConfig) -> dict:
-    """Run joint training end to end; returns the metrics also written to ``OUTPUT/metrics.json``."""
-    return JointTrainer(config).train().finish()
+    """Run joint training end to end; returns the metrics also written to ``OUTPUT/metrics.json`` (with
+    ``training.plan``, only ``{"plan": ...}``: nothing is trained)."""
+    trainer = JointTrainer(config)
+    return {"plan": trainer.plan} if config.training.plan else trainer.train().finish()
