@@ -337,3 +337,20 @@ def test_every_run_writes_its_plan_before_step_1(train_setup, tmp_path):
 
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["total_steps"] == 1 and any("--max_steps ends the run after 1 of its 3 steps" in w for w in plan["warnings"])
+
+
+def test_models_saved_from_the_joint_state_dict_are_the_models_own(retriever, reranker, tmp_path):
+    """finish() saves each model from the joint module's state dict (what FSDP / ZeRO-3 gather): the files hold
+    exactly what save_pretrained of the model itself writes."""
+    from safetensors.torch import load_file
+
+    from modeling_rq2.training.checkpoints import save_model
+    from modeling_rq2.training.joint import JointModel
+    from modeling_rq2.training.trainer import _part
+
+    state = JointModel(retriever, reranker).state_dict()
+    for name, model in (("retriever", retriever), ("reranker", reranker)):
+        save_model(model, tmp_path / f"{name}-own")
+        save_model(model, tmp_path / f"{name}-joint", _part(state, f"{name}."))
+        own, joint = (load_file(tmp_path / f"{name}-{k}" / "model.safetensors") for k in ("own", "joint"))
+        assert own.keys() == joint.keys() and all(torch.equal(own[k], joint[k]) for k in own)

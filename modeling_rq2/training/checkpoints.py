@@ -104,11 +104,14 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: Progres
     return final
 
 
-def save_model(model: nn.Module, folder: Path) -> None:
-    """``save_pretrained`` into a temporary folder renamed into place: never a half-written model folder."""
+def save_model(model: nn.Module, folder: Path, state_dict: dict | None = None) -> None:
+    """``save_pretrained`` into a temporary folder renamed into place: never a half-written model folder.
+
+    ``state_dict``: the weights to save (gathered by ``accelerator.get_state_dict`` when they are sharded, FSDP or
+    DeepSpeed ZeRO-3), else the model's own."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 

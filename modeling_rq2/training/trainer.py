@@ -451,6 +451,7 @@ class JointTrainer:
         accelerator, evaluation = self.accelerator, self.data.evaluation
         train_seconds = self.seconds_trained()
         model = accelerator.unwrap_model(self.joint)
+        state = accelerator.get_state_dict(self.joint)  # every process: gathered when sharded (FSDP, ZeRO-3)
         metrics = {
             "train": {
                 "steps": self.progress.global_step,
@@ -461,8 +462,8 @@ class JointTrainer:
             }
         }
         if accelerator.is_main_process:
-            save_model(model.retriever, self.output / "retriever")
-            save_model(model.reranker, self.output / "reranker")
+            for name in ("retriever", "reranker"):
+                save_model(getattr(model, name), self.output / name, _part(state, f"{name}."))
         if evaluation is not None:
             metrics["eval"] = self._final_evaluation()
         metrics["hardware"] = hardware(accelerator)
@@ -493,6 +494,11 @@ class JointTrainer:
                 BM25: bm25_baseline(evaluation, metrics=evaluation.metrics, top_k=self.config.training.eval_top_k)
             }
         return report
+
+
+def _part(state: dict, prefix: str) -> dict:
+    """The entries of ``state`` under ``prefix`` (one model's weights in the joint module's), the prefix removed."""
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
 
 def train(config: RunConfig) -> dict:
