@@ -319,7 +319,7 @@ def test_plan_shows_the_runs_shape_before_any_model_loads(train_setup, tmp_path,
     assert plan["learning_rates"]["0%"]["retriever"] == 0.0 and plan["learning_rates"]["10%"]["retriever"] == 2e-5
     assert plan["learning_rates"]["100%"]["reranker_head"] == 0.0
     assert plan["lists"] == {"size": 8, "mean": 4.0, "min": 4, "max": 4, "padding": 0.5}
-    assert plan["tokens_per_step_per_process_at_most"] == {"retriever": 4 * (64 + 8 * 32), "reranker": 4 * 8 * 48}
+    assert plan["tokens_per_batch_per_process_at_most"] == {"retriever": 4 * (64 + 8 * 32), "reranker": 4 * 8 * 48}
     assert plan["memory_per_process"]["retriever_parameters"] > 0 and plan["precision"]["scores_and_losses"] == "float32"
     assert any("lists hold 4 passages on average" in w for w in plan["warnings"])
     assert any("50.0% of each step's list slots are padding" in w for w in plan["warnings"])
@@ -351,6 +351,28 @@ def test_models_saved_from_the_joint_state_dict_are_the_models_own(retriever, re
     state = JointModel(retriever, reranker).state_dict()
     for name, model in (("retriever", retriever), ("reranker", reranker)):
         save_model(model, tmp_path / f"{name}-own")
-        save_model(model, tmp_path / f"{name}-joint", _part(state, f"{name}."))
+        save_model(model, tmp_path / f"{name}-joint", _part(state, f"{name}.", model))
         own, joint = (load_file(tmp_path / f"{name}-{k}" / "model.safetensors") for k in ("own", "joint"))
         assert own.keys() == joint.keys() and all(torch.equal(own[k], joint[k]) for k in own)
+
+
+def test_the_plans_learning_rates_have_every_point_on_short_runs():
+    from modeling_rq2.training.arguments import RunConfig
+    from modeling_rq2.training.plan import learning_rates
+
+    config = RunConfig.from_dict({"format_version": 1, "training": {"lr_scheduler": "linear", "warmup_ratio": 0.0}})
+    for steps in (1, 3, 5):
+        trace = learning_rates(config, steps)
+        assert list(trace) == ["0%", "10%", "50%", "90%", "100%"] and trace["100%"]["retriever"] == 0.0
+
+
+def test_a_compiled_joint_modules_weights_are_saved_whole(retriever, reranker):
+    """torch.compile prefixes the gathered state dict with ``_orig_mod.``; each model still gets all its weights,
+    and a part that lacks some is refused rather than saved empty."""
+    from modeling_rq2.training.joint import JointModel
+    from modeling_rq2.training.trainer import _part
+
+    state = {f"_orig_mod.{k}": v for k, v in JointModel(retriever, reranker).state_dict().items()}
+    assert set(_part(state, "retriever.", retriever)) == set(retriever.state_dict())
+    with pytest.raises(RuntimeError, match="do not match the model's"):
+        _part({k: v for k, v in state.items() if "query_encoder.embeddings" not in k}, "retriever.", retriever)

@@ -30,14 +30,12 @@ def learning_rates(config: RunConfig, total_steps: int) -> dict[str, dict[str, f
     optimizer = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in groups.values()])
     warmup = 0 if args.lr_scheduler == "constant" else int(args.warmup_ratio * total_steps)
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
-    wanted = {round(point * total_steps): f"{point:.0%}" for point in LR_POINTS}
-    trace = {}
-    for step in range(total_steps + 1):
-        if step in wanted:
-            trace[wanted[step]] = {name: g["lr"] for name, g in zip(groups, optimizer.param_groups, strict=True)}
+    by_step = []
+    for _ in range(total_steps + 1):
+        by_step.append({name: g["lr"] for name, g in zip(groups, optimizer.param_groups, strict=True)})
         optimizer.step()
         scheduler.step()
-    return trace
+    return {f"{point:.0%}": by_step[round(point * total_steps)] for point in LR_POINTS}
 
 
 def parameter_count(model_class: type, name_or_path: str, **config_overrides) -> int:
@@ -45,6 +43,8 @@ def parameter_count(model_class: type, name_or_path: str, **config_overrides) ->
     config = AutoConfig.from_pretrained(resolve_backbone(name_or_path))
     if config.model_type != model_class.config_class.model_type:
         config = model_class.config_class(encoder_config=config, **config_overrides)
+    for key, value in config_overrides.items():  # a saved RQ2 folder takes the run's overrides, as loading does
+        setattr(config, key, value)
     with torch.device("meta"):
         model = model_class(config)
     return sum(p.numel() for p in model.parameters())
@@ -90,6 +90,14 @@ def memory(config: RunConfig) -> dict[str, float]:
     }
 
 
+def _memory_or_error(config: RunConfig) -> dict:
+    """``memory`` of the run, or what kept it from being estimated (the plan never stops a run)."""
+    try:
+        return memory(config)
+    except Exception as err:  # noqa: BLE001 - an estimate: a backbone it cannot read must not stop training
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
 def make_plan(config: RunConfig, *, lists: dict, instances: int, processes: int, schedule) -> dict:
     """The plan of a run over ``instances`` training lists (``lists``: ``ListwiseDataset.list_lengths()``)."""
     model, data, args = config.model, config.data, config.training
@@ -107,12 +115,12 @@ def make_plan(config: RunConfig, *, lists: dict, instances: int, processes: int,
         "kl_teacher_phase_steps": max(0, schedule.kl_warmup_end - schedule.steps_per_epoch * schedule.warmup_epochs),
         "learning_rates": learning_rates(config, schedule.total_steps),
         "lists": lists,
-        "tokens_per_step_per_process_at_most": {
+        "tokens_per_batch_per_process_at_most": {
             "retriever": batch * (model.query_max_length + m * model.train_passage_max_length),
             "reranker": batch * m * model.reranker_max_length,
         },
         "precision": {"mixed_precision": args.mixed_precision, "scores_and_losses": "float32"},
-        "memory_per_process": memory(config),
+        "memory_per_process": _memory_or_error(config),
     }
     plan["warnings"] = _warnings(plan, epoch_steps=epoch_steps, list_size=m)
     return plan
@@ -121,6 +129,8 @@ def make_plan(config: RunConfig, *, lists: dict, instances: int, processes: int,
 def _warnings(plan: dict, *, epoch_steps: int, list_size: int) -> list[str]:
     """What looks wrong: lists shorter than asked, padding above 10%, a schedule that ends before its epochs."""
     lists, found = plan["lists"], []
+    if "error" in plan["memory_per_process"]:
+        found.append(f"memory not estimated ({plan['memory_per_process']['error']})")
     if lists["mean"] < list_size:
         found.append(f"lists hold {lists['mean']:g} passages on average (at least {lists['min']}), not {list_size}")
     if lists["padding"] > PADDING_WARNING:
@@ -142,6 +152,12 @@ def write_plan(plan: dict, folder: str | Path) -> Path:
 def describe(plan: dict) -> str:
     """The plan in a few lines, for the console."""
     memory_ = plan["memory_per_process"]
+    memory_line = (
+        f"memory per process: {memory_['weights_gradients_optimizer_gib']} GiB weights + gradients + AdamW, about "
+        f"{memory_['activations_gib_estimate']} GiB activations (estimate)"
+        if "error" not in memory_
+        else "memory per process: not estimated"
+    )
     lines = [
         f"plan: {plan['processes']} process(es) x {plan['batch_per_process']} lists x "
         f"{plan['gradient_accumulation_steps']} accumulation = {plan['global_batch']} lists a step; "
@@ -151,8 +167,7 @@ def describe(plan: dict) -> str:
         f"{plan['lists']['min']}), {plan['lists']['padding']:.1%} padding",
         "learning rate (retriever) at "
         + ", ".join(f"{k} {v['retriever']:.3g}" for k, v in plan["learning_rates"].items()),
-        f"memory per process: {memory_['weights_gradients_optimizer_gib']} GiB weights + gradients + AdamW, about "
-        f"{memory_['activations_gib_estimate']} GiB activations (estimate)",
+        memory_line,
         *(f"warning: {w}" for w in plan["warnings"]),
     ]
     return "\n".join(lines)

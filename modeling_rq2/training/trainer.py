@@ -463,7 +463,7 @@ class JointTrainer:
         }
         if accelerator.is_main_process:
             for name in ("retriever", "reranker"):
-                save_model(getattr(model, name), self.output / name, _part(state, f"{name}."))
+                save_model(getattr(model, name), self.output / name, _part(state, f"{name}.", getattr(model, name)))
         if evaluation is not None:
             metrics["eval"] = self._final_evaluation()
         metrics["hardware"] = hardware(accelerator)
@@ -496,13 +496,23 @@ class JointTrainer:
         return report
 
 
-def _part(state: dict, prefix: str) -> dict:
-    """The entries of ``state`` under ``prefix`` (one model's weights in the joint module's), the prefix removed."""
-    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+def _part(state: dict, prefix: str, model: torch.nn.Module) -> dict:
+    """``model``'s weights in the joint module's ``state`` (under ``prefix``; ``_orig_mod.`` of torch.compile
+    removed), refused unless they are exactly the model's own tensors by name."""
+    state = {key.removeprefix("_orig_mod."): value for key, value in state.items()}
+    part = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+    expected = set(model.state_dict())
+    if set(part) != expected:
+        missing = sorted(expected - set(part))[:3]
+        raise RuntimeError(f"the gathered weights under {prefix!r} do not match the model's (missing e.g. {missing})")
+    return part
 
 
 def train(config: RunConfig) -> dict:
     """Run joint training end to end; returns the metrics also written to ``OUTPUT/metrics.json`` (with
     ``training.plan``, only ``{"plan": ...}``: nothing is trained)."""
     trainer = JointTrainer(config)
-    return {"plan": trainer.plan} if config.training.plan else trainer.train().finish()
+    if config.training.plan:
+        trainer.accelerator.end_training()
+        return {"plan": trainer.plan}
+    return trainer.train().finish()
