@@ -10,18 +10,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..models.loading import DEFAULT_BACKBONE
-from .losses import DistillationOptions, loss_option
+from .losses import DistillationOptions, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
 WARMUPS = ("joint", "separate")
 PROBABILITIES = ("platt", "sigmoid")
 SHORT_LISTS = ("pad", "error")
-
-
-def check_setting(condition: bool, field_name: str, message: str) -> None:
-    """Raise ``ValueError("--FIELD: message")`` unless ``condition``: a setting named as the command line names it."""
-    if not condition:
-        raise ValueError(f"--{field_name}: {message}")
 
 
 @dataclass

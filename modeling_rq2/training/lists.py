@@ -148,11 +148,15 @@ class ListwiseDataset(Dataset):
             )
         self.instances, self.passages, self.list_size, self.seed = instances, passages, list_size, seed
         self.epoch = 0
+        # negatives per instance, read in Arrow through the dataset's row selection (``select`` keeps the table)
+        self.negative_counts = pc.list_value_length(instances.with_format("arrow")["negatives"]).to_numpy(
+            zero_copy_only=False
+        )
         self._check_lengths(short_lists)
 
     def _check_lengths(self, short_lists: str) -> None:
         """Lists shorter than ``list_size`` (too few negatives): refused (``error``) or counted and logged (``pad``)."""
-        negatives = self._negative_counts()
+        negatives = self.negative_counts
         short = int((negatives < self.list_size - 1).sum())
         if not short:
             return
@@ -176,15 +180,10 @@ class ListwiseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.instances)
 
-    def _negative_counts(self) -> np.ndarray:
-        """Negatives per instance, read in Arrow through the dataset's row selection (``select`` keeps the table)."""
-        column = self.instances.with_format("arrow")["negatives"]
-        return pc.list_value_length(column).to_numpy(zero_copy_only=False)
-
     def list_lengths(self) -> dict[str, float]:
         """What the lists hold, as opposed to ``list_size``: mean / min / max passages a list, and the share of the
         batch's list slots that are padding (queries with fewer than ``list_size - 1`` negatives)."""
-        lengths = 1 + np.minimum(self.list_size - 1, self._negative_counts())
+        lengths = 1 + np.minimum(self.list_size - 1, self.negative_counts)
         return {
             "size": self.list_size,
             "mean": round(float(lengths.mean()), 3),

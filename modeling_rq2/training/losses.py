@@ -27,7 +27,8 @@ def loss_option(default: Any, *, help: str, card: str | None = None, ablations: 
     return field(default=default, metadata={"help": help, "card": card, "ablations": ablations or {}})
 
 
-def _require(condition: bool, name: str, message: str) -> None:
+def check_setting(condition: bool, name: str, message: str) -> None:
+    """Raise ``ValueError("--NAME: message")`` unless ``condition``: a setting named as the command line names it."""
     if not condition:
         raise ValueError(f"--{name}: {message}")
 
@@ -60,10 +61,10 @@ class DistillationOptions:
     supervised_weight: float = loss_option(1.0, help="weight of the re-ranker's listwise cross-entropy")
 
     def __post_init__(self):
-        _require(self.direction in DIRECTIONS, "direction", f"must be one of {DIRECTIONS}, got {self.direction!r}")
-        _require(self.reduction in REDUCTIONS, "reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
+        check_setting(self.direction in DIRECTIONS, "direction", f"must be one of {DIRECTIONS}, got {self.direction!r}")
+        check_setting(self.reduction in REDUCTIONS, "reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
         for name in ("kl_weight", "supervised_weight"):
-            _require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+            check_setting(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
     def loss_kwargs(self) -> dict[str, Any]:
         """These options as keyword arguments of ``listwise_distillation_loss``."""

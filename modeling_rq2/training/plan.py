@@ -38,16 +38,15 @@ def learning_rates(config: RunConfig, total_steps: int) -> dict[str, dict[str, f
     return {f"{point:.0%}": by_step[round(point * total_steps)] for point in LR_POINTS}
 
 
-def parameter_count(model_class: type, name_or_path: str, **config_overrides) -> int:
-    """Parameters of the model ``train.py`` would build from ``name_or_path``, counted on the meta device."""
+def meta_model(model_class: type, name_or_path: str, **config_overrides) -> torch.nn.Module:
+    """The model ``train.py`` would build from ``name_or_path``, on the meta device: its shapes, no weights."""
     config = AutoConfig.from_pretrained(resolve_backbone(name_or_path))
     if config.model_type != model_class.config_class.model_type:
         config = model_class.config_class(encoder_config=config, **config_overrides)
     for key, value in config_overrides.items():  # a saved RQ2 folder takes the run's overrides, as loading does
         setattr(config, key, value)
     with torch.device("meta"):
-        model = model_class(config)
-    return sum(p.numel() for p in model.parameters())
+        return model_class(config)
 
 
 def activation_bytes(sequences: int, length: int, encoder_config, *, bytes_per_value: int, checkpointing: bool) -> int:
@@ -61,20 +60,18 @@ def activation_bytes(sequences: int, length: int, encoder_config, *, bytes_per_v
     return int(layers * per_layer)
 
 
-def _encoder_config(name_or_path: str):
-    config = AutoConfig.from_pretrained(resolve_backbone(name_or_path))
-    return getattr(config, "encoder_config", None) or config
-
-
 def memory(config: RunConfig) -> dict[str, float]:
     """GiB a process needs for weights, gradients and AdamW state (16 bytes a parameter in fp32), and an estimate of
     the activations of one step's lists (upper bound: every sequence at its maximum length)."""
     model, data, args = config.model, config.data, config.training
-    retriever = parameter_count(RQ2Retriever, model.retriever, shared_towers=model.shared_towers)
-    reranker = parameter_count(RQ2Reranker, model.reranker)
+    built = (
+        meta_model(RQ2Retriever, model.retriever, shared_towers=model.shared_towers),
+        meta_model(RQ2Reranker, model.reranker),
+    )
+    retriever, reranker = (sum(p.numel() for p in m_.parameters()) for m_ in built)
+    retriever_config, reranker_config = (m_.config.encoder_config for m_ in built)
     width = 4 if args.mixed_precision == "no" else 2
     batch, m = args.batch_size, data.list_size
-    retriever_config, reranker_config = _encoder_config(model.retriever), _encoder_config(model.reranker)
     options = {"bytes_per_value": width, "checkpointing": args.gradient_checkpointing}
     activations = (
         activation_bytes(batch, model.query_max_length, retriever_config, **options)
