@@ -1,12 +1,15 @@
 """The method as the paper runs it at scale (issue 16): each test failed before its fix."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
 from modeling_rq2 import RQ2RetrieverOutput
 from modeling_rq2.training.joint import in_batch_scores
 
-from conftest import tiny_retriever
+from conftest import ROOT, tiny_retriever
 
 
 def _loud(retriever):
@@ -233,22 +236,90 @@ def test_short_lists_are_refused_or_counted_never_silent(caplog):
     assert padded.list_lengths() == {"size": 4, "mean": 3.0, "min": 2, "max": 4, "padding": 0.25}
 
 
-def test_the_ms_marco_preset_refuses_lists_it_cannot_build_before_any_training(train_setup, tmp_path, monkeypatch):
-    """The preset's own list size (128) and depth (top 50), on tiny files in the official formats: refused before
-    the warm-up, instead of days of training on lists of at most 51 passages padded to 128."""
+def _deep_msmarco(folder: Path, passages: int = 1100, queries: int = 12) -> Path:
+    """MS MARCO's official files with a corpus deep enough for the preset's lists (top 200, lists of 128) and metrics (top 1000)."""
+    from conftest import TRAIN_WORDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [f"{TRAIN_WORDS[i % 20]} {TRAIN_WORDS[(i // 20) % 20]} is a {TRAIN_WORDS[(i * 7) % 20]} {i}" for i in range(passages)]
+    (folder / "collection.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    for split, first in (("train", 0), ("dev.small", queries)):
+        count = queries if split == "train" else 4
+        (folder / f"queries.{split}.tsv").write_text(
+            "".join(f"{first + i}\twhat is {TRAIN_WORDS[(first + i) % 20]} {first + i}\n" for i in range(count)), encoding="utf-8"
+        )
+        (folder / f"qrels.{split}.tsv").write_text("".join(f"{first + i}\t0\t{first + i}\t1\n" for i in range(count)), encoding="utf-8")
+    (folder / "triples.train.small.tsv").write_text(  # ten BM25-style negatives a query, for the warm-up's lists of 8
+        "".join(f"what is {TRAIN_WORDS[i % 20]} {i}\t{texts[i]}\t{texts[(i + 13 * k + 20) % passages]}\n"
+                for i in range(queries) for k in range(10)),
+        encoding="utf-8",
+    )
+    return folder
+
+
+def _deep_dpr(folder: Path, passages: int = 120, questions: int = 12) -> Path:
+    """DPR's files with a corpus deep enough for the NQ preset's lists (top 100, lists of 32)."""
+    import csv
+
+    from conftest import TRAIN_WORDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [f"{TRAIN_WORDS[i % 20]} {TRAIN_WORDS[(i // 20) % 20]} is a {TRAIN_WORDS[(i * 7) % 20]} {i}" for i in range(passages)]
+    with open(folder / "psgs_w100.tsv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["id", "text", "title"])
+        writer.writerows([i + 1, text, TRAIN_WORDS[i % 20].title()] for i, text in enumerate(texts))
+
+    def ctx(i: int) -> dict:
+        return {"title": TRAIN_WORDS[i % 20].title(), "text": texts[i], "score": 1.0, "passage_id": str(i + 1)}
+
+    train = [{"question": f"what is {TRAIN_WORDS[i % 20]} {i}", "answers": [f"{i}"], "positive_ctxs": [ctx(i)],
+              "negative_ctxs": [], "hard_negative_ctxs": [ctx((i + 11 * k + 20) % passages) for k in range(10)]}
+             for i in range(questions)]
+    (folder / "nq-train.json").write_text(json.dumps(train), encoding="utf-8")
+    (folder / "nq-test.qa.csv").write_text(
+        "".join(f"what is {TRAIN_WORDS[i % 20]} {i}\t{json.dumps([str(i)])}\n" for i in range(questions, questions + 4)),
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.mark.parametrize("preset, write, list_size, top_n", [("msmarco.yaml", _deep_msmarco, 128, 200), ("nq.yaml", _deep_dpr, 32, 100)])
+def test_the_paper_presets_train_on_full_lists_of_their_own_size_and_depth(train_setup, tmp_path, preset, write, list_size, top_n):
+    """The preset as shipped (list size, mining depth, warm-up lists, every training setting) on a corpus reduced to
+    a few hundred passages, tiny models: the joint stage's lists are the paper's 128 / 32 passages, none padded, mined
+    from the preset's top n; the warm-up trains on its lists of 8 from the BM25 negatives."""
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    root, _ = train_setup
+    data = write(tmp_path / "data")
+    argv = [str(ROOT / "configs" / preset), "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"),
+            "--data", str(data), "--output_dir", str(tmp_path / "run"), "--report_to", "none"]
+    if preset == "msmarco.yaml":
+        argv += ["--negatives", str(data / "triples.train.small.tsv")]
+    config = parse_arguments(argv)
+    assert (config.data.list_size, config.augmentation.augment_top_n) == (list_size, top_n)
+    metrics = run_training(*config)
+    assert metrics["augmentation"]["top_n"] == top_n and metrics["augmentation"]["instances"] == {"undenoised": 12, "denoised": 12}
+    assert metrics["train"]["lists"] == {"size": list_size, "mean": list_size, "min": list_size, "max": list_size, "padding": 0.0}
+    warmup = json.loads((tmp_path / "run" / "warmup" / "metrics.json").read_text())
+    assert warmup["train"]["lists"] == {"size": 8, "mean": 8, "min": 8, "max": 8, "padding": 0.0}
+
+
+def test_lists_too_deep_for_the_mined_pool_are_refused_before_any_training(train_setup, tmp_path, monkeypatch):
+    """``--short_lists error`` with a mining depth that cannot fill the lists (top 50 for lists of 128): refused
+    before the warm-up, instead of days of training on lists of at most 51 passages padded to 128."""
     from modeling_rq2.training import trainer
     from modeling_rq2.training.chain import run_training
     from modeling_rq2.training.config_files import parse_arguments
 
-    from conftest import ROOT
-    from test_paper_datasets import write_msmarco
-
     root, _ = train_setup
-    data = write_msmarco(tmp_path / "data")
+    data = _deep_msmarco(tmp_path / "data")
     monkeypatch.setattr(trainer, "load_retriever", lambda *a, **k: pytest.fail("a model was loaded"))
     argv = [str(ROOT / "configs" / "msmarco.yaml"), "--retriever", str(root / "retriever"), "--reranker",
             str(root / "reranker"), "--data", str(data), "--negatives", str(data / "triples.train.small.tsv"),
-            "--output_dir", str(tmp_path / "run"), "--report_to", "none"]
+            "--output_dir", str(tmp_path / "run"), "--report_to", "none", "--augment_top_n", "50", "--short_lists", "error"]
     with pytest.raises(ValueError, match="--augment_top_n: 50 mines at most 49 negatives a query .* lists of 128 need 127"):
         run_training(*parse_arguments(argv))
 

@@ -270,6 +270,13 @@ class AugmentationArguments:
         },
     )
     augment_warmup_epochs: int = field(default=1, metadata={"help": "epochs of the first stage"})
+    augment_warmup_list_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "passages a list in the first stage (default: --list_size). Its lists come from --negatives "
+            "(BM25, a triples file: often shallower than the mined pools the joint lists of 128 / 32 need)"
+        },
+    )
     augment_top_n: int = field(
         default=50, metadata={"help": "retrieved passages per query (RocketQA: 50 MS MARCO, 100 NQ)"}
     )
@@ -289,6 +296,11 @@ class AugmentationArguments:
         )
         for name in ("augment_warmup_epochs", "augment_top_n", "augment_batch_size"):
             check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        check_setting(
+            self.augment_warmup_list_size is None or self.augment_warmup_list_size >= 2,
+            "augment_warmup_list_size",
+            f"must be >= 2 (a positive and a negative), got {self.augment_warmup_list_size}",
+        )
         check_setting(
             0 < self.negative_below <= self.positive_above < 1,
             "negative_below / --positive_above",

@@ -4,7 +4,8 @@
 and is skipped when its output is complete, so a killed chain resumes where it stopped
 (within a training stage too, with ``--resume_from_checkpoint latest``):
 
-    OUTPUT/warmup/      both models after ``augment_warmup_epochs`` on BM25 lists: of this joint recipe
+    OUTPUT/warmup/      both models after ``augment_warmup_epochs`` on BM25 lists (of ``augment_warmup_list_size``
+                        passages, or ``list_size``): of this joint recipe
                         (``augment_warmup joint``, the default: a re-ranker trained alone on little data
                         stays cold, one taught by the retriever does not) or of each model alone (``separate``,
                         the paper's warm-up, for data large enough for the re-ranker to learn alone)
@@ -88,8 +89,9 @@ def _warmup_stage(config: RunConfig, warm: Path) -> RunConfig:
         if config.augmentation.augment_warmup == "separate"
         else {"warmup_epochs": 0, "epochs": epochs}
     )
+    list_size = config.augmentation.augment_warmup_list_size or config.data.list_size
     return config._replace(
-        data=replace(config.data, eval_split=None),
+        data=replace(config.data, eval_split=None, list_size=list_size),
         training=replace(config.training, output_dir=str(warm), eval_steps=0, **stage),
     )
 
