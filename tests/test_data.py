@@ -114,3 +114,21 @@ def test_hub_dataset_name_reads_beir_configs(monkeypatch):
     assert calls == [("BeIR/tiny", "corpus", "corpus"), ("BeIR/tiny", "queries", "queries"), ("BeIR/tiny-qrels", None, "test")]
     assert data.corpus.column_names == ["_id", "title", "text"]
     assert data.qrels == {"q1": {"d1": 1}} and data.queries["_id"] == ["q1"]
+
+
+def test_held_out_queries_are_a_seeded_disjoint_dev_split(train_setup):
+    """``hold_out`` splits a training split's queries (and their judgements) into two disjoint parts, the same
+    for the same seed; a count that leaves nothing to train on is refused."""
+    from modeling_rq2.data import hold_out, load_data
+
+    _, data = train_setup
+    train = load_data(data, "train")
+    rest, dev = hold_out(train, 4, seed=0)
+    assert sorted([*rest.queries["_id"], *dev.queries["_id"]]) == sorted(train.queries["_id"]) and len(dev.queries) == 4
+    assert not set(rest.queries["_id"]) & set(dev.queries["_id"])
+    assert set(dev.qrels) == set(dev.queries["_id"]) and set(rest.qrels) == set(rest.queries["_id"])
+    assert dev.split == "train[4 held out, seed 0]" and len(dev.corpus) == len(train.corpus)
+    assert list(hold_out(train, 4, seed=0)[1].queries["_id"]) == list(dev.queries["_id"])
+    assert list(hold_out(train, 4, seed=1)[1].queries["_id"]) != list(dev.queries["_id"])
+    with pytest.raises(ValueError, match="--heldout_queries: must be between 1 and 11"):
+        hold_out(train, 12)

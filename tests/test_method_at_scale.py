@@ -447,3 +447,54 @@ def test_a_compiled_joint_modules_weights_are_saved_whole(retriever, reranker):
     assert set(_part(state, "retriever.", retriever)) == set(retriever.state_dict())
     with pytest.raises(RuntimeError, match="do not match the model's"):
         _part({k: v for k, v in state.items() if "query_encoder.embeddings" not in k}, "retriever.", retriever)
+
+
+TITLED = [{"title": "Scurvy", "text": "scurvy is caused by low vitamin c"}, "the sun is a star",
+          {"title": "  ", "text": "paris is in france"}, {"title": "Sun", "text": "a star"}]
+
+
+def test_the_official_input_format_reads_title_and_text_as_rocketqas_code_does(tiny_tokenizer):
+    """``input_format official``: a titled passage is ``[CLS] title [SEP] text [SEP]`` with the text as segment B
+    (RocketQA's reader), the re-ranker's pair ``[CLS] query [SEP] title text [SEP]``; untitled passages are their
+    text alone, in input order within a mixed batch; ``joined`` (the default) is unchanged."""
+    from conftest import tiny_reranker
+
+    retriever = tiny_retriever(tiny_tokenizer, input_format="official")
+    tokens = retriever.tokenize_passages(TITLED)
+    for row, passage in enumerate(TITLED):
+        title, text = ("", passage) if isinstance(passage, str) else (passage["title"].strip(), passage["text"])
+        expected = tiny_tokenizer(title, text) if title else tiny_tokenizer(text)
+        length = len(expected["input_ids"])
+        assert tokens["input_ids"][row, :length].tolist() == expected["input_ids"]
+        assert tokens["token_type_ids"][row, :length].tolist() == expected["token_type_ids"]
+        assert tokens["attention_mask"][row].sum() == length
+    assert tokens["token_type_ids"][0].max() == 1 and tokens["token_type_ids"][1].max() == 0
+    joined = tiny_retriever(tiny_tokenizer).tokenize_passages(TITLED[:1])
+    assert joined["input_ids"][0].tolist() == tiny_tokenizer("Scurvy [SEP] scurvy is caused by low vitamin c")["input_ids"]
+
+    reranker = tiny_reranker(tiny_tokenizer, input_format="official")
+    pairs = reranker.tokenize_pairs([("what causes it", TITLED[0])])
+    assert pairs["input_ids"][0].tolist() == tiny_tokenizer("what causes it", "Scurvy scurvy is caused by low vitamin c")["input_ids"]
+    assert tiny_reranker(tiny_tokenizer).tokenize_pairs([("q", TITLED[0])])["input_ids"][0].tolist() == (
+        tiny_tokenizer("q", "Scurvy [SEP] scurvy is caused by low vitamin c")["input_ids"]
+    )
+    with pytest.raises(ValueError, match="input_format must be one of"):
+        tiny_retriever(tiny_tokenizer, input_format="paddle")
+
+
+def test_a_run_with_the_official_input_format_saves_it_and_its_cards_say_so(train_setup, tmp_path):
+    from transformers import AutoConfig
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    argv = train_argv(train_setup, tmp_path, "--input_format", "official", "--max_steps", "1", "--eval_split", "none")
+    run_training(*parse_arguments(argv))
+    for role in ("retriever", "reranker"):
+        assert AutoConfig.from_pretrained(tmp_path / role).input_format == "official"
+    assert "text as segment B (RocketQA code)" in (tmp_path / "retriever" / "README.md").read_text()
+    assert "`[CLS] query [SEP] title text [SEP]` (RocketQA code)" in (tmp_path / "reranker" / "README.md").read_text()
+    with pytest.raises(ValueError, match="--input_format: must be one of"):
+        parse_arguments(train_argv(train_setup, tmp_path, "--input_format", "paddle"))

@@ -140,3 +140,15 @@ def test_unexportable_configurations_raise(tiny_tokenizer, tmp_path):
         export_reranker(reranker, tmp_path / "rr")
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         export_retriever(tiny_retriever(tiny_tokenizer), tmp_path / "empty")
+
+
+def test_an_official_input_format_retriever_takes_title_text_pairs_in_sentence_transformers(tiny_tokenizer, tmp_path):
+    """RocketQA's passage form has the text as segment B: sentence-transformers builds it from a (title, text) pair;
+    an untitled passage is a plain string in both."""
+    model = tiny_retriever(tiny_tokenizer, **LENGTHS, pooling="mean", input_format="official")
+    loaded = st.SentenceTransformer(_saved(model, tmp_path / "r", export_retriever))
+    titled = [p for p in DICT_PASSAGES if p["title"]]
+    np.testing.assert_allclose(
+        loaded.encode_document([(p["title"], p["text"]) for p in titled]), model.encode_passages(titled), atol=ATOL
+    )
+    np.testing.assert_allclose(loaded.encode_document(PASSAGES), model.encode_passages(PASSAGES), atol=ATOL)

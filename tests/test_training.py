@@ -222,3 +222,26 @@ def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, t
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     with pytest.raises(ValueError, match="drop --train_instances"):
         run_training(*parse_arguments(argv + ["--train_instances", str(tmp_path / "augmented")]))
+
+
+def test_held_out_training_queries_never_train_and_are_what_is_evaluated(train_setup, tmp_path, monkeypatch):
+    """``--heldout_queries 4 --eval_split heldout``: the lists (of the joint run and of the chain's mining) hold only
+    the other 8 queries, the evaluation reads the 4, and the test split is never read."""
+    import datasets
+
+    from modeling_rq2.data import hold_out, load_data
+    from modeling_rq2.training import trainer
+
+    read = []
+    monkeypatch.setattr(trainer, "load_data", lambda path, split, *a: read.append(split) or load_data(path, split, *a))
+    _, data = train_setup
+    dev_ids = set(hold_out(load_data(data, "train"), 4, seed=3)[1].queries["_id"])
+    argv = train_argv(train_setup, tmp_path, "--heldout_queries", "4", "--heldout_seed", "3", "--eval_split", "heldout",
+                      "--augment", "true", "--augment_top_n", "5", "--augment_warmup_epochs", "1", "--max_steps", "1")
+    metrics = run_training(*parse_arguments(argv))
+    assert "test" not in read and read
+    assert metrics["eval"]["split"] == "train[4 held out, seed 3]" and metrics["augmentation"]["queries"] == 8
+    mined = datasets.load_from_disk(str(tmp_path / "augmented"))
+    assert not set(mined["query_id"]) & dev_ids and len(set(mined["query_id"])) == 8
+    with pytest.raises(ValueError, match="--eval_split: heldout evaluates the queries --heldout_queries carves out"):
+        parse_arguments(train_argv(train_setup, tmp_path, "--eval_split", "heldout"))

@@ -12,7 +12,7 @@ from pathlib import Path
 from .beir import load_beir
 from .dpr import is_dpr_folder, load_dpr
 from .msmarco import is_msmarco_folder, load_msmarco
-from .records import DataFormatError, RetrievalData
+from .records import DataFormatError, RetrievalData, hold_out
 
 
 def load_data(
@@ -27,4 +27,4 @@ def load_data(
     return load_beir(name_or_path, split, skip_invalid)
 
 
-__all__ = ["DataFormatError", "RetrievalData", "load_beir", "load_data", "load_dpr", "load_msmarco"]
+__all__ = ["DataFormatError", "RetrievalData", "hold_out", "load_beir", "load_data", "load_dpr", "load_msmarco"]

@@ -13,11 +13,12 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -274,3 +275,31 @@ def read_qrels(
     if not qrels:
         raise DataFormatError(f"{path}: no relevance judgements")
     return qrels
+
+
+def hold_out(data: RetrievalData, count: int, *, seed: int = 0) -> tuple[RetrievalData, RetrievalData]:
+    """(the rest, ``count`` queries drawn at random with ``seed``): a dev split carved out of a training split, so
+    that settings are chosen on queries the models never trained on and the test split stays unread."""
+    total = len(data.queries)
+    if not 0 < count < total:
+        raise ValueError(
+            f"--heldout_queries: must be between 1 and {total - 1} ({data.name}/{data.split} has {total}"
+            f" queries), got {count}"
+        )
+    chosen = set(np.random.default_rng(seed).choice(total, size=count, replace=False).tolist())
+    label = f"{data.split}[{count} held out, seed {seed}]"
+
+    def part(keep: bool, split: str) -> RetrievalData:
+        rows = [i for i in range(total) if (i in chosen) == keep]
+        queries = data.queries.select(rows)
+        ids = set(queries["_id"])
+        return replace(
+            data,
+            queries=queries,
+            split=split,
+            qrels={q: judged for q, judged in data.qrels.items() if q in ids},
+            answers=None if data.answers is None else {q: a for q, a in data.answers.items() if q in ids},
+            negatives=None if data.negatives is None else {q: n for q, n in data.negatives.items() if q in ids},
+        )
+
+    return part(False, f"{data.split}[rest of {count} held out, seed {seed}]"), part(True, label)

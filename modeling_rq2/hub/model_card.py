@@ -122,6 +122,19 @@ def _temperatures(metrics: dict, reranker_temperature: float) -> str:
     return "" if used is None else f"; temperatures: retriever {used:g}, re-ranker {reranker_temperature:g}"
 
 
+_PASSAGE_INPUTS = {
+    ("retriever", "joined"): "passages read as one segment, `[CLS] title [SEP] text [SEP]`",
+    ("retriever", "official"): "passages read as `[CLS] title [SEP] text [SEP]`, text as segment B (RocketQA code)",
+    ("reranker", "joined"): "pairs read as `[CLS] query [SEP] title [SEP] text [SEP]`",
+    ("reranker", "official"): "pairs read as `[CLS] query [SEP] title text [SEP]` (RocketQA code)",
+}
+
+
+def passage_input(model_config: dict, role: str) -> str:
+    """How this model reads a titled passage (its config's ``input_format``; 0.1.0 folders have none: joined)."""
+    return _PASSAGE_INPUTS[role, model_config.get("input_format", "joined")]
+
+
 def _training_details(config: RunConfig, metrics: dict, model_config: dict, role: str) -> str:
     """The recipe in words: data, lists, loss variant, optimisation, hardware and time."""
     model, data, loss, train = config.model, config.data, config.loss, config.training
@@ -147,7 +160,7 @@ def _training_details(config: RunConfig, metrics: dict, model_config: dict, role
         f"precision `{train.mixed_precision}`, seed {train.seed}.",
         f"- Inputs: queries {model.query_max_length} tokens, passages {model.passage_max_length} "
         f"(training lists {model.train_passage_max_length}), re-ranker pairs {model.reranker_max_length}; "
-        f"this model: pooling `{model_config.get('pooling')}`"
+        f"this model: {passage_input(model_config, role)}, pooling `{model_config.get('pooling')}`"
         + (
             f", similarity `{model_config.get('similarity')}`, shared towers {model_config.get('shared_towers')}."
             if role == "retriever"
@@ -247,6 +260,7 @@ def render_card(
         training_details=_training_details(config, metrics, model_config, role),
         max_length=model_config.get("passage_max_length") or model_config.get("max_length"),
         query_max_length=model_config.get("query_max_length"),
+        passage_input=passage_input(model_config, role),
         data_license=_LICENSES.get(data_name, "that of the training data"),
         benchmark=benchmark_section(benchmark) if benchmark else None,
     )

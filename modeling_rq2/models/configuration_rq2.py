@@ -10,6 +10,11 @@ from transformers.configuration_utils import SubConfigSpec
 
 POOLING_MODES = ("cls", "mean")
 SIMILARITIES = ("dot", "cosine")
+INPUT_FORMATS = ("joined", "official")
+"""How a titled passage is tokenized. ``joined``: one segment, ``title [SEP] text`` (retriever) and
+``[CLS] query [SEP] title [SEP] text [SEP]`` (re-ranker). ``official``: RocketQA's code,
+``[CLS] title [SEP] text [SEP]`` with the text as segment B (retriever) and ``[CLS] query [SEP] title text [SEP]``
+(re-ranker)."""
 
 
 def _check_choice(config: PreTrainedConfig, field: str, choices: tuple[str, ...]) -> None:
@@ -42,18 +47,21 @@ class RQ2RetrieverConfig(PreTrainedConfig):
     similarity: str = "dot"
     query_max_length: int = 32
     passage_max_length: int = 128
+    input_format: str = "joined"
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         _check_choice(self, "pooling", POOLING_MODES)
         _check_choice(self, "similarity", SIMILARITIES)
+        _check_choice(self, "input_format", INPUT_FORMATS)
         _check_positive(self, "query_max_length", "passage_max_length")
         super().__post_init__(**kwargs)
 
 
 @strict
 class RQ2RerankerConfig(PreTrainedConfig):
-    """Cross-encoder: ``[CLS] query [SEP] title [SEP] text [SEP]`` -> dropout -> linear -> one score."""
+    """Cross-encoder: ``[CLS] query [SEP] title [SEP] text [SEP]`` (``input_format`` joined; official: no ``[SEP]``
+    between title and text) -> dropout -> linear -> one score."""
 
     model_type = "rq2_reranker"
     sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
@@ -62,10 +70,12 @@ class RQ2RerankerConfig(PreTrainedConfig):
     pooling: str = "cls"
     classifier_dropout: float = 0.1
     max_length: int = 160
+    input_format: str = "joined"
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         _check_choice(self, "pooling", POOLING_MODES)
+        _check_choice(self, "input_format", INPUT_FORMATS)
         _check_positive(self, "max_length")
         if not 0.0 <= self.classifier_dropout < 1.0:
             raise ValueError(f"RQ2RerankerConfig.classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}")

@@ -30,16 +30,21 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revi
 _TOKENIZER_KWARGS = (*_HUB_KWARGS, "trust_remote_code")
 
 
-def format_passage(passage: Passage, separator: str = "") -> str:
-    """Render a passage as ``title <separator> text`` (the paper's passage input), or ``text`` alone."""
+def title_and_text(passage: Passage) -> tuple[str, str]:
+    """A passage's (title, text): a plain string is a text without a title."""
     if isinstance(passage, str):
-        return passage
+        return "", passage
     if not isinstance(passage, dict) or "text" not in passage:
         raise TypeError(
             f"a passage must be a str or a dict with a 'text' key, got {type(passage).__name__}: {passage!r:.80}"
         )
-    title = (passage.get("title") or "").strip()
-    return " ".join(part for part in (title, separator, passage["text"]) if part) if title else passage["text"]
+    return (passage.get("title") or "").strip(), passage["text"]
+
+
+def format_passage(passage: Passage, separator: str = "") -> str:
+    """Render a passage as ``title <separator> text`` (the paper's passage input), or ``text`` alone."""
+    title, text = title_and_text(passage)
+    return " ".join(part for part in (title, separator, text) if part) if title else text
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -101,6 +106,19 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 def _flatten_list_dim(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     """(batch, list, seq) -> (batch * list, seq); 2-D tensors and None pass through."""
     return tuple(t.reshape(-1, t.shape[-1]) if t is not None and t.dim() == 3 else t for t in tensors)
+
+
+def _tokenize_segments(tokenizer, parts: list[tuple[str, str]], max_length: int) -> dict[str, torch.Tensor]:
+    """(title, text) pairs as segments A and B, a text without a title as a single segment; padded, in input order."""
+    rows: dict[int, dict] = {}
+    for titled in (True, False):
+        indices = [i for i, (title, _) in enumerate(parts) if bool(title) == titled]
+        if indices:
+            first = [parts[i][0 if titled else 1] for i in indices]
+            second = [parts[i][1] for i in indices] if titled else None
+            encoded = tokenizer(first, second, truncation=True, max_length=max_length)
+            rows.update({i: {key: values[n] for key, values in encoded.items()} for n, i in enumerate(indices)})
+    return tokenizer.pad([rows[i] for i in range(len(parts))], return_tensors="pt")
 
 
 @dataclass
@@ -351,16 +369,15 @@ class RQ2Retriever(RQ2PreTrainedModel):
         )
 
     def tokenize_passages(self, passages: Sequence[Passage], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        """Token tensors of passages as ``title [SEP] text``, truncated to ``max_length or passage_max_length``."""
+        """Token tensors of passages, truncated to ``max_length or passage_max_length``: ``title [SEP] text`` as one
+        segment (``input_format`` joined), or a title and its text as segments A and B (official; RocketQA's code);
+        a passage without a title is its text alone in both."""
         tokenizer = self._require_tokenizer()
+        length = self._length(max_length or self.config.passage_max_length)
+        if self.config.input_format == "official":
+            return _tokenize_segments(tokenizer, [title_and_text(p) for p in passages], length)
         texts = [format_passage(p, tokenizer.sep_token or "|") for p in passages]
-        return tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self._length(max_length or self.config.passage_max_length),
-            return_tensors="pt",
-        )
+        return tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
 
     def encode_queries(
         self, queries: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
@@ -435,10 +452,10 @@ class RQ2Reranker(RQ2PreTrainedModel):
     def tokenize_pairs(
         self, pairs: Sequence[tuple[str, Passage]], max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """Token tensors of (query, passage) pairs: ``[CLS] query [SEP] title [SEP] text [SEP]``, the
-        passage truncated to fit ``max_length`` (on the CPU)."""
+        """Token tensors of (query, passage) pairs: ``[CLS] query [SEP] title [SEP] text [SEP]`` (``input_format``
+        joined; official: ``title text``, no ``[SEP]`` between), truncated to fit ``max_length`` (on the CPU)."""
         tokenizer = self._require_tokenizer()
-        separator = tokenizer.sep_token or "|"
+        separator = "" if self.config.input_format == "official" else tokenizer.sep_token or "|"
         return tokenizer(
             [str(q) for q, _ in pairs],
             [format_passage(p, separator) for _, p in pairs],

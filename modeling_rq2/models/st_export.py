@@ -29,7 +29,9 @@ activation, so ``predict`` returns the raw logits of ``score_pairs`` rather than
 
 Passages: ``encode_passages`` / ``score_pairs`` render ``{"title", "text"}`` dicts as ``title [SEP] text``;
 sentence-transformers takes strings, so pass ``format_passage(passage, tokenizer.sep_token)`` for the same
-result (plain string passages are the same in both).
+result (plain string passages are the same in both). A model of ``input_format`` official reads a title and its
+text as two segments: pass the retriever a ``(title, text)`` pair, and the re-ranker ``format_passage(passage)``
+(``title text``).
 
 The files are plain JSON (exporting does not need sentence-transformers); loading them needs
 sentence-transformers >= 6.2 (declared in ``config_sentence_transformers.json``).

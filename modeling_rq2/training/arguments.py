@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from ..models.configuration_rq2 import INPUT_FORMATS
 from ..models.loading import DEFAULT_BACKBONE
 from .losses import DistillationOptions, check_setting, loss_option
 
@@ -16,6 +17,8 @@ MIXES = ("both", "denoised", "undenoised")
 WARMUPS = ("joint", "separate")
 PROBABILITIES = ("platt", "sigmoid")
 SHORT_LISTS = ("pad", "error")
+HELDOUT = "heldout"
+"""The ``--eval_split`` that names the training queries ``--heldout_queries`` carves out."""
 
 
 @dataclass
@@ -39,6 +42,14 @@ class ModelArguments:
     passage_max_length: int = field(default=256, metadata={"help": "retriever passage length at inference"})
     train_passage_max_length: int = field(default=128, metadata={"help": "retriever passage length in training lists"})
     reranker_max_length: int = 128
+    input_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "titled passages as one segment 'title [SEP] text' (joined) or as RocketQA's code has them "
+            "(official: title and text as segments A and B; the re-ranker without a [SEP] between); "
+            "default: a saved model's own, joined for a backbone"
+        },
+    )
     attention_dropout: float | None = field(
         default=0.0,
         metadata={"help": "attention dropout of both backbones (None: keep theirs); 0 halves CPU step time"},
@@ -52,6 +63,11 @@ class ModelArguments:
             "attention_dropout",
             f"must be in [0, 1), got {self.attention_dropout}",
         )
+        check_setting(
+            self.input_format in (None, *INPUT_FORMATS),
+            "input_format",
+            f"must be one of {INPUT_FORMATS}, got {self.input_format!r}",
+        )
 
 
 @dataclass
@@ -60,7 +76,18 @@ class DataArguments:
 
     data: str = field(default="scifact", metadata={"help": "BEIR / MS MARCO / DPR folder, bundled name or Hub dataset"})
     train_split: str = "train"
-    eval_split: str | None = field(default="test", metadata={"help": "split evaluated after training (none: skip)"})
+    eval_split: str | None = field(
+        default="test",
+        metadata={"help": f"split evaluated after training (none: skip; {HELDOUT}: the --heldout_queries)"},
+    )
+    heldout_queries: int = field(
+        default=0,
+        metadata={
+            "help": "carve N training queries out (drawn with --heldout_seed): they never train, and --eval_split "
+            f"{HELDOUT} evaluates on them: a dev split for choosing settings without reading the test split"
+        },
+    )
+    heldout_seed: int = 0
     train_instances: str | None = field(
         default=None, metadata={"help": "saved listwise instances (datasets folder) instead of BM25 lists"}
     )
@@ -93,6 +120,12 @@ class DataArguments:
         )
         if self.eval_split in ("", "none", "None"):
             self.eval_split = None
+        check_setting(self.heldout_queries >= 0, "heldout_queries", f"must be >= 0, got {self.heldout_queries}")
+        check_setting(
+            self.eval_split != HELDOUT or self.heldout_queries > 0,
+            "eval_split",
+            f"{HELDOUT} evaluates the queries --heldout_queries carves out of the training split: set it",
+        )
 
 
 @dataclass

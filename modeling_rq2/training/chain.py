@@ -19,7 +19,6 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from ..data import load_data
 from ..hub.model_card import write_cards
 from ..models.loading import load_reranker, load_retriever
 from .arguments import (
@@ -32,7 +31,7 @@ from .arguments import (
     check_setting,
 )
 from .augmentation import REPORT_FILE, augment_instances, save_instances
-from .trainer import train
+from .trainer import train, training_split
 
 
 def run_training(
@@ -102,7 +101,7 @@ def _augment(config: RunConfig, warm: Path, augmented: Path) -> None:
     with state.main_process_first():  # the main process augments; the others then find its result
         if (augmented / REPORT_FILE).is_file():
             return
-        data = load_data(data_args.data, data_args.train_split)
+        data, _ = training_split(data_args)  # without the held-out queries
         if data_args.max_train_queries:
             data = replace(
                 data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries))))

@@ -25,14 +25,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..data import RetrievalData, load_data
+from ..data import RetrievalData, hold_out, load_data
 from ..data.corpus import CorpusPassages
 from ..evaluation.evaluate import bm25_baseline, check_cutoffs, evaluate_retrieval
 from ..evaluation.systems import BM25, by_name, markdown_table
 from ..hub.model_card import write_cards
 from ..models.loading import load_reranker, load_retriever
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
-from .arguments import DataArguments, JointTrainingArguments, ModelArguments, RunConfig, check_setting
+from .arguments import HELDOUT, DataArguments, JointTrainingArguments, ModelArguments, RunConfig, check_setting
 from .checkpoints import Progress, StopRequest, check_writable, resolve_checkpoint, save_checkpoint, save_model
 from .collator import ListwiseBatch, ListwiseCollator
 from .joint import JointModel, step_losses
@@ -84,13 +84,21 @@ class TrainingData:
     evaluation: RetrievalData | None
 
 
+def training_split(data_args: DataArguments) -> tuple[RetrievalData, RetrievalData | None]:
+    """The split the models train on, and the queries ``--heldout_queries`` carves out of it (None without)."""
+    train = load_data(data_args.data, data_args.train_split)
+    if not data_args.heldout_queries:
+        return train, None
+    return hold_out(train, data_args.heldout_queries, seed=data_args.heldout_seed)
+
+
 def prepare_data(data_args: DataArguments, args: JointTrainingArguments, accelerator: Accelerator) -> TrainingData:
     """Training instances and the eval split (the main process first: it fills the datasets cache).
 
     Settings that the data make impossible (lists or top-k larger than the corpus) fail here, before any model loads.
     """
     with accelerator.main_process_first():
-        train = load_data(data_args.data, data_args.train_split)
+        train, heldout = training_split(data_args)
         size = len(train.corpus)
         check_setting(
             data_args.list_size <= size,
@@ -98,7 +106,11 @@ def prepare_data(data_args: DataArguments, args: JointTrainingArguments, acceler
             f"{data_args.list_size} is more than the {size} passages of {train.name}",
         )
         instances = training_instances(train, data_args)
-        evaluation = load_data(data_args.data, data_args.eval_split) if data_args.eval_split else None
+        evaluation = (
+            (heldout if data_args.eval_split == HELDOUT else load_data(data_args.data, data_args.eval_split))
+            if data_args.eval_split
+            else None
+        )
     if evaluation is not None:
         check_setting(
             args.eval_top_k <= len(evaluation.corpus),
@@ -119,6 +131,8 @@ def load_models(
         "passage_max_length": model_args.passage_max_length,
     }
     overrides.update({k: v for k, v in (("pooling", model_args.pooling), ("similarity", model_args.similarity)) if v})
+    input_format = {"input_format": model_args.input_format} if model_args.input_format else {}
+    overrides.update(input_format)
     encoder_overrides = (
         None if model_args.attention_dropout is None else {"attention_probs_dropout_prob": model_args.attention_dropout}
     )
@@ -128,6 +142,7 @@ def load_models(
         encoder_overrides,
         pooling=model_args.reranker_pooling,
         max_length=model_args.reranker_max_length,
+        **input_format,
     )
     if static:
         reranker.requires_grad_(False)
