@@ -498,3 +498,25 @@ def test_a_run_with_the_official_input_format_saves_it_and_its_cards_say_so(trai
     assert "`[CLS] query [SEP] title text [SEP]` (RocketQA code)" in (tmp_path / "reranker" / "README.md").read_text()
     with pytest.raises(ValueError, match="--input_format: must be one of"):
         parse_arguments(train_argv(train_setup, tmp_path, "--input_format", "paddle"))
+
+
+def test_the_chain_runs_under_two_processes(train_setup, tmp_path):
+    """Warm-up, mining on the main process, joint training, all under ``accelerate launch --num_processes 2``: each
+    stage ends its trackers only, so the next stage still has its process group (``end_training`` destroyed it,
+    and the mining stage failed with "Default process group has not been initialized" on every multi-GPU chain)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import train_argv
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
+               *train_argv(train_setup, tmp_path, "--augment", "true", "--augment_top_n", "5", "--batch_size", "2",
+                           "--augment_warmup", "separate", "--eval_split", "none")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["augmentation"]["queries"] == 12 and metrics["hardware"]["processes"] == 2
+    assert (tmp_path / "warmup" / "retriever" / "model.safetensors").is_file()

@@ -17,6 +17,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 
 from ..hub.model_card import write_cards
@@ -46,8 +47,16 @@ def run_training(
     The arguments are a ``RunConfig``'s sections in order: ``run_training(*parse_arguments(argv))``.
     """
     config = RunConfig(model_args, data_args, loss_args, args, aug_args)
-    if not aug_args.augment:
-        return train(config)
+    try:
+        return train(config) if not aug_args.augment else _chain(config)
+    finally:  # after the last stage: every stage of a chain runs in the same process group
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            PartialState().destroy_process_group()
+
+
+def _chain(config: RunConfig) -> dict:
+    """Warm-up, augmentation, joint training: each stage skipped when its output is complete."""
+    model_args, data_args, args, aug_args = config.model, config.data, config.training, config.augmentation
     if data_args.train_instances:
         raise ValueError("--augment builds its own training instances: drop --train_instances")
     check_setting(  # before any training: the mined lists are checked again, each, once mined

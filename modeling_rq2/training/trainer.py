@@ -491,7 +491,7 @@ class JointTrainer:
                 f"in {metrics['seconds_total']} s"
             )
         accelerator.wait_for_everyone()
-        accelerator.end_training()
+        end_trackers(accelerator)
         return metrics
 
     def _final_evaluation(self) -> dict:
@@ -511,6 +511,13 @@ class JointTrainer:
         return report
 
 
+def end_trackers(accelerator: Accelerator) -> None:
+    """The trackers' end, and nothing else: ``Accelerator.end_training`` also destroys the process group, which the
+    chain's next stages (mining on the main process, joint training) still need; ``run_training`` destroys it last."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
 def _part(state: dict, prefix: str, model: torch.nn.Module) -> dict:
     """``model``'s weights in the joint module's ``state`` (under ``prefix``; ``_orig_mod.`` of torch.compile
     removed), refused unless they are exactly the model's own tensors by name."""
@@ -528,6 +535,6 @@ def train(config: RunConfig) -> dict:
     ``training.plan``, only ``{"plan": ...}``: nothing is trained)."""
     trainer = JointTrainer(config)
     if config.training.plan:
-        trainer.accelerator.end_training()
+        end_trackers(trainer.accelerator)
         return {"plan": trainer.plan}
     return trainer.train().finish()
