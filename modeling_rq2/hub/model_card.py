@@ -130,9 +130,11 @@ _PASSAGE_INPUTS = {
 }
 
 
-def passage_input(model_config: dict, role: str) -> str:
-    """How this model reads a titled passage (its config's ``input_format``; 0.1.0 folders have none: joined)."""
-    return _PASSAGE_INPUTS[role, model_config.get("input_format", "joined")]
+def passage_input(model_config: dict, role: str) -> str | None:
+    """How this model reads a titled passage (its config's ``input_format``); None for a 0.1.0 folder (no such
+    field; joined), whose card keeps the words it had."""
+    form = model_config.get("input_format")
+    return _PASSAGE_INPUTS[role, form] if form else None
 
 
 def _training_details(config: RunConfig, metrics: dict, model_config: dict, role: str) -> str:
@@ -160,7 +162,9 @@ def _training_details(config: RunConfig, metrics: dict, model_config: dict, role
         f"precision `{train.mixed_precision}`, seed {train.seed}.",
         f"- Inputs: queries {model.query_max_length} tokens, passages {model.passage_max_length} "
         f"(training lists {model.train_passage_max_length}), re-ranker pairs {model.reranker_max_length}; "
-        f"this model: {passage_input(model_config, role)}, pooling `{model_config.get('pooling')}`"
+        "this model: "
+        + "".join(f"{form}, " for form in [passage_input(model_config, role)] if form)
+        + f"pooling `{model_config.get('pooling')}`"
         + (
             f", similarity `{model_config.get('similarity')}`, shared towers {model_config.get('shared_towers')}."
             if role == "retriever"

