@@ -70,7 +70,7 @@ def test_skip_invalid_counts_and_logs(beir_folder, caplog):
     "row, message",
     [
         ("q1\td1", "expected 3 columns"),
-        ("q1\td1\thigh", "score 'high' is not a number"),
+        ("q1\td1\thigh", "score 'high' is not an integer grade"),
         ("q9\td1\t1", "query id 'q9' is not in the queries file"),
         ("q1\td9\t1", "corpus id 'd9' is not in the corpus file"),
     ],

@@ -70,3 +70,70 @@ def test_shared_towers_loaded_as_separate_ones_start_as_copies_of_the_shared_enc
     separate.save_pretrained(saved / "separate")
     with pytest.raises(ValueError, match="separate towers cannot load as shared ones"):
         load_retriever(saved / "separate", shared_towers=True)
+
+
+# --- readers: values are what they claim, or the file and line are named ---------------------------------------
+
+
+@pytest.fixture
+def beir(tmp_path):
+    from conftest import TINY_CORPUS, write_beir
+
+    queries = [{"_id": "q1", "text": "what causes scurvy"}, {"_id": "q2", "text": "is paris in france"}]
+    return write_beir(tmp_path / "beir", TINY_CORPUS, queries, {"test": [("q1", "d1", 1), ("q2", "d4", 1)]})
+
+
+def _load(folder):
+    from modeling_rq2.data import load_beir
+
+    return load_beir(folder, "test")
+
+
+@pytest.mark.parametrize("score", ["0.5", "0.9", "1.7", "inf", "-inf", "nan", "yes"])
+def test_a_qrels_grade_that_is_not_an_integer_is_refused(beir, score):
+    """0.5 was truncated to 0: the query lost its only positive and still counted in every mean."""
+    from modeling_rq2.data import DataFormatError
+
+    from conftest import corrupt_line
+
+    corrupt_line(beir, "qrels/test.tsv", 2, f"q1\td1\t{score}")
+    with pytest.raises(DataFormatError, match=rf"qrels/test.tsv:2: score '{score}' is not an integer grade"):
+        _load(beir)
+
+
+def test_integral_grades_written_as_floats_and_a_bom_before_the_header_are_read(beir):
+    path = beir / "qrels" / "test.tsv"
+    path.write_text("\ufeffquery-id\tcorpus-id\tscore\nq1\td1\t2.0\nq2\td4\t1\n", encoding="utf-8")
+    assert _load(beir).qrels == {"q1": {"d1": 2}, "q2": {"d4": 1}}
+
+
+def test_one_pair_judged_twice_with_different_grades_is_refused_naming_both_lines(beir):
+    from modeling_rq2.data import DataFormatError
+
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td4\t1\nq1\td1\t0\n")
+    with pytest.raises(DataFormatError, match=r"test.tsv:4: \(q1, d1\) judged 0 here and 1 on line 2"):
+        _load(beir)
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"_id": None, "text": "a"}, "'_id' must be a non-empty string, got null"),
+        ({"_id": "", "text": "a"}, "'_id' must be a non-empty string"),
+        ({"_id": "  ", "text": "a"}, "'_id' must be a non-empty string"),
+        ({"_id": 7, "text": "a"}, "'_id' must be a non-empty string, got 7"),
+        ({"_id": "d9", "text": ["a", "list"]}, "id 'd9': 'text' must be a string, got list"),
+        ({"_id": "d9", "text": {"a": 1}}, "id 'd9': 'text' must be a string, got dict"),
+        ({"_id": "d9", "title": 3, "text": "a"}, "id 'd9': 'title' must be a string, got int"),
+    ],
+    ids=["null-id", "empty-id", "blank-id", "int-id", "list-text", "dict-text", "int-title"],
+)
+def test_corpus_records_with_ids_or_texts_of_the_wrong_type_are_refused(beir, record, message):
+    """They became "None", "7" or the Python repr of a list, and were indexed as such."""
+    from modeling_rq2.data import DataFormatError
+
+    from conftest import corrupt_line
+
+    corrupt_line(beir, "corpus.jsonl", 3, json.dumps(record))
+    with pytest.raises(DataFormatError, match=rf"corpus.jsonl:3: {message}"):
+        _load(beir)

@@ -136,11 +136,15 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool =
         if not isinstance(record, dict) or "_id" not in record:
             problems(number, "record has no '_id' field")
             continue
-        doc_id = str(record["_id"])
-        row = {"_id": doc_id}
-        for field in fields:
-            value = record.get(field)
-            row[field] = "" if value is None else str(value)
+        doc_id = record["_id"]
+        if not isinstance(doc_id, str) or not doc_id.strip():
+            problems(number, f"'_id' must be a non-empty string, got {json.dumps(doc_id)[:80]}")
+            continue
+        wrong = [f for f in fields if record.get(f) is not None and not isinstance(record[f], str)]
+        if wrong:
+            problems(number, f"id {doc_id!r}: {wrong[0]!r} must be a string, got {type(record[wrong[0]]).__name__}")
+            continue
+        row = {"_id": doc_id, **{field: record.get(field) or "" for field in fields}}
         if not any(row[field].strip() for field in fields):
             problems(number, f"id {doc_id!r} has empty {' and '.join(fields)}")
             continue
@@ -240,7 +244,7 @@ def read_qrels(
     problems = ProblemLog(path, skip_invalid)
     rows: list[tuple[int, str, str, int]] = []
     for number, line in read_lines(path):
-        columns = line.split()
+        columns = (line.lstrip("\ufeff") if number == 1 else line).split()
         if not columns:
             continue
         if number == 1 and columns[0].lower() in ("query-id", "query_id", "qid"):
@@ -251,10 +255,9 @@ def read_qrels(
             problems(number, f"expected 3 columns (query-id, corpus-id, score), got {len(columns)}")
             continue
         qid, did, score = columns
-        try:
-            grade = int(float(score))
-        except ValueError:
-            problems(number, f"score {score!r} is not a number")
+        grade = _grade(score)
+        if grade is None:
+            problems(number, f"score {score!r} is not an integer grade (qrels grades are 0, 1, 2, ...)")
             continue
         rows.append((number, qid, did, grade))
     bad: dict[int, str] = {}
@@ -266,15 +269,30 @@ def read_qrels(
             for i in unknown_ids([row[column] for row in rows], known):
                 bad.setdefault(i, what.format(rows[i][column]))
     qrels: dict[str, dict[str, int]] = {}
+    first_line: dict[tuple[str, str], int] = {}
     for i, (number, qid, did, grade) in enumerate(rows):
         if i in bad:
             problems(number, bad[i])
             continue
-        qrels.setdefault(qid, {})[did] = grade
+        judged = qrels.setdefault(qid, {})
+        if did in judged and judged[did] != grade:
+            problems(number, f"({qid}, {did}) judged {grade} here and {judged[did]} on line {first_line[qid, did]}")
+            continue
+        first_line.setdefault((qid, did), number)
+        judged[did] = grade
     problems.report()
     if not qrels:
         raise DataFormatError(f"{path}: no relevance judgements")
     return qrels
+
+
+def _grade(score: str) -> int | None:
+    """A qrels score as an integer grade ("2", "1.0"), or None for anything else ("0.5", "inf", "nan", "yes")."""
+    try:
+        value = float(score)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
 
 
 def hold_out(data: RetrievalData, count: int, *, seed: int = 0) -> tuple[RetrievalData, RetrievalData]:
