@@ -26,10 +26,15 @@ def saved(tmp_path, tiny_tokenizer):
 
 
 def test_a_reranker_folder_is_refused_as_a_retriever_and_the_mirror(saved):
-    with pytest.raises(ValueError, match=r"reranker: its config.json is model_type 'rq2_reranker', not 'rq2_retriever'"
-                                         r" \(RQ2Retriever\): load it with RQ2Reranker"):
+    with pytest.raises(
+        ValueError,
+        match=r"reranker: its config.json is model_type 'rq2_reranker', not 'rq2_retriever'"
+        r" \(RQ2Retriever\): load it with RQ2Reranker",
+    ):
         RQ2Retriever.from_pretrained(saved / "reranker")
-    with pytest.raises(ValueError, match="model_type 'rq2_retriever', not 'rq2_reranker' .*: load it with RQ2Retriever"):
+    with pytest.raises(
+        ValueError, match="model_type 'rq2_retriever', not 'rq2_reranker' .*: load it with RQ2Retriever"
+    ):
         RQ2Reranker.from_pretrained(saved / "retriever")
 
 
@@ -51,8 +56,11 @@ def test_weights_missing_from_the_files_are_refused_unless_asked_for(saved):
     config_path = saved / "retriever" / "config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "shared_towers": False}))
-    with pytest.raises(ValueError, match=r"retriever: 37 weights of RQ2Retriever are not in its weight files .*"
-                                         r"passage_encoder.*allow_missing_weights=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"retriever: 37 weights of RQ2Retriever are not in its weight files .*"
+        r"passage_encoder.*allow_missing_weights=True",
+    ):
         RQ2Retriever.from_pretrained(saved / "retriever")
     assert RQ2Retriever.from_pretrained(saved / "retriever", allow_missing_weights=True).passage_encoder is not None
 
@@ -137,3 +145,58 @@ def test_corpus_records_with_ids_or_texts_of_the_wrong_type_are_refused(beir, re
     corrupt_line(beir, "corpus.jsonl", 3, json.dumps(record))
     with pytest.raises(DataFormatError, match=rf"corpus.jsonl:3: {message}"):
         _load(beir)
+
+
+# --- settings: finite and in range before anything loads; a diverged run saves no final model --------------------
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--retriever_lr", "inf"], "--retriever_lr: must be a finite number, got inf"),
+        (["--reranker_lr", "nan"], "--reranker_lr: must be a finite number, got nan"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm: must be >= 0, got -1"),
+        (["--weight_decay", "-0.1"], "--weight_decay: must be >= 0, got -0.1"),
+        (["--max_train_queries", "0"], r"--max_train_queries: must be >= 1 \(or unset: all\), got 0"),
+        (["--kl_weight", "inf"], "--kl_weight: must be a finite number"),
+        (["--reranker_temperature", "nan"], "--reranker_temperature: must be a finite number"),
+        (["--fusion", "nan"], "--fusion: must be a finite number"),
+        (["--warmup_ratio", "-0.5"], "--warmup_ratio: must be >= 0"),
+        (["--ddp_timeout", "0"], "--ddp_timeout: must be >= 1 second"),
+        (["--negative_below", "nan"], "--negative_below: must be a finite number"),
+    ],
+)
+def test_nonsensical_numbers_are_refused_before_anything_loads(train_setup, tmp_path, flags, message):
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(train_argv(train_setup, tmp_path, *flags))
+    assert not (tmp_path / "retriever").exists()
+
+
+def test_a_run_whose_weights_diverge_saves_no_final_model(train_setup, tmp_path, monkeypatch):
+    """Weights that became non-finite in the last step (the loss check only sees the next one): the run stops with
+    the reason instead of saving models of inf (and a metrics.json with Infinity)."""
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+    from modeling_rq2.training.trainer import JointTrainer
+
+    from conftest import train_argv
+
+    step = JointTrainer.training_step
+
+    def diverging(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        with torch.no_grad():
+            next(self.joint.parameters()).fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(JointTrainer, "training_step", diverging)
+    argv = train_argv(train_setup, tmp_path, "--max_steps", "1", "--eval_split", "none")
+    with pytest.raises(FloatingPointError, match="after step 1, 1 weight tensors are not finite .* not saved"):
+        run_training(*parse_arguments(argv))
+    assert not (tmp_path / "retriever" / "model.safetensors").exists() and not (tmp_path / "metrics.json").exists()
+    with pytest.raises(ValueError, match=r"--retriever_lr: must be in \(0, 1\), got 1e\+39"):
+        parse_arguments(train_argv(train_setup, tmp_path, "--retriever_lr", "1e39"))

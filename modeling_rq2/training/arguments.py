@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from ..models.configuration_rq2 import INPUT_FORMATS
 from ..models.loading import DEFAULT_BACKBONE
-from .losses import DistillationOptions, check_setting, loss_option
+from .losses import DistillationOptions, check_numbers, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
 WARMUPS = ("joint", "separate")
@@ -56,6 +56,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        check_numbers(self)
         for name in ("query_max_length", "passage_max_length", "train_passage_max_length", "reranker_max_length"):
             check_setting(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         check_setting(
@@ -111,10 +112,14 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        check_numbers(self)
         check_setting(
             self.list_size >= 2, "list_size", f"must be >= 2 (a positive and a negative), got {self.list_size}"
         )
         check_setting(self.negatives_top_n >= 1, "negatives_top_n", f"must be >= 1, got {self.negatives_top_n}")
+        for name in ("max_train_queries", "max_triples"):  # 0 read as "all" before
+            value = getattr(self, name)
+            check_setting(value is None or value >= 1, name, f"must be >= 1 (or unset: all), got {value}")
         check_setting(
             self.short_lists in SHORT_LISTS, "short_lists", f"must be one of {SHORT_LISTS}, got {self.short_lists!r}"
         )
@@ -260,14 +265,16 @@ class JointTrainingArguments:
     )
 
     def __post_init__(self):
+        check_numbers(self)
         check_setting(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
         check_setting(self.epochs + self.warmup_epochs >= 1, "epochs", "epochs + warmup_epochs must be >= 1")
         for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
             check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k", "eval_steps"):
             check_setting(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("retriever_lr", "reranker_lr", "reranker_head_lr"):
-            check_setting(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("retriever_lr", "reranker_lr", "reranker_head_lr"):  # AdamW at 1 or more only diverges
+            check_setting(0 < getattr(self, name) < 1, name, f"must be in (0, 1), got {getattr(self, name)}")
+        check_setting(self.ddp_timeout >= 1, "ddp_timeout", f"must be >= 1 second, got {self.ddp_timeout}")
         check_setting(0 <= self.fusion <= 1, "fusion", f"must be in [0, 1], got {self.fusion}")
         check_setting(
             self.rerank_top_k <= self.eval_top_k,
@@ -324,6 +331,7 @@ class AugmentationArguments:
     augment_batch_size: int = 64
 
     def __post_init__(self):
+        check_numbers(self)
         check_setting(
             self.augment_warmup in WARMUPS, "augment_warmup", f"must be one of {WARMUPS}, got {self.augment_warmup!r}"
         )

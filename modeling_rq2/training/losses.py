@@ -6,6 +6,7 @@ entries get zero probability and contribute nothing (no duplicate padding).
 All computations are in float32 with log-softmax, so they stay finite under bf16/fp16 autocast.
 """
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,6 +32,17 @@ def check_setting(condition: bool, name: str, message: str) -> None:
     """Raise ``ValueError("--NAME: message")`` unless ``condition``: a setting named as the command line names it."""
     if not condition:
         raise ValueError(f"--{name}: {message}")
+
+
+def check_numbers(section: Any) -> None:
+    """Every number of a settings dataclass is finite (an infinite learning rate trained every weight to inf and
+    exited 0), and at least 0 unless the field may be negative (``seed``s); checked before any data or model loads."""
+    for item in fields(section):
+        value = getattr(section, item.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        check_setting(math.isfinite(value), item.name, f"must be a finite number, got {value}")
+        check_setting(value >= 0 or item.name.endswith("seed"), item.name, f"must be >= 0, got {value}")
 
 
 @dataclass
@@ -61,6 +73,7 @@ class DistillationOptions:
     supervised_weight: float = loss_option(1.0, help="weight of the re-ranker's listwise cross-entropy")
 
     def __post_init__(self):
+        check_numbers(self)
         check_setting(self.direction in DIRECTIONS, "direction", f"must be one of {DIRECTIONS}, got {self.direction!r}")
         check_setting(self.reduction in REDUCTIONS, "reduction", f"must be one of {REDUCTIONS}, got {self.reduction!r}")
         for name in ("kl_weight", "supervised_weight"):

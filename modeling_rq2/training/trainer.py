@@ -476,6 +476,7 @@ class JointTrainer:
                 "retriever_temperature": self.retriever_temperature,
             }
         }
+        _check_finite_weights(state, self.progress.global_step)
         if accelerator.is_main_process:
             for name in ("retriever", "reranker"):
                 save_model(getattr(model, name), self.output / name, _part(state, f"{name}.", getattr(model, name)))
@@ -509,6 +510,16 @@ class JointTrainer:
                 BM25: bm25_baseline(evaluation, metrics=evaluation.metrics, top_k=self.config.training.eval_top_k)
             }
         return report
+
+
+def _check_finite_weights(state: dict[str, torch.Tensor], step: int) -> None:
+    """Refuse to save final models with a non-finite weight (a diverged run); its checkpoints stay as they are."""
+    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise FloatingPointError(
+            f"after step {step}, {len(broken)} weight tensors are not finite (e.g. {broken[:2]}): the final models "
+            "were not saved; try a lower learning rate or --max_grad_norm, and resume from a checkpoint"
+        )
 
 
 def end_trackers(accelerator: Accelerator) -> None:
