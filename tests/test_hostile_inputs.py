@@ -200,3 +200,125 @@ def test_a_run_whose_weights_diverge_saves_no_final_model(train_setup, tmp_path,
     assert not (tmp_path / "retriever" / "model.safetensors").exists() and not (tmp_path / "metrics.json").exists()
     with pytest.raises(ValueError, match=r"--retriever_lr: must be in \(0, 1\), got 1e\+39"):
         parse_arguments(train_argv(train_setup, tmp_path, "--retriever_lr", "1e39"))
+
+
+# --- indexes: a saved index is reused only for the corpus and ids it encoded --------------------------------------
+
+
+@pytest.fixture
+def saved_index(retriever, tmp_path):
+    """A retriever folder, a corpus and its index saved by ``RetrieveThenRerank.from_pretrained``."""
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    from conftest import TINY_CORPUS
+
+    retriever.save_pretrained(tmp_path / "retriever")
+    corpus = {d["_id"]: dict(d) for d in TINY_CORPUS}
+    RetrieveThenRerank.from_pretrained(tmp_path / "retriever", None, corpus, tmp_path / "index")
+    return tmp_path, corpus
+
+
+def _reuse(folder, corpus):
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    return RetrieveThenRerank.from_pretrained(folder / "retriever", None, corpus, folder / "index")
+
+
+def test_an_index_is_refused_for_a_corpus_whose_texts_changed(saved_index):
+    folder, corpus = saved_index
+    corpus["d2"] = {**corpus["d2"], "text": "the moon is not a star"}
+    with pytest.raises(ValueError, match="index: the corpus given has the same ids but other texts .* re-encode it"):
+        _reuse(folder, corpus)
+    corpus["d2"]["text"], corpus["d1"]["title"] = TINY_CORPUS_TEXT_D2, "scurvy!"  # a title counts too
+    with pytest.raises(ValueError, match="other texts"):
+        _reuse(folder, corpus)
+
+
+TINY_CORPUS_TEXT_D2 = "the sun is a star and gives light and energy to earth"
+
+
+def test_an_index_is_reused_for_the_same_corpus_in_another_order(saved_index, monkeypatch):
+    folder, corpus = saved_index
+    monkeypatch.setattr(RQ2Retriever, "encode_passages", lambda *a, **k: pytest.fail("the index was re-encoded"))
+    first = _reuse(folder, corpus).retrieve(["what causes scurvy"], top_k=5)
+    reordered = dict(reversed(list(corpus.items())))
+    assert _reuse(folder, reordered).retrieve(["what causes scurvy"], top_k=5) == first
+
+
+def test_a_reordered_docid_file_is_refused(saved_index):
+    from modeling_rq2 import DenseIndex
+
+    folder, corpus = saved_index
+    path = folder / "index" / "docid"
+    path.write_text("".join(f"{d}\n" for d in reversed(path.read_text().split())))
+    with pytest.raises(ValueError, match=r"index/docid: changed since the index was saved .* rebuild the index"):
+        DenseIndex.load(folder / "index")
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("meta.json", "{not json", r"meta.json: not valid JSON"),
+        ("meta.json", "[1, 2]", r"meta.json: not a DenseIndex meta.json"),
+        ("index", b"\x00" * 40, r"index/index: not a readable FAISS index"),
+    ],
+)
+def test_corrupt_index_files_are_named(saved_index, name, content, message):
+    from modeling_rq2 import DenseIndex
+
+    folder, _ = saved_index
+    path = folder / "index" / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=message):
+        DenseIndex.load(folder / "index")
+
+
+def test_a_truncated_faiss_file_is_named(saved_index):
+    from modeling_rq2 import DenseIndex
+
+    folder, _ = saved_index
+    path = folder / "index" / "index"
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(ValueError, match=r"index/index: not a readable FAISS index .* rebuild it"):
+        DenseIndex.load(folder / "index")
+
+
+@pytest.mark.parametrize("bad_id", ["d\n1", "d\r1", "d\u20281", "d\x0b1"])
+def test_ids_with_a_line_separator_are_refused_before_encoding(retriever, tmp_path, monkeypatch, bad_id):
+    from modeling_rq2.retrieval.index import build_index
+
+    monkeypatch.setattr(RQ2Retriever, "encode_passages", lambda *a, **k: pytest.fail("encoded before the check"))
+    for shards in (None, tmp_path / "shards"):
+        with pytest.raises(ValueError, match="holds a line separator: a saved index keeps one id per line"):
+            build_index(retriever, ["a", "b"], ["d0", bad_id], shard_folder=shards)
+
+
+def test_ivfpq_on_a_corpus_too_small_to_train_is_refused_before_any_model_loads(beir_folder, tmp_path):
+    from modeling_rq2.evaluate import main
+
+    with pytest.raises(ValueError, match=r"index_type 'ivfpq' trains 256 centroids on the corpus, which has only 5"):
+        main(["--retriever", str(tmp_path / "no-such-model"), "--data", str(beir_folder), "--index_type", "ivfpq",
+              "--top_k", "5", "--rerank_top_k", "5", "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_query_or_passage_vector_is_refused_not_answered_with_nothing():
+    from modeling_rq2 import DenseIndex
+
+    vectors = np.eye(4, dtype=np.float32)
+    index = DenseIndex.build(vectors, ["a", "b", "c", "d"])
+    queries = vectors[:3].copy()
+    queries[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"1 query embeddings are not finite \(rows \[1\]\)"):
+        index.search(queries, k=2)
+    vectors[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"1 passage embeddings are not finite \(rows \[2\]\)"):
+        DenseIndex.build(vectors, ["a", "b", "c", "d"])
+
+
+def test_shards_of_a_corpus_whose_texts_changed_are_not_resumed(retriever, tmp_path):
+    from modeling_rq2.retrieval.index import encode_corpus_shards
+
+    encode_corpus_shards(retriever, ["a b", "c d", "e f"], ["1", "2", "3"], tmp_path / "shards", shard_size=2)
+    with pytest.raises(ValueError, match="holds shards of another encoding"):
+        encode_corpus_shards(retriever, ["a b", "c d", "e g"], ["1", "2", "3"], tmp_path / "shards", shard_size=2)

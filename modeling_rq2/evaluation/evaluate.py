@@ -238,6 +238,7 @@ def _checked_data(args: EvaluateArguments) -> tuple[RetrievalData, list[str]]:
     if args.top_k > len(data.corpus):
         raise ValueError(f"--top_k {args.top_k} is more than the {len(data.corpus)} passages of {data.name}")
     check_cutoffs(metrics, args.top_k, len(data.corpus))
+    IndexOptions(args.index_type).check_trainable(len(data.corpus))
     return data, metrics
 
 

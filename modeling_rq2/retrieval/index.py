@@ -2,8 +2,9 @@
 
 A saved index is a folder in pyserini's layout: ``index`` (FAISS) beside ``docid`` (one id per
 line), plus ``meta.json`` recording the retriever (name and a fingerprint of its weights), the
-dimension and the index type, checked when loading so vectors from another model are never
-searched with this one's queries.
+dimension, the index type, a hash of the ids in row order and a fingerprint of the passages' texts,
+checked when loading: vectors from another model, a reordered or edited ``docid`` file and passages
+whose texts changed since they were encoded are refused, never searched.
 
 Index types are the entries of ``INDEX_REGISTRY`` (a new type is one entry): ``flat`` (exact inner product, the
 paper's choice), ``flat16`` (the same exhaustive search over vectors stored as float16: half the memory, scores
@@ -14,7 +15,8 @@ lists + product quantisation: small, trained on the corpus, for millions of pass
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -113,6 +115,18 @@ class IndexOptions:
         """Search-time knobs FAISS does not keep in the index file (IVF's nprobe, HNSW's efSearch)."""
         self.kind.search_settings(self, index)
 
+    def check_trainable(self, size: int, train_sample: int = 200_000) -> None:
+        """Refuse, before anything is encoded, an index type the corpus is too small to train (FAISS's k-means needs
+        at least as many points as centroids: 2**pq_nbits per PQ sub-quantiser, ivf_nlist inverted lists)."""
+        if not self.kind.needs_training:
+            return
+        points, needed = min(size, train_sample), max(2**self.pq_nbits, self.ivf_nlist or 1)
+        if points < needed:
+            raise ValueError(
+                f"index_type {self.index_type!r} trains {needed} centroids on the corpus, which has only {points} "
+                f"passages to train on: use 'flat' or 'hnsw' for a corpus this small (or lower pq_nbits / ivf_nlist)"
+            )
+
 
 def _train_rows(size: int, train_sample: int, seed: int) -> "np.ndarray | None":
     """Row numbers of the training sample (in draw order), or None for all rows."""
@@ -128,6 +142,42 @@ def _trained_index(options: IndexOptions, dim: int, size: int, gather, train_sam
         index.train(np.ascontiguousarray(gather(_train_rows(size, train_sample, seed)), dtype=np.float32))
     options.apply_search_settings(index)
     return index
+
+
+def corpus_fingerprint(doc_ids: Sequence[str], passages: Iterable[Passage]) -> str:
+    """A fingerprint of the (id, title, text) records, whatever their order (a sum of per-record hashes): an index is
+    refused for a corpus whose texts changed since it was encoded, and reused for the same corpus in another order."""
+    total = 0
+    for doc, passage in zip(doc_ids, passages, strict=True):
+        title, text = ("", passage) if isinstance(passage, str) else (passage.get("title") or "", passage["text"])
+        digest = hashlib.blake2b(f"{doc}\x1f{title}\x1f{text}".encode(), digest_size=16).digest()
+        total = (total + int.from_bytes(digest, "little")) % (1 << 128)
+    return f"{total:032x}"
+
+
+def docid_text(doc_ids: Sequence[str]) -> str:
+    """The ``docid`` file's content (one id per line); an id holding a line separator is refused, since the file
+    could not be read back into the same ids."""
+    text = "".join(f"{d}\n" for d in doc_ids)
+    if len(text.splitlines()) != len(doc_ids):
+        bad = next(d for d in doc_ids if str(d).splitlines() != [str(d)])
+        raise ValueError(f"doc id {bad!r} holds a line separator: a saved index keeps one id per line; rename it")
+    return text
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_finite(vectors: np.ndarray, what: str) -> None:
+    """Refuse NaN or infinite vectors (a broken model's output): FAISS would return no hits or wrong ones for them."""
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{len(rows)} {what} embeddings are not finite (rows {rows[:5].tolist()}): the retriever's outputs are "
+            "broken (diverged or corrupt weights?)"
+        )
 
 
 def retriever_fingerprint(retriever: RQ2Retriever) -> str:
@@ -152,8 +202,11 @@ class DenseIndex:
         doc_ids: list[str] | None = None,
         options: IndexOptions | None = None,
         fingerprint: str = "",
+        corpus: str = "",
     ):
         self.dim, self.model_name, self.fingerprint = dim, model_name, fingerprint
+        self.corpus = corpus
+        """``corpus_fingerprint`` of the passages encoded ("" when unknown: then reuse cannot check the texts)."""
         self.options = options or IndexOptions()
         self.index = index if index is not None else self.options.build(dim)
         self.doc_ids: list[str] = list(doc_ids or [])
@@ -201,6 +254,7 @@ class DenseIndex:
             raise ValueError(
                 f"the {self.options.index_type} index must be trained first: build it with DenseIndex.build"
             )
+        _check_finite(embeddings, "passage")
         self.index.add(embeddings)
         self.doc_ids.extend(str(d) for d in doc_ids)
 
@@ -211,6 +265,7 @@ class DenseIndex:
         queries = np.ascontiguousarray(query_embeddings, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"query embeddings must have shape (n, {self.dim}), got {queries.shape}")
+        _check_finite(queries, "query")
         k = min(k, len(self))
         if k == 0:
             return [[] for _ in range(len(queries))]
@@ -235,14 +290,17 @@ class DenseIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").unlink(missing_ok=True)
+        ids = docid_text(self.doc_ids)
         faiss.write_index(self.index, str(folder / "index"))
-        (folder / "docid").write_text("".join(f"{d}\n" for d in self.doc_ids), encoding="utf-8")
+        (folder / "docid").write_text(ids, encoding="utf-8")
         meta = {
             "dim": self.dim,
             "model_name": self.model_name,
             "fingerprint": self.fingerprint,
             "size": len(self),
             "options": asdict(self.options),
+            "docid_sha256": _sha256(ids),
+            "corpus": self.corpus,
         }
         _write_atomic(folder / "meta.json", json.dumps(meta, indent=2))
 
@@ -255,9 +313,20 @@ class DenseIndex:
         for name in ("index", "docid", "meta.json"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"{folder / name}: missing; not a (complete) saved DenseIndex folder")
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        index = faiss.read_index(str(folder / "index"))
-        doc_ids = (folder / "docid").read_text(encoding="utf-8").splitlines()
+        meta = _read_meta(folder / "meta.json")
+        try:
+            index = faiss.read_index(str(folder / "index"))
+        except RuntimeError as error:  # FAISS's C++ message ends in an assertion, not the file
+            raise ValueError(
+                f"{folder / 'index'}: not a readable FAISS index ({_first_line(error)}); rebuild it"
+            ) from None
+        ids = (folder / "docid").read_text(encoding="utf-8")
+        if "docid_sha256" in meta and _sha256(ids) != meta["docid_sha256"]:
+            raise ValueError(
+                f"{folder / 'docid'}: changed since the index was saved (ids edited or reordered: row i would be "
+                "reported as another passage); rebuild the index"
+            )
+        doc_ids = ids.splitlines()
         if index.d != meta["dim"] or index.ntotal != len(doc_ids):
             raise ValueError(
                 f"{folder}: index holds {index.ntotal} vectors of dim {index.d}, docid has {len(doc_ids)} ids"
@@ -270,7 +339,39 @@ class DenseIndex:
             _check_fingerprint(folder, meta, retriever)
         options = IndexOptions(**meta.get("options", {}))
         options.apply_search_settings(index)
-        return cls(index.d, meta.get("model_name", ""), index, doc_ids, options, meta.get("fingerprint", ""))
+        fingerprint, corpus = meta.get("fingerprint", ""), meta.get("corpus", "")
+        return cls(index.d, meta.get("model_name", ""), index, doc_ids, options, fingerprint, corpus)
+
+    def check_corpus(self, doc_ids: Sequence[str], passages: Iterable[Passage], folder: str | os.PathLike) -> None:
+        """Refuse to search ``passages`` with this index unless they are the ones it encoded (same ids, same texts)."""
+        if sorted(self.doc_ids) != sorted(doc_ids):
+            raise ValueError(f"{folder}: indexes {len(self)} passages that are not the corpus given ({len(doc_ids)})")
+        if not self.corpus:
+            warnings.warn(f"{folder}: saved without a fingerprint of its texts (before 0.2): they cannot be checked")
+        elif corpus_fingerprint(doc_ids, passages) != self.corpus:
+            raise ValueError(
+                f"{folder}: the corpus given has the same ids but other texts than the passages this index encoded; "
+                "re-encode it (delete the folder or use another index_folder)"
+            )
+
+
+_META_KEYS = ("dim", "fingerprint")
+
+
+def _read_meta(path: Path) -> dict:
+    """meta.json, or one error naming it."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); rebuild the index") from None
+    if not isinstance(meta, dict) or any(key not in meta for key in _META_KEYS):
+        raise ValueError(f"{path}: not a DenseIndex meta.json (needs the keys {list(_META_KEYS)}); rebuild the index")
+    return meta
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
 
 
 def _check_fingerprint(folder: Path, meta: dict, retriever: RQ2Retriever) -> None:
@@ -311,6 +412,7 @@ def encode_corpus_shards(
         raise ValueError(f"{len(passages)} passages for {len(doc_ids)} doc ids")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    docid_text(doc_ids)  # before hours of encoding, not at the save
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -319,6 +421,7 @@ def encode_corpus_shards(
         "dim": retriever.embedding_dim,
         "size": len(doc_ids),
         "shard_size": shard_size,
+        "corpus": corpus_fingerprint(doc_ids, passages),
     }
     meta_path = folder / SHARDS_META
     if meta_path.is_file():
@@ -394,7 +497,9 @@ def index_from_shards(
 
     options = options or IndexOptions()
     index = _trained_index(options, dim, size, gather, train_sample, seed)
-    dense = DenseIndex(dim, meta["model_name"], index, options=options, fingerprint=meta["fingerprint"])
+    dense = DenseIndex(
+        dim, meta["model_name"], index, options=options, fingerprint=meta["fingerprint"], corpus=meta.get("corpus", "")
+    )
     for s in range(count):  # one shard's pages mapped at a time
         dense.add(shard(s), ids[s])
         ids[s] = None
@@ -420,18 +525,23 @@ def build_index(
     its share; every process then returns the same index built from the shards.
     """
     num_processes = accelerator.num_processes if accelerator is not None else 1
+    options = options or IndexOptions()
+    options.check_trainable(len(doc_ids))
     if shard_folder is None and num_processes == 1:
+        docid_text(doc_ids)
         name, fingerprint = retriever.config.name_or_path, retriever_fingerprint(retriever)
-        options = options or IndexOptions()
+        corpus = corpus_fingerprint(doc_ids, passages)  # 10 s for MS MARCO's 8.8M: a saved index can check its texts
         if len(passages) > shard_size and not options.kind.needs_training:  # add a shard at a time
-            index = DenseIndex(retriever.embedding_dim, name, options=options, fingerprint=fingerprint)
+            index = DenseIndex(retriever.embedding_dim, name, options=options, fingerprint=fingerprint, corpus=corpus)
             starts = range(0, len(passages), shard_size)
             for start in tqdm(starts, desc="encoding", unit="shard", disable=show_progress_bar is False):
                 end = start + shard_size
                 index.add(retriever.encode_passages(passages[start:end], batch_size, False), list(doc_ids[start:end]))
             return index  # memory: the index and one shard's embeddings, not the corpus' three times over
         embeddings = retriever.encode_passages(passages, batch_size, show_progress_bar)
-        return DenseIndex.build(embeddings, doc_ids, options, name, fingerprint)
+        index = DenseIndex.build(embeddings, doc_ids, options, name, fingerprint)
+        index.corpus = corpus
+        return index
     if shard_folder is None:
         raise ValueError("encoding across several processes needs a shard_folder they all can write")
     process_index = accelerator.process_index if accelerator is not None else 0

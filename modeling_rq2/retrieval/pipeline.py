@@ -93,7 +93,7 @@ class RetrieveThenRerank:
         keep_shards: bool = False,
     ) -> "RetrieveThenRerank":
         """Models by name or folder (or instances) + a corpus; the index is loaded from ``index_folder``
-        when it holds one made by this retriever, else encoded (and saved there when given).
+        when it holds one made by this retriever of these passages (ids and texts), else encoded (and saved there).
 
         ``corpus``: a ``RetrievalData``, a ``datasets.Dataset`` with ``_id``/``title``/``text``, or a
         ``{doc_id: passage}`` mapping. With ``index_folder``, the corpus is encoded into resumable shards
@@ -109,10 +109,7 @@ class RetrieveThenRerank:
         doc_ids, passages = _corpus_items(corpus)
         if index_folder is not None and (Path(index_folder) / "meta.json").is_file():
             index = DenseIndex.load(index_folder, retriever=retriever)
-            if sorted(index.doc_ids) != sorted(doc_ids):
-                raise ValueError(
-                    f"{index_folder}: indexes {len(index)} passages that are not the corpus given ({len(doc_ids)})"
-                )
+            index.check_corpus(doc_ids, passages, index_folder)
             return cls(retriever, index, _by_id(doc_ids, passages), reranker)
         shards = Path(index_folder) / "shards" if index_folder is not None else None
         pipe = cls.from_corpus(
