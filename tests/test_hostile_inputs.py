@@ -322,3 +322,172 @@ def test_shards_of_a_corpus_whose_texts_changed_are_not_resumed(retriever, tmp_p
     encode_corpus_shards(retriever, ["a b", "c d", "e f"], ["1", "2", "3"], tmp_path / "shards", shard_size=2)
     with pytest.raises(ValueError, match="holds shards of another encoding"):
         encode_corpus_shards(retriever, ["a b", "c d", "e g"], ["1", "2", "3"], tmp_path / "shards", shard_size=2)
+
+
+# --- model folders: missing, empty, truncated, altered, broken tokenizer --------------------------------------------
+
+
+def test_a_missing_or_empty_model_folder_is_named_as_such(saved, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for load in (RQ2Retriever.from_pretrained, load_retriever):
+        with pytest.raises(ValueError, match="empty: a folder without config.json, not a saved model"):
+            load(tmp_path / "empty")
+        with pytest.raises(FileNotFoundError, match=r"runs/no/such: no such model folder \(and not a Hub repo id"):
+            load(str(tmp_path / "runs" / "no" / "such"))
+
+
+def test_a_truncated_weight_file_is_named(saved):
+    path = saved / "retriever" / "model.safetensors"
+    (saved / "retriever" / "weights.sha256").unlink()  # a folder of another tool: no manifest to compare with
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(
+        ValueError, match="retriever: a weight file is not readable safetensors .* truncated or damaged"
+    ):
+        RQ2Retriever.from_pretrained(saved / "retriever")
+
+
+def test_weights_altered_after_saving_are_refused_by_their_manifest(saved):
+    """safetensors has no checksum: a flipped byte inside a tensor loads silently without weights.sha256."""
+    path = saved / "reranker" / "model.safetensors"
+    assert (saved / "reranker" / "weights.sha256").read_text().endswith("  model.safetensors\n")
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # a weight's byte, not the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model.safetensors: its bytes differ from the sha256 in weights.sha256"):
+        RQ2Reranker.from_pretrained(saved / "reranker")
+    (saved / "reranker" / "weights.sha256").unlink()
+    RQ2Reranker.from_pretrained(saved / "reranker")  # without the manifest: loads (nothing to check against)
+
+
+def test_a_folder_without_weight_files_says_so(saved):
+    (saved / "retriever" / "model.safetensors").unlink()
+    with pytest.raises(OSError, match=r"retriever: holds no weight file \(model.safetensors is missing\)"):
+        RQ2Retriever.from_pretrained(saved / "retriever")
+
+
+def test_a_corrupt_tokenizer_file_is_named(saved):
+    (saved / "retriever" / "tokenizer.json").write_text("{broken")
+    with pytest.raises(ValueError, match="retriever: its tokenizer files do not load .*JSONDecodeError"):
+        RQ2Retriever.from_pretrained(saved / "retriever")
+
+
+# --- checkpoints: damaged ones are skipped, other settings refused, a full disk leaves nothing behind --------------
+
+
+@pytest.fixture
+def checkpointed(train_setup, tmp_path):
+    """A finished 2-epoch run of 6 steps that kept its checkpoints 4 and 6 (and its argv)."""
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    argv = train_argv(train_setup, tmp_path, "--epochs", "2", "--save_steps", "2", "--eval_split", "none")
+    run_training(*parse_arguments(argv))
+    checkpoints = sorted((tmp_path / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    return argv, checkpoints
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "remove"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(checkpointed, damage):
+    from modeling_rq2.training.checkpoints import resolve_checkpoint
+
+    argv, checkpoints = checkpointed
+    older, latest = checkpoints[-2:]
+    weights = next(latest.rglob("model.safetensors"))
+    data = weights.read_bytes()
+    if damage == "truncate":
+        weights.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        weights.write_bytes(data[:-10] + bytes(b ^ 0xFF for b in data[-10:]))
+    else:
+        next(latest.glob("optimizer*.bin")).unlink()
+    with pytest.warns(
+        UserWarning, match=rf"skipped damaged checkpoints: .*{latest.name} \(.*\); resuming from .*{older.name}"
+    ):
+        assert resolve_checkpoint(str(latest.parents[1]), "latest") == older
+    with pytest.raises(ValueError, match=f"--resume_from_checkpoint {latest}: damaged, "):
+        resolve_checkpoint(str(latest.parents[1]), str(latest))
+
+
+def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(checkpointed):
+    from modeling_rq2.training.checkpoints import resolve_checkpoint
+
+    _, checkpoints = checkpointed
+    for checkpoint in checkpoints:
+        (checkpoint / "progress.json").write_text("{half")
+    with pytest.raises(ValueError, match="every checkpoint is damaged: .*progress.json unreadable"):
+        resolve_checkpoint(str(checkpoints[0].parents[1]), "latest")
+
+
+@pytest.mark.parametrize(
+    "flags, changed",
+    [
+        (["--batch_size", "3"], "batch_size 4 -> 3"),
+        (["--seed", "7"], "seed 42 -> 7"),
+        (["--retriever_lr", "1e-4"], "retriever_lr 2e-05 -> 0.0001"),
+        (["--list_size", "2"], "list_size 3 -> 2"),
+        (["--kl_weight", "0.5"], "kl_weight 1.0 -> 0.5"),
+    ],
+)
+def test_resuming_with_settings_that_decide_the_run_is_refused_unless_overridden(
+    checkpointed, monkeypatch, flags, changed
+):
+    import modeling_rq2.training.trainer as training
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    argv, checkpoints = checkpointed
+    resume = ["--resume_from_checkpoint", str(checkpoints[0])]
+    real_load = training.load_models
+    monkeypatch.setattr(training, "load_models", lambda *a, **k: pytest.fail("a model loaded before the refusal"))
+    with pytest.raises(ValueError, match=rf"was saved by a run with other settings: {changed}; .*--resume_override"):
+        run_training(*parse_arguments(argv + resume + flags))
+    monkeypatch.setattr(training, "load_models", real_load)
+    name = flags[0].removeprefix("--")
+    metrics = run_training(*parse_arguments(argv + resume + flags + ["--resume_override", name]))
+    assert metrics["train"]["steps"] >= 1
+
+
+def test_resuming_with_only_logging_and_checkpoint_settings_changed_is_allowed(checkpointed):
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    argv, checkpoints = checkpointed
+    extra = ["--resume_from_checkpoint", str(checkpoints[0]), "--logging_steps", "3", "--save_total_limit", "5"]
+    assert run_training(*parse_arguments(argv + extra))["train"]["steps"] == 6
+
+
+def test_a_resume_override_of_no_setting_is_refused(checkpointed):
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    argv, checkpoints = checkpointed
+    extra = ["--resume_from_checkpoint", str(checkpoints[0]), "--resume_override", "batch_sise"]
+    with pytest.raises(ValueError, match=r"--resume_override: not settings that decide a run: \['batch_sise'\]"):
+        run_training(*parse_arguments(argv + extra))
+
+
+@pytest.mark.parametrize("error", ["safetensors", "torch"])
+def test_a_full_disk_while_saving_names_the_folder_and_leaves_no_temporary_files(tmp_path, retriever, error):
+    """safetensors' and torch's write errors are not OSErrors: the promised message came as a raw trace before."""
+    from accelerate import Accelerator
+    from safetensors import SafetensorError
+
+    from modeling_rq2.training.checkpoints import Progress, save_checkpoint, save_model
+
+    def full_disk(*args, **kwargs):
+        if error == "safetensors":
+            raise SafetensorError("Error while serializing: IoError(No space left on device)")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(retriever), "save_pretrained", full_disk)
+        with pytest.raises(
+            OSError, match=r"could not write .*retriever \(.*\); the run's checkpoints are as they were"
+        ):
+            save_model(retriever, tmp_path / "retriever")
+        patch.setattr(Accelerator, "save_state", full_disk)
+        with pytest.raises(OSError, match=r"could not write checkpoint .*checkpoint-3 .* no earlier checkpoint exists"):
+            save_checkpoint(Accelerator(cpu=True), str(tmp_path), Progress(global_step=3), keep=2)
+    assert [p.name for p in tmp_path.rglob("*")] == ["checkpoints"]  # no .tmp-* left, nothing else either

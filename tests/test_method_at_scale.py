@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from modeling_rq2 import RQ2RetrieverOutput
+from modeling_rq2.training.checkpoints import write_manifest
 from modeling_rq2.training.joint import in_batch_scores
 
 from conftest import ROOT, tiny_retriever
@@ -516,6 +517,7 @@ def test_a_checkpoint_resumes_only_on_its_process_count(train_setup, tmp_path):
     saved = json.loads(progress.read_text())
     assert saved["processes"] == 1
     progress.write_text(json.dumps({**saved, "processes": 2}))
+    write_manifest(progress.parent)  # as if a 2-process run had saved it
     with pytest.raises(ValueError, match="checkpoint-1 was saved by a run of 2 processes, this one has 1"):
         run_training(
             *parse_arguments(

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
 from modeling_rq2.training.chain import run_training
-from modeling_rq2.training.checkpoints import resolve_checkpoint
+from modeling_rq2.training.checkpoints import resolve_checkpoint, write_manifest
 from modeling_rq2.training.config_files import parse_arguments
 
 from conftest import assert_same_weights, start_training, train_argv, wait_until
@@ -147,6 +147,7 @@ def test_killed_run_resumes_to_the_same_weights(train_setup, tmp_path):
     progress = json.loads(progress_file.read_text())
     assert progress["seconds"] > 0  # the checkpoint keeps the time trained so far
     progress_file.write_text(json.dumps({**progress, "seconds": 1000.0}))  # far more than this tiny run takes
+    write_manifest(progress_file.parent)  # as if saved so: an edit the manifest does not know is damage
     metrics = run_training(
         *parse_arguments(train_argv(train_setup, killed, *common, "--resume_from_checkpoint", "latest"))
     )

@@ -5,7 +5,7 @@ from importlib import resources
 
 from transformers import AutoConfig
 
-from .modeling_rq2 import RQ2Reranker, RQ2Retriever
+from .modeling_rq2 import RQ2Reranker, RQ2Retriever, local_model_folder
 
 _ROLES = {"rq2_retriever": "RQ2Retriever", "rq2_reranker": "RQ2Reranker"}
 
@@ -25,6 +25,7 @@ def resolve_backbone(name_or_path: str | os.PathLike) -> str:
 
 def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict, encoder_overrides: dict | None):
     path = resolve_backbone(name_or_path)
+    local_model_folder(path, {})  # a missing or empty folder named as such, not as a bad Hub id
     config = AutoConfig.from_pretrained(path)
     if config.model_type in _ROLES and config.model_type != cls.config_class.model_type:
         raise ValueError(

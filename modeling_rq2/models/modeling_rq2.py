@@ -1,20 +1,23 @@
 """RocketQAv2 models: the dual-encoder retriever and the cross-encoder re-ranker.
 
-This file is self-contained (it imports only transformers, torch, numpy and its configuration),
+This file is self-contained (it imports only transformers, its safetensors, torch, numpy and its configuration),
 because ``save_pretrained`` copies it next to the weights so that a saved folder loads with
 ``trust_remote_code=True`` where the ``modeling_rq2`` package is not installed.
 """
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput, cached_file
@@ -29,6 +32,9 @@ Passage = str | dict
 # Keyword arguments of ``from_pretrained`` that also locate the tokenizer in the same repo or folder.
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 _TOKENIZER_KWARGS = (*_HUB_KWARGS, "trust_remote_code")
+WEIGHTS_MANIFEST = "weights.sha256"
+"""Written by ``save_pretrained``: the sha256 of each weight file (``sha256sum -c`` reads it), checked on load, since
+safetensors files carry no checksum and altered bytes would load silently."""
 
 
 def title_and_text(passage: Passage) -> tuple[str, str]:
@@ -94,10 +100,59 @@ def _safetensors_only(name_or_path, allow_pickle: bool, use_safetensors: bool | 
     except OSError as err:
         if "safetensors" not in str(err):
             raise
+        folder = Path(name_or_path)
+        if folder.is_dir() and not any(folder.glob("*.bin")):
+            raise OSError(f"{name_or_path}: holds no weight file (model.safetensors is missing)") from err
         raise OSError(
             f"{name_or_path}: no safetensors weights (only pickle files such as pytorch_model.bin, which can run code "
             "when loaded). Convert them to safetensors, or pass allow_pickle=True if you trust their source."
         ) from err
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_weights_manifest(folder: str | os.PathLike) -> None:
+    """``weights.sha256`` beside the weights: one ``<sha256>  <file>`` line per safetensors file."""
+    folder = Path(folder)
+    lines = [f"{_sha256(path)}  {path.name}\n" for path in sorted(folder.glob("*.safetensors"))]
+    (folder / WEIGHTS_MANIFEST).write_text("".join(lines), encoding="utf-8")
+
+
+def check_weights_manifest(folder: Path) -> None:
+    """Refuse weight files whose bytes differ from those saved (a folder without a manifest is not checked)."""
+    manifest = folder / WEIGHTS_MANIFEST
+    if not manifest.is_file():
+        return
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        path = folder / name
+        if len(digest) != 64 or not name or "/" in name or "\\" in name:
+            raise ValueError(f"{manifest}:{number}: not a '<sha256>  <file>' line")
+        if path.is_file() and _sha256(path) != digest:  # a missing one cannot load silently: the loader names it
+            raise ValueError(
+                f"{path}: its bytes differ from the sha256 in {WEIGHTS_MANIFEST} written when it was saved (altered or "
+                "damaged); restore the file or save the model again"
+            )
+
+
+def local_model_folder(name_or_path, hub_kwargs: dict) -> Path | None:
+    """The local folder a name points to (None: a Hub repo id); a path that names no folder, or a folder with no
+    config.json, is refused with that reason (transformers would report a bad repo id, or model type None)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if "subfolder" not in hub_kwargs and not (path / "config.json").is_file():
+            raise ValueError(f"{name_or_path}: a folder without config.json, not a saved model (see save_pretrained)")
+        return path
+    text = str(name_or_path)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        raise FileNotFoundError(f"{name_or_path}: no such model folder (and not a Hub repo id 'owner/name')")
+    return None
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -195,8 +250,10 @@ class RQ2PreTrainedModel(PreTrainedModel):
                 auto_map[auto_class] = f"modeling_rq2.{type(self).__name__}"
             self.config.auto_map = auto_map
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self.tokenizer is not None and kwargs.get("is_main_process", True):
-            self.tokenizer.save_pretrained(save_directory)
+        if kwargs.get("is_main_process", True):
+            write_weights_manifest(save_directory)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(save_directory)
 
     @classmethod
     def from_pretrained(
@@ -212,19 +269,29 @@ class RQ2PreTrainedModel(PreTrainedModel):
         Weights load from safetensors only: a folder with just pickle weights (``pytorch_model.bin``)
         is refused unless ``allow_pickle=True``, since unpickling can run code. A folder of another model type
         (the other role, a plain encoder) is refused, and so is any load that leaves weights at their random
-        initialisation, unless ``allow_missing_weights=True``.
+        initialisation, unless ``allow_missing_weights=True``. A local folder's weight files are checked against the
+        sha256 ``save_pretrained`` recorded (``weights.sha256``), when it is there.
         """
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
         tokenizer_kwargs = {key: kwargs[key] for key in _TOKENIZER_KWARGS if key in kwargs}
+        folder = local_model_folder(pretrained_model_name_or_path, hub_kwargs)
         if not isinstance(kwargs.get("config"), PreTrainedConfig):
             cls._check_model_type(pretrained_model_name_or_path, hub_kwargs)
+        if folder is not None:
+            check_weights_manifest(folder)
         want_info = kwargs.pop("output_loading_info", False)
         with _safetensors_only(
             pretrained_model_name_or_path, allow_pickle, kwargs.pop("use_safetensors", None)
         ) as safe:
-            model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, **safe, output_loading_info=True, **kwargs
-            )
+            try:
+                model, info = super().from_pretrained(
+                    pretrained_model_name_or_path, *args, **safe, output_loading_info=True, **kwargs
+                )
+            except SafetensorError as err:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: a weight file is not readable safetensors ({err}): truncated or "
+                    "damaged; restore it or save the model again"
+                ) from None
         if info["missing_keys"] and not allow_missing_weights:
             missing = sorted(info["missing_keys"])
             raise ValueError(
@@ -238,7 +305,13 @@ class RQ2PreTrainedModel(PreTrainedModel):
             **hub_kwargs,
         )
         if tokenizer_file is not None:
-            model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tokenizer_kwargs)
+            try:
+                model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tokenizer_kwargs)
+            except Exception as err:  # the tokenizers library raises a bare Exception for a malformed tokenizer.json
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: its tokenizer files do not load ({type(err).__name__}: "
+                    f"{str(err)[:200]}); restore them (tokenizer.json, tokenizer_config.json, vocab) or save again"
+                ) from None
         return (model, info) if want_info else model
 
     @classmethod

@@ -237,6 +237,13 @@ class JointTrainingArguments:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps (0: never)"})
     save_total_limit: int = 2
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    resume_override: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "settings that may differ from the checkpoint's when resuming (e.g. batch_size retriever_lr); "
+            "the others that decide a run are refused if changed (see RESUME_MAY_CHANGE for the free ones)"
+        },
+    )
     report_to: str = field(
         default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none"}
     )
@@ -353,6 +360,66 @@ class AugmentationArguments:
             "probability",
             f"must be one of {PROBABILITIES}, got {self.probability!r}",
         )
+
+
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "output_dir",
+        "resume_from_checkpoint",
+        "resume_override",
+        "logging_steps",
+        "save_steps",
+        "save_total_limit",
+        "report_to",
+        "eval_steps",
+        "eval_top_k",
+        "eval_batch_size",
+        "rerank_top_k",
+        "fusion",
+        "ddp_timeout",
+        "plan",
+        "gradient_checkpointing",
+    }
+)
+"""Settings a resumed run may change freely: where and how often it logs, checkpoints and evaluates, and activation
+checkpointing (same gradients, less memory). Every other setting decides the run (data, lists, models, loss,
+optimiser, schedule, precision, seed): changing one on resume is refused unless named in ``--resume_override``."""
+
+
+def deciding_settings(config: "RunConfig") -> dict[str, object]:
+    """``{"section.name": value}`` of every setting that decides the run (as JSON values), for checkpoints."""
+    values = {
+        f"{section}.{name}": value
+        for section, fields_ in config.to_dict().items()
+        if isinstance(fields_, dict)
+        for name, value in fields_.items()
+        if name not in RESUME_MAY_CHANGE
+    }
+    return json.loads(json.dumps(values))
+
+
+def check_resumed_settings(checkpoint: Path, saved: dict | None, config: "RunConfig") -> None:
+    """Refuse to resume ``checkpoint`` with settings other than those it was saved with, except the overridden."""
+    known = {key.split(".", 1)[1] for key in deciding_settings(config)}
+    unknown = sorted(set(config.training.resume_override) - known)
+    check_setting(not unknown, "resume_override", f"not settings that decide a run: {unknown}")
+    if saved is None:  # a checkpoint of 0.1.0 recorded none
+        return
+    now = deciding_settings(config)
+    changed = {
+        key: (saved[key], now[key])
+        for key in saved.keys() & now.keys()
+        if saved[key] != now[key] and key.split(".", 1)[1] not in config.training.resume_override
+    }
+    names = [key.split(".", 1)[1] for key in sorted(changed)]
+    check_setting(
+        not changed,
+        "resume_from_checkpoint",
+        f"{checkpoint} was saved by a run with other settings: "
+        + ", ".join(f"{key.split('.', 1)[1]} {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items()))
+        + f"; resume with the checkpoint's settings, or pass --resume_override {' '.join(names)} to continue anyway "
+        "(the result is then a run no single config describes)",
+    )
 
 
 class RunConfig(NamedTuple):

@@ -1,24 +1,31 @@
 """What makes a run survive being stopped: atomic checkpoints and model folders, resuming, and stop requests.
 
 A checkpoint is Accelerate's ``save_state`` written into a temporary folder and renamed into place with a
-``progress.json`` (epoch, batches into it, optimizer steps, seconds trained), so a half-written checkpoint is
-never taken as complete and ``resume_from_checkpoint`` continues a killed run exactly where it stopped.
+``progress.json`` (epoch, batches into it, optimizer steps, seconds trained, the settings that decide the run) and a
+``manifest.json`` (size and sha256 of every file, written last), so a half-written checkpoint is never taken as
+complete, a damaged one is found before it is loaded, and ``resume_from_checkpoint`` continues a killed run exactly
+where it stopped (``latest``: the newest intact checkpoint).
 """
 
+import hashlib
 import json
 import os
 import shutil
 import signal
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from torch import nn
 
 CHECKPOINT_PREFIX = "checkpoint-"
 PROGRESS_FILE = "progress.json"
+MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -32,6 +39,8 @@ class Progress:
     seconds: float = 0.0
     processes: int | None = None
     """The process count of the run that saved it (None: a checkpoint of 0.1.0, which did not record it)."""
+    settings: dict[str, Any] | None = None
+    """The settings that decide the run (``arguments.deciding_settings``; None: a checkpoint of 0.1.0)."""
 
     @classmethod
     def read(cls, checkpoint: Path) -> "Progress":
@@ -41,21 +50,87 @@ class Progress:
 
 def list_checkpoints(folder: Path) -> list[Path]:
     """Complete checkpoints (with their progress file), oldest first."""
-    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if (p / PROGRESS_FILE).is_file()]
+    found = [
+        p
+        for p in folder.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / PROGRESS_FILE).is_file()
+    ]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json``: the size and sha256 of every file of ``folder``, so a later damage is found."""
+    files = {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_FILE
+    }
+    with open(folder / MANIFEST_FILE, "w", encoding="utf-8") as f:
+        json.dump(files, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed (a file missing, truncated or altered since it was saved), None if intact.
+    Checkpoints of 0.1.0 have no manifest: only their progress file is checked."""
+    try:
+        Progress.read(checkpoint)
+    except (OSError, ValueError, TypeError) as error:
+        return f"{PROGRESS_FILE} unreadable ({error})"
+    if not (checkpoint / MANIFEST_FILE).is_file():
+        return None
+    try:
+        files = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))
+        entries = [(name, int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        return f"{MANIFEST_FILE} unreadable ({error})"
+    for name, size, sha256 in entries:
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} when saved"
+        if file_sha256(path) != sha256:
+            return f"{name} was altered since it was saved (sha256 differs)"
+    return None
+
+
 def resolve_checkpoint(output_dir: str, resume: str | None) -> Path | None:
-    """``latest`` -> newest complete checkpoint of the run (None if there is none); a path must be complete."""
+    """``latest`` -> the newest intact checkpoint of the run (None if there is none; damaged newer ones are skipped
+    with a warning naming them); a path must be an intact checkpoint."""
     if resume is None:
         return None
-    if resume == "latest":
-        found = list_checkpoints(Path(output_dir) / "checkpoints")
-        return found[-1] if found else None
-    path = Path(resume)
-    if not (path / PROGRESS_FILE).is_file():
-        raise ValueError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {PROGRESS_FILE})")
-    return path
+    if resume != "latest":
+        path = Path(resume)
+        if not (path / PROGRESS_FILE).is_file():
+            raise ValueError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {PROGRESS_FILE})")
+        damage = checkpoint_damage(path)
+        if damage:
+            raise ValueError(f"--resume_from_checkpoint {resume}: damaged, {damage}; resume from another checkpoint")
+        return path
+    damaged = []
+    for checkpoint in reversed(list_checkpoints(Path(output_dir) / "checkpoints")):
+        damage = checkpoint_damage(checkpoint)
+        if damage is None:
+            if damaged:
+                names = "; ".join(f"{path} ({why})" for path, why in damaged)
+                warnings.warn(f"skipped damaged checkpoints: {names}; resuming from {checkpoint}", stacklevel=2)
+            return checkpoint
+        damaged.append((checkpoint, damage))
+    if damaged:
+        names = "; ".join(f"{path} ({why})" for path, why in damaged)
+        raise ValueError(f"--resume_from_checkpoint latest: every checkpoint is damaged: {names}; start again")
+    return None
 
 
 def check_writable(output_dir: str) -> None:
@@ -90,13 +165,15 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: Progres
                 json.dump(asdict(progress), f)
                 f.flush()
                 os.fsync(f.fileno())
+            write_manifest(tmp)  # last: it covers every file above
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-    except OSError as err:
+    except (OSError, RuntimeError, SafetensorError) as err:  # a full disk: torch.save and safetensors raise their own
         shutil.rmtree(tmp, ignore_errors=True)
         complete = list_checkpoints(root)
         last = f"the last complete one, {complete[-1]}, is intact" if complete else "no earlier checkpoint exists"
-        raise OSError(f"could not write checkpoint {final} ({err.strerror or err}); {last}") from err
+        reason = getattr(err, "strerror", None) or err
+        raise OSError(f"could not write checkpoint {final} ({reason}); {last}") from err
     if accelerator.is_main_process:
         for old in list_checkpoints(root)[:-keep] if keep else []:
             shutil.rmtree(old, ignore_errors=True)
@@ -111,7 +188,14 @@ def save_model(model: nn.Module, folder: Path, state_dict: dict | None = None) -
     DeepSpeed ZeRO-3), else the model's own."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict)
+    try:
+        model.save_pretrained(tmp, state_dict=state_dict)
+    except (OSError, RuntimeError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(err, "strerror", None) or err
+        raise OSError(
+            f"could not write {folder} ({reason}); the run's checkpoints are as they were: free space and resume"
+        ) from err
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 

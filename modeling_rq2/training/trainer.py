@@ -32,7 +32,16 @@ from ..evaluation.systems import BM25, by_name, markdown_table
 from ..hub.model_card import write_cards
 from ..models.loading import load_reranker, load_retriever
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
-from .arguments import HELDOUT, DataArguments, JointTrainingArguments, ModelArguments, RunConfig, check_setting
+from .arguments import (
+    HELDOUT,
+    DataArguments,
+    JointTrainingArguments,
+    ModelArguments,
+    RunConfig,
+    check_resumed_settings,
+    check_setting,
+    deciding_settings,
+)
 from .checkpoints import Progress, StopRequest, check_writable, resolve_checkpoint, save_checkpoint, save_model
 from .collator import ListwiseBatch, ListwiseCollator
 from .joint import JointModel, step_losses
@@ -225,6 +234,7 @@ class JointTrainer:
         self.plan = self._write_plan()
         if args.plan:  # --plan: the run's shape is all that is asked for; no model is built
             return
+        checkpoint = self._checkpoint_to_resume()
         retriever, reranker = load_models(
             config.model, static=config.loss.static, gradient_checkpointing=args.gradient_checkpointing
         )
@@ -238,7 +248,7 @@ class JointTrainer:
             joint, optimizer, loader, scheduler
         )
         self._save_config()
-        self.progress = self._resume()
+        self.progress = self._resume(checkpoint)
         self.earlier_seconds = self.progress.seconds  # training time of the runs a resumed one continues
         self.output = Path(args.output_dir)
         self._window, self._window_start, self.last_log, self._bar = [], time.perf_counter(), {}, None
@@ -294,11 +304,12 @@ class JointTrainer:
         }
         self.accelerator.init_trackers("rq2", config=hyperparameters)
 
-    def _resume(self) -> Progress:
-        """The progress of the checkpoint to resume from (its state loaded), or a fresh start."""
+    def _checkpoint_to_resume(self) -> Path | None:
+        """The intact checkpoint to resume from, checked against this run (processes, settings) before any model
+        loads; None for a fresh start."""
         checkpoint = resolve_checkpoint(self.config.training.output_dir, self.config.training.resume_from_checkpoint)
         if checkpoint is None:
-            return Progress()
+            return None
         progress = Progress.read(checkpoint)
         processes = self.accelerator.num_processes
         check_setting(
@@ -307,6 +318,14 @@ class JointTrainer:
             f"{checkpoint} was saved by a run of {progress.processes} processes, this one has {processes}: its "
             "data order and learning-rate schedule are per process count; resume with the same count",
         )
+        check_resumed_settings(checkpoint, progress.settings, self.config)
+        return checkpoint
+
+    def _resume(self, checkpoint: Path | None) -> Progress:
+        """The progress of the checkpoint to resume from (its state loaded), or a fresh start."""
+        if checkpoint is None:
+            return Progress()
+        progress = Progress.read(checkpoint)
         self.accelerator.load_state(str(checkpoint))
         self.accelerator.print(f"resumed from {checkpoint} (step {progress.global_step})")
         return progress
@@ -434,6 +453,7 @@ class JointTrainer:
         """An atomic checkpoint of the current step (``save_total_limit`` kept)."""
         self.progress.seconds = round(self.seconds_trained(), 1)
         self.progress.processes = self.accelerator.num_processes
+        self.progress.settings = deciding_settings(self.config)
         return save_checkpoint(
             self.accelerator, self.config.training.output_dir, self.progress, keep=self.config.training.save_total_limit
         )
