@@ -491,3 +491,99 @@ def test_a_full_disk_while_saving_names_the_folder_and_leaves_no_temporary_files
         with pytest.raises(OSError, match=r"could not write checkpoint .*checkpoint-3 .* no earlier checkpoint exists"):
             save_checkpoint(Accelerator(cpu=True), str(tmp_path), Progress(global_step=3), keep=2)
     assert [p.name for p in tmp_path.rglob("*")] == ["checkpoints"]  # no .tmp-* left, nothing else either
+
+
+# --- publishing never deletes what it did not stage, and publishes no local path ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, train_setup):
+    """A real (tiny) train.py output folder."""
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    run = tmp_path_factory.mktemp("published") / "run"
+    run_training(*parse_arguments(train_argv(train_setup, run, "--max_steps", "2", "--save_steps", "0")))
+    return run
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+REPOS = {"retriever": "me/rq2-retriever", "reranker": "me/rq2-reranker"}
+
+
+@pytest.mark.parametrize("where", [".", "staged", "retriever"])
+def test_staging_into_or_over_the_run_folder_is_refused_and_deletes_nothing(trained_run, where):
+    from modeling_rq2.hub.publish import stage_run
+
+    before = _snapshot(trained_run)
+    with pytest.raises(ValueError, match="overlaps --run_dir .*: staging would replace the trained models"):
+        stage_run(trained_run, REPOS, trained_run / where)
+    assert _snapshot(trained_run) == before
+
+
+def test_staging_into_a_folder_of_other_files_is_refused_and_deletes_nothing(trained_run, tmp_path):
+    from modeling_rq2.hub.publish import stage_run
+
+    (tmp_path / "mine" / "retriever").mkdir(parents=True)
+    (tmp_path / "mine" / "retriever" / "notes.txt").write_text("my notes")
+    with pytest.raises(ValueError, match="mine: already holds files that push_to_hub did not stage"):
+        stage_run(trained_run, REPOS, tmp_path / "mine")
+    assert _snapshot(tmp_path / "mine") == {"retriever/notes.txt": b"my notes"}
+
+
+def test_staging_again_replaces_its_own_files_and_refuses_to_remove_a_users(trained_run, tmp_path):
+    from modeling_rq2.hub.publish import stage_run
+
+    staged = stage_run(trained_run, REPOS, tmp_path / "staged")
+    stage_run(trained_run, REPOS, tmp_path / "staged")  # its own earlier staging: replaced
+    (staged["reranker"] / "my-eval.json").write_text("{}")
+    before = _snapshot(tmp_path / "staged")
+    with pytest.raises(ValueError, match=r"reranker: holds 'my-eval.json' that no earlier staging wrote"):
+        stage_run(trained_run, REPOS, tmp_path / "staged")
+    assert _snapshot(tmp_path / "staged") == before
+
+
+def test_staged_files_carry_no_absolute_local_path(trained_run, train_setup, tmp_path):
+    from modeling_rq2.hub.publish import stage_run
+
+    staged = stage_run(trained_run, REPOS, tmp_path / "staged")
+    local = [str(trained_run.parent), str(train_setup[0]), str(tmp_path)]
+    for role, folder in staged.items():
+        for name, data in _snapshot(folder).items():
+            if name.endswith((".json", ".jsonl", ".md", ".txt", ".py")):
+                text = data.decode("utf-8")
+                assert not [p for p in local if p in text], f"{role}/{name} carries a local path"
+    config = json.loads((staged["retriever"] / "training_config.json").read_text())
+    assert config["model"]["retriever"] == "retriever" and config["training"]["output_dir"] == "."
+    assert config["data"]["data"] == train_setup[1].name
+
+
+# --- one run per output folder -------------------------------------------------------------------------------------
+
+
+def test_a_second_run_on_a_busy_output_folder_fails_at_once_and_a_killed_run_leaves_no_stale_lock(
+    train_setup, tmp_path
+):
+    import signal
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import start_training, train_argv, wait_until
+
+    argv = train_argv(train_setup, tmp_path, "--epochs", "50", "--save_steps", "0", "--logging_steps", "1")
+    first = start_training(argv)
+    try:
+        wait_until(first, lambda: (tmp_path / "train_log.jsonl").exists())
+        with pytest.raises(RuntimeError, match=rf"--output_dir .*: in use by another run \(pid {first.pid} on "):
+            run_training(*parse_arguments(argv))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    short = train_argv(train_setup, tmp_path, "--max_steps", "1", "--save_steps", "0", "--eval_split", "none")
+    assert run_training(*parse_arguments(short))["train"]["steps"] == 1  # the killed run's lock went with it

@@ -137,6 +137,29 @@ def passage_input(model_config: dict, role: str) -> str | None:
     return _PASSAGE_INPUTS[role, form] if form else None
 
 
+def public_path(value: str, run_dir: Path) -> str:
+    """A setting's value as a published file may carry it: an absolute path becomes relative to the run folder when
+    inside it (``warmup/retriever``), else its last component; names and relative paths stay as they are."""
+    path = Path(value)
+    if not path.is_absolute():
+        return value
+    run = run_dir.resolve()
+    return path.relative_to(run).as_posix() if path.is_relative_to(run) else path.name
+
+
+def public_config(config: RunConfig, run_dir: Path) -> RunConfig:
+    """The run's config with no absolute local path in it (``public_path`` on every string setting)."""
+    values = {
+        section: (
+            {k: public_path(v, run_dir) if isinstance(v, str) else v for k, v in fields_.items()}
+            if isinstance(fields_, dict)
+            else fields_
+        )
+        for section, fields_ in config.to_dict().items()
+    }
+    return RunConfig.from_dict(values)
+
+
 def _training_details(config: RunConfig, metrics: dict, model_config: dict, role: str) -> str:
     """The recipe in words: data, lists, loss variant, optimisation, hardware and time."""
     model, data, loss, train = config.model, config.data, config.loss, config.training
@@ -261,7 +284,7 @@ def render_card(
         eval_split=evaluation.get("split", "-"),
         results_table=markdown_table(rows, list(next(iter(results.values())))) if results else "No evaluation was run.",
         has_curve=(run_dir / role / CURVE_FILE).is_file() if with_curve is None else with_curve,
-        training_details=_training_details(config, metrics, model_config, role),
+        training_details=_training_details(public_config(config, run_dir), metrics, model_config, role),
         max_length=model_config.get("passage_max_length") or model_config.get("max_length"),
         query_max_length=model_config.get("query_max_length"),
         passage_input=passage_input(model_config, role),

@@ -1,5 +1,6 @@
 """Publishing a training run: stage each model as a folder with its card, then upload with HfApi."""
 
+import json
 import logging
 import shutil
 import tempfile
@@ -11,10 +12,20 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from ..models.st_export import export_reranker, export_retriever
 from ..training.arguments import RunConfig
-from .model_card import BENCHMARK_FILE, CURVE_FILE, ROLES, load_benchmark, plot_training_curve, render_card
+from .model_card import (
+    BENCHMARK_FILE,
+    CURVE_FILE,
+    ROLES,
+    load_benchmark,
+    plot_training_curve,
+    public_config,
+    render_card,
+)
 
 logger = logging.getLogger(__name__)
-RUN_FILES = ("metrics.json", "training_config.json", "train_log.jsonl")
+RUN_FILES = ("metrics.json", "train_log.jsonl")
+STAGED_MARKER = ".rq2-staged.json"
+"""In a ``--local_dir``: the files each role folder got from staging, so staging again replaces only those."""
 
 
 def stage_run(
@@ -44,15 +55,19 @@ def stage_run(
     if RunConfig.load(run_dir) is None:  # read (and checked) before anything is staged
         raise FileNotFoundError(f"{run_dir / RunConfig.FILE}: missing; the cards state the recipe a run saved")
     report = load_benchmark(benchmark) if benchmark else None
-    root = Path(local_dir) if local_dir else Path(tempfile.mkdtemp(prefix="rq2-stage-"))
+    root = _staging_root(run_dir, local_dir)
+    for role in ROLES:  # every refusal before anything is removed
+        _staged_before(root, role)
+    config = public_config(RunConfig.load(run_dir), run_dir)
     staged = {}
     for role in ROLES:
         target = root / role
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)  # only files an earlier staging wrote (checked above)
         shutil.copytree(run_dir / role, target)
         for name in RUN_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, target / name)
+        config.save(target)  # no absolute local path: relative to the run, or a last component
         if report:
             shutil.copy2(benchmark, target / BENCHMARK_FILE)
         try:  # sentence-transformers users load the folders with SentenceTransformer / CrossEncoder
@@ -64,7 +79,55 @@ def stage_run(
         card = render_card(run_dir, role, repos, with_curve=(target / CURVE_FILE).is_file(), benchmark=report)
         card.save(target / "README.md")
         staged[role] = target
+    _write_marker(root, staged)
     return staged
+
+
+def _staging_root(run_dir: Path, local_dir: str | Path | None) -> Path:
+    """Where to stage: a new temporary folder, or ``local_dir`` when it neither overlaps the run (staging there
+    replaced the trained models) nor holds files this tool did not stage."""
+    if not local_dir:
+        return Path(tempfile.mkdtemp(prefix="rq2-stage-"))
+    root, run = Path(local_dir).resolve(), run_dir.resolve()
+    if root.is_relative_to(run) or run.is_relative_to(root):
+        raise ValueError(
+            f"--local_dir {local_dir} overlaps --run_dir {run_dir}: staging would replace the trained models; "
+            "stage into a folder outside the run"
+        )
+    if root.is_file() or (root.is_dir() and any(root.iterdir()) and not (root / STAGED_MARKER).is_file()):
+        raise ValueError(
+            f"--local_dir {local_dir}: already holds files that push_to_hub did not stage; give a new or empty folder"
+        )
+    return root
+
+
+def _staged_before(root: Path, role: str) -> None:
+    """Refuse a role folder holding files an earlier staging did not write (they would be deleted)."""
+    target = root / role
+    if not target.exists():
+        return
+    try:
+        known = set(json.loads((root / STAGED_MARKER).read_text(encoding="utf-8"))[role])
+    except (OSError, ValueError, KeyError, TypeError):
+        known = set()
+    foreign = sorted(
+        path.relative_to(target).as_posix()
+        for path in target.rglob("*")
+        if path.is_file() and path.relative_to(target).as_posix() not in known
+    )
+    if foreign:
+        raise ValueError(
+            f"{target}: holds {foreign[0]!r}{f' and {len(foreign) - 1} more files' if len(foreign) > 1 else ''} that "
+            "no earlier staging wrote; move them, or stage into another folder"
+        )
+
+
+def _write_marker(root: Path, staged: dict[str, Path]) -> None:
+    files = {
+        role: sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        for role, folder in staged.items()
+    }
+    (root / STAGED_MARKER).write_text(json.dumps(files, indent=1), encoding="utf-8")
 
 
 def _load(role: str, folder: Path) -> RQ2Retriever | RQ2Reranker:

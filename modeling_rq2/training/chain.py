@@ -32,6 +32,7 @@ from .arguments import (
     check_setting,
 )
 from .augmentation import REPORT_FILE, augment_instances, save_instances
+from .checkpoints import output_lock
 from .trainer import train, training_split
 
 
@@ -48,7 +49,8 @@ def run_training(
     """
     config = RunConfig(model_args, data_args, loss_args, args, aug_args)
     try:
-        return train(config) if not aug_args.augment else _chain(config)
+        with output_lock(args.output_dir):
+            return train(config) if not aug_args.augment else _chain(config)
     finally:  # after the last stage: every stage of a chain runs in the same process group
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             PartialState().destroy_process_group()

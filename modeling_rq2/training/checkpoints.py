@@ -7,13 +7,17 @@ complete, a damaged one is found before it is loaded, and ``resume_from_checkpoi
 where it stopped (``latest``: the newest intact checkpoint).
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import threading
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,12 @@ from torch import nn
 CHECKPOINT_PREFIX = "checkpoint-"
 PROGRESS_FILE = "progress.json"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".lock"
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the folder is then not locked
+    fcntl = None
 
 
 @dataclass
@@ -142,6 +152,33 @@ def check_writable(output_dir: str) -> None:
         probe.unlink()
     except OSError as err:
         raise OSError(f"--output_dir {output_dir}: cannot write there ({err.strerror or err})") from err
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: str) -> Iterator[None]:
+    """Hold ``OUTPUT/.lock`` while a run lives: a second run on the same folder fails at once, instead of both
+    exiting 0 with their logs interleaved and the second's models kept. An OS lock (``flock``), released when the
+    process ends, killed too, so it never goes stale. Only the main process (``RANK`` 0) of a run takes it."""
+    if fcntl is None or int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    check_writable(output_dir)
+    with open(Path(output_dir) / LOCK_FILE, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise RuntimeError(
+                f"--output_dir {output_dir}: in use by another run ({owner}); wait for it to end or use another folder"
+            ) from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: Progress, *, keep: int) -> Path:
