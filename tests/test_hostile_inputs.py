@@ -587,3 +587,118 @@ def test_a_second_run_on_a_busy_output_folder_fails_at_once_and_a_killed_run_lea
         first.wait()
     short = train_argv(train_setup, tmp_path, "--max_steps", "1", "--save_steps", "0", "--eval_split", "none")
     assert run_training(*parse_arguments(short))["train"]["steps"] == 1  # the killed run's lock went with it
+
+
+# --- config files: syntax, duplicate keys, alias bombs, tags, long values -------------------------------------------
+
+ALIAS_BOMB = (
+    'list_size: [&a ["x","x","x","x","x","x","x","x","x"], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], '
+    "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], [*d,*d,*d,*d,*d,*d,*d,*d,*d]]\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epochs: [2\n", r"run.yaml:2:1: not valid YAML \(expected ',' or '\]'"),
+        ("epochs: 2\nlist_size: 4\nepochs: 3\n", r"run.yaml:3: 'epochs' given twice \(first on line 1\)"),
+        (ALIAS_BOMB, "run.yaml: expands to more than 10,000 values"),
+        ('epochs: !!python/object/apply:os.system ["echo owned"]\n', "run.yaml: could not determine a constructor"),
+        (
+            "list_size: ['" + "x" * 100_000 + "']\n",
+            r"list_size must be int, got \['xxx.*\.\.\. \(100,004 characters\)$",
+        ),
+        ("- epochs\n- 2\n", "run.yaml: expected a mapping of argument names to values"),
+        ("\t epochs: 2\n", "run.yaml:1:1: not valid YAML"),
+    ],
+)
+def test_config_files_that_are_not_sensible_yaml_name_the_file_and_line(tmp_path, text, message):
+    from modeling_rq2.training.config_files import parse_arguments
+
+    (tmp_path / "run.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message) as caught:
+        parse_arguments([str(tmp_path / "run.yaml")])
+    assert len(str(caught.value)) < 600  # a bounded message, whatever the file expands to
+
+
+# --- data: typos, empty files, oversized cells, broken instance lines ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("scifcat", r"scifcat: no such folder, not a bundled dataset \['scifact'\] .*did you mean 'scifact'\?"),
+        ("data/nq/../typo", "no such folder, not a bundled dataset"),
+        ("./scifact", "no such folder"),
+    ],
+)
+def test_a_data_name_that_is_no_folder_bundled_name_or_hub_id_is_named(name, message, tmp_path, monkeypatch):
+    import datasets
+
+    from modeling_rq2.data import load_data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("went to the Hub"))
+    with pytest.raises(FileNotFoundError, match=message):
+        load_data(name, "test")
+
+
+def test_a_hub_dataset_that_cannot_be_loaded_is_named_in_one_line(monkeypatch):
+    import datasets
+
+    from modeling_rq2.data import load_data
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'me/nothing' on the Hub (OfflineModeIsEnabled)\n<trace>")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(FileNotFoundError, match=r"me/nothing: not a local folder, and the Hub dataset could not be "):
+        load_data("me/nothing", "test")
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl", "queries.jsonl"])
+def test_an_empty_corpus_or_queries_file_is_named(beir_folder, name):
+    from modeling_rq2.data import DataFormatError, load_data
+
+    (beir_folder / name).write_text("\n")
+    with pytest.raises(DataFormatError, match=f"{name}: holds no \\(valid\\) records"):
+        load_data(beir_folder, "test")
+
+
+def test_an_oversized_quoted_cell_names_its_line(tmp_path):
+    from modeling_rq2.data import DataFormatError, load_data
+
+    from test_paper_datasets import write_dpr
+
+    folder = write_dpr(tmp_path / "nq")
+    with open(folder / "psgs_w100.tsv", "a", encoding="utf-8") as f:
+        f.write('21\t"' + "word " * 30_000 + '"\tHuge\n')
+    with pytest.raises(DataFormatError, match=r"psgs_w100.tsv:22: unreadable quoted cell \(field larger than"):
+        load_data(folder, "test")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"query_id": "q1", "query": "x", "positives": ["d1"], "negatives": ["d2"', "invalid JSON"),
+        (
+            '{"query_id": 7, "query": "x", "positives": ["d1"], "negatives": []}',
+            "'query_id' must be a non-empty string",
+        ),
+        (
+            '{"query_id": "q1", "query": "x", "positives": "d1", "negatives": []}',
+            "'positives' must be a list of doc ids",
+        ),
+        ('["q1", "x"]', "an instance is a JSON object, got list"),
+    ],
+)
+def test_a_broken_train_instances_line_is_named(train_setup, tmp_path, line, message):
+    from modeling_rq2.data import DataFormatError
+    from modeling_rq2.training.lists import load_instances
+
+    good = '{"query_id": "q0", "query": "y", "positives": ["d1"], "negatives": ["d2"], "kind": "denoised"}'
+    (tmp_path / "instances.jsonl").write_text(f"{good}\n{line}\n")
+    with pytest.raises(DataFormatError, match=f"instances.jsonl:2: {message}"):
+        load_instances(tmp_path / "instances.jsonl")
+    (tmp_path / "instances.jsonl").write_text(f"{good}\n")
+    assert load_instances(tmp_path / "instances.jsonl")[0]["positives"] == ["d1"]

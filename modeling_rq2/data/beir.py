@@ -8,6 +8,7 @@ Corpora become Arrow datasets (written once to the datasets cache, then memory-m
 are checked with Arrow compute, so millions of passages never become Python lists here.
 """
 
+import difflib
 import os
 from collections.abc import Iterator
 from importlib import resources
@@ -66,10 +67,29 @@ def load_beir(
         qrels = read_qrels(qrels_path, queries.data.column("_id"), corpus.data.column("_id"), skip_invalid=skip_invalid)
         name = folder.name
     else:
-        corpus, queries, qrels = _load_beir_from_hub(str(name_or_path), split)
-        name = str(name_or_path)
+        name = _hub_dataset_id(str(name_or_path))
+        try:
+            corpus, queries, qrels = _load_beir_from_hub(name, split)
+        except OSError as err:  # offline, no such repo, no such config: datasets' traces name none of them plainly
+            raise FileNotFoundError(
+                f"{name}: not a local folder, and the Hub dataset could not be loaded "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+            ) from err
     queries = queries.filter(lambda row: row["_id"] in qrels)
     return RetrievalData(corpus=corpus, queries=queries, qrels=qrels, name=name, split=split)
+
+
+def _hub_dataset_id(name: str) -> str:
+    """``name`` when it can be a Hub dataset id ('owner/name'); else one error: no such folder, with the bundled
+    dataset it is closest to (a typo of ``scifact`` went to the Hub loader's trace)."""
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists():
+        return name
+    close = difflib.get_close_matches(name, BUNDLED_DATASETS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    kind = "a file, not a dataset folder" if Path(name).is_file() else "no such folder"
+    raise FileNotFoundError(
+        f"{name}: {kind}, not a bundled dataset {sorted(BUNDLED_DATASETS)} and not a Hub id 'owner/name'{hint}"
+    )
 
 
 def _load_beir_from_hub(name: str, split: str) -> tuple[datasets.Dataset, datasets.Dataset, dict]:

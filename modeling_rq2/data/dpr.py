@@ -253,7 +253,10 @@ def read_qa_file(path: str | Path) -> tuple[list[str], list[str], list[list[str]
     for number, line in read_lines(path):
         if not line.strip():
             continue
-        row = next(csv.reader([line], delimiter="\t"))
+        try:
+            row = next(csv.reader([line], delimiter="\t"))
+        except csv.Error as err:  # e.g. a cell over the csv module's 131,072-character limit
+            raise DataFormatError(f"{path}:{number}: unreadable quoted cell ({err})") from None
         if len(row) != 2:
             raise DataFormatError(
                 f"{path}:{number}: expected 2 tab-separated columns (question, answers), got {len(row)}"
@@ -264,12 +267,16 @@ def read_qa_file(path: str | Path) -> tuple[list[str], list[str], list[list[str]
         try:
             answers = ast.literal_eval(answer_field)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise DataFormatError(f"{path}:{number}: answers {answer_field!r} are not a Python list literal") from None
+            raise DataFormatError(
+                f"{path}:{number}: answers {answer_field[:200]!r} are not a Python list literal"
+            ) from None
         if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
-            raise DataFormatError(f"{path}:{number}: answers {answer_field!r} are not a list of strings")
+            raise DataFormatError(f"{path}:{number}: answers {answer_field[:200]!r} are not a list of strings")
         if not answers:
             raise DataFormatError(f"{path}:{number}: the question has no answers")
         query_ids.append(str(len(questions)))
         questions.append(question)
         answer_lists.append(answers)
+    if not questions:
+        raise DataFormatError(f"{path}: holds no questions (an empty file?)")
     return query_ids, questions, answer_lists

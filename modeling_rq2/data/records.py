@@ -169,7 +169,11 @@ def read_tsv_records(
         line = line.rstrip("\r\n").lstrip("\ufeff") if first else line.rstrip("\r\n")
         if not line.strip():
             continue
-        cells = next(csv.reader([line], delimiter="\t")) if quoted else line.split("\t")
+        try:
+            cells = next(csv.reader([line], delimiter="\t")) if quoted else line.split("\t")
+        except csv.Error as err:  # e.g. a cell over the csv module's 131,072-character limit
+            problems(number, f"unreadable quoted cell ({err})")
+            continue
         if header is not None and first and cells[0].strip().lstrip("\ufeff").lower() == header:
             first = False
             continue
@@ -210,17 +214,26 @@ def unknown_ids(ids: list[str], known: "pa.ChunkedArray | pa.Array") -> list[int
     return [i for i, ok in enumerate(found.to_pylist()) if not ok]
 
 
-def arrow_dataset(generator, gen_kwargs: dict, columns: tuple[str, ...]) -> datasets.Dataset:
-    """An Arrow dataset of string columns from a record generator, cached by its arguments (file size and
-    time among them); our DataFormatError comes out as itself, naming the file and line."""
+def arrow_dataset(
+    generator, gen_kwargs: dict, columns: tuple[str, ...], features: datasets.Features | None = None
+) -> datasets.Dataset:
+    """An Arrow dataset of string columns (or ``features``) from a record generator, cached by its arguments (file
+    size and time among them); our DataFormatError comes out as itself, naming the file and line, and a file with
+    no records says so (datasets reports 'Instruction "train" corresponds to no data!')."""
     try:
         return datasets.Dataset.from_generator(
-            generator, gen_kwargs=gen_kwargs, features=datasets.Features({c: datasets.Value("string") for c in columns})
+            generator,
+            gen_kwargs=gen_kwargs,
+            features=features or datasets.Features({c: datasets.Value("string") for c in columns}),
         )
     except datasets.exceptions.DatasetGenerationError as err:
         if isinstance(err.__cause__, DataFormatError):
             raise err.__cause__ from None
         raise
+    except ValueError as err:
+        if "corresponds to no data" not in str(err):
+            raise
+        raise DataFormatError(f"{gen_kwargs.get('path', 'the file')}: holds no (valid) records") from None
 
 
 def file_fingerprint(path: Path) -> tuple[str, int, int]:

@@ -5,6 +5,7 @@ import types
 import typing
 from pathlib import Path
 
+import yaml
 from transformers import HfArgumentParser
 
 from .arguments import RunConfig
@@ -25,6 +26,60 @@ class _ArgumentParser(HfArgumentParser):
             {k: v for k, v in field.metadata.items() if k not in DESCRIPTION_KEYS}
         )
         HfArgumentParser._parse_dataclass_field(parser, trimmed)
+
+
+MAX_CONFIG_NODES = 10_000
+"""The most YAML nodes a config file may expand to, aliases followed: a preset has about a hundred, while a few
+hundred bytes of nested aliases expand to millions (80 MB of error message, 750 MB of memory)."""
+
+
+def _short(value, limit: int = 200) -> str:
+    """A value for a message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _read_config(path: Path) -> dict:
+    """A config file's mapping: a YAML (or JSON) syntax error, a key given twice, or aliases expanding past
+    ``MAX_CONFIG_NODES`` nodes name the file (and line), before anything is built from it."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}{where}: not valid YAML ({problem})") from None
+    if node is None:
+        return {}
+    if _expanded_size(node, {}) > MAX_CONFIG_NODES:
+        raise ValueError(f"{path}: expands to more than {MAX_CONFIG_NODES:,} values (nested aliases?); write it out")
+    if not isinstance(node, yaml.MappingNode):
+        raise ValueError(f"{path}: expected a mapping of argument names to values")
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if key.value in seen:
+            raise ValueError(
+                f"{path}:{key.start_mark.line + 1}: {key.value!r} given twice (first on line {seen[key.value]})"
+            )
+        seen[key.value] = key.start_mark.line + 1
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:  # e.g. a tag safe_load refuses (!!python/object)
+        raise ValueError(f"{path}: {str(err).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node, sizes: dict) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (shared nodes counted once per use)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = MAX_CONFIG_NODES + 1  # a cycle (a recursive alias) is over the limit
+    children = node.value if isinstance(node.value, list) else []
+    flat = [part for child in children for part in (child if isinstance(child, tuple) else (child,))]
+    sizes[id(node)] = min(MAX_CONFIG_NODES + 1, 1 + sum(_expanded_size(child, sizes) for child in flat))
+    return sizes[id(node)]
 
 
 def _typed(path: Path, key: str, annotation, value):
@@ -48,7 +103,7 @@ def _typed(path: Path, key: str, annotation, value):
         if typing.get_origin(kind) is list and isinstance(value, list):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
-    raise ValueError(f"{path}: {key} must be {names}, got {value!r}")
+    raise ValueError(f"{path}: {key} must be {names}, got {_short(value)}")
 
 
 def parse_arguments(argv: list[str]) -> RunConfig:
@@ -56,19 +111,15 @@ def parse_arguments(argv: list[str]) -> RunConfig:
 
     Unknown keys and invalid values raise before any data or model is loaded.
     """
-    import yaml
-
     parser = _ArgumentParser(ARGUMENT_CLASSES)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         path, argv = Path(argv[0]), argv[1:]
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of argument names to values")
+        values = _read_config(path)
         known = {name: kind for cls in ARGUMENT_CLASSES for name, kind in typing.get_type_hints(cls).items()}
-        unknown = sorted(set(values) - set(known))
+        unknown = sorted(str(key) for key in set(values) - set(known))
         if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}")
+            raise ValueError(f"{path}: unknown keys {_short(unknown)}")
         parser.set_defaults(**{key: _typed(path, key, known[key], value) for key, value in values.items()})
     return RunConfig(*parser.parse_args_into_dataclasses(args=argv))

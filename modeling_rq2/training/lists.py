@@ -10,9 +10,10 @@ of one positive (first) and up to m-1 negatives, sampled with a seed that depend
 (seed, epoch, query index), so a resumed or multi-process run sees exactly the same lists.
 """
 
+import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import datasets
@@ -20,9 +21,10 @@ import numpy as np
 import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
-from ..data import RetrievalData
+from ..data import DataFormatError, RetrievalData
 from ..data.corpus import lookup_passages
 from ..data.msmarco import read_triples
+from ..data.records import arrow_dataset, file_fingerprint, read_lines
 from ..models.modeling_rq2 import Passage
 from ..retrieval.bm25 import bm25_search
 from .arguments import DataArguments, check_setting
@@ -112,7 +114,9 @@ def load_instances(path: str | os.PathLike) -> datasets.Dataset:
     if path.is_dir():
         instances = datasets.load_from_disk(str(path))
     elif path.is_file():
-        instances = datasets.load_dataset("json", data_files=str(path), split="train")
+        features = datasets.Features({**INSTANCE_FEATURES, "kind": datasets.Value("string")})
+        kwargs = {"path": str(path), "fingerprint": file_fingerprint(path)}
+        instances = arrow_dataset(_instance_records, kwargs, tuple(features), features)
     else:
         raise FileNotFoundError(f"{path}: no saved instances (a datasets folder or a JSONL file)")
     missing = set(INSTANCE_FEATURES) - set(instances.column_names)
@@ -122,6 +126,33 @@ def load_instances(path: str | os.PathLike) -> datasets.Dataset:
         if not row["positives"]:
             raise ValueError(f"{path}: instance {number} (query {row['query_id']!r}) has no positive")
     return instances
+
+
+def _instance_records(path: str, fingerprint: tuple) -> Iterator[dict]:
+    """Validated rows of an instances JSONL file; a bad line raises naming file and line (the json loader of
+    datasets gave a trace of its own)."""
+    for number, line in read_lines(Path(path)):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise DataFormatError(f"{where}: an instance is a JSON object, got {type(record).__name__}")
+        for key in ("query_id", "query"):
+            if not isinstance(record.get(key), str) or not record[key].strip():
+                raise DataFormatError(
+                    f"{where}: {key!r} must be a non-empty string, got {json.dumps(record.get(key))[:80]}"
+                )
+        for key in ("positives", "negatives"):
+            ids = record.get(key)
+            if not isinstance(ids, list) or not all(isinstance(d, str) and d for d in ids):
+                raise DataFormatError(
+                    f"{where}: {key!r} must be a list of doc ids (strings), got {json.dumps(ids)[:80]}"
+                )
+        yield {**{key: record[key] for key in INSTANCE_FEATURES}, "kind": record.get("kind")}
 
 
 class ListwiseDataset(Dataset):
