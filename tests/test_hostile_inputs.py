@@ -702,3 +702,49 @@ def test_a_broken_train_instances_line_is_named(train_setup, tmp_path, line, mes
         load_instances(tmp_path / "instances.jsonl")
     (tmp_path / "instances.jsonl").write_text(f"{good}\n")
     assert load_instances(tmp_path / "instances.jsonl")[0]["positives"] == ["d1"]
+
+
+# --- model inputs: one string is one input; what is not text is refused, naming its position ----------------------
+
+
+def test_one_string_gives_one_result_not_one_per_character(retriever, reranker):
+    """sentence-transformers' rule: a string in, one result out ("hello world" gave an (11, dim) array)."""
+    many = retriever.encode_queries(["hello world"])
+    assert retriever.encode_queries("hello world").shape == (retriever.embedding_dim,)
+    assert np.allclose(retriever.encode_queries("hello world"), many[0], atol=1e-6)
+    passage = {"title": "t", "text": "a passage"}
+    assert np.allclose(retriever.encode_passages(passage), retriever.encode_passages([passage])[0], atol=1e-6)
+    assert retriever.encode_passages("one passage").shape == (retriever.embedding_dim,)
+    assert np.ndim(reranker.score("q", "one passage")) == 0
+    assert np.isclose(reranker.score("q", "one passage"), reranker.score("q", ["one passage"])[0], atol=1e-6)
+    assert np.isclose(reranker.score_pairs(("q", "p")), reranker.score_pairs([("q", "p")])[0], atol=1e-6)
+
+
+def test_a_pipeline_searched_with_one_string_gives_one_ranked_list(retriever, reranker):
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    from conftest import TINY_CORPUS
+
+    pipe = RetrieveThenRerank.from_corpus(retriever, TINY_CORPUS, [d["_id"] for d in TINY_CORPUS], reranker)
+    one = pipe.search("what causes scurvy", top_k=4, rerank_top_k=2, fusion=0.5)
+    assert one == pipe.search(["what causes scurvy"], top_k=4, rerank_top_k=2, fusion=0.5)[0]
+    assert [len(hit) for hit in one] == [2, 2, 2, 2] and pipe.retrieve("what causes scurvy", top_k=3)[0][0] in {
+        d["_id"] for d in TINY_CORPUS
+    }
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r, c: r.encode_queries(["fine", None]), "query 1 must be a string, got NoneType"),
+        (lambda r, c: r.encode_queries(["fine", 7]), "query 1 must be a string, got int: 7"),
+        (lambda r, c: r.encode_queries([["nested", "list"]]), "query 0 must be a string, got list"),
+        (lambda r, c: r.encode_passages([{"title": "t", "text": None}]), "passage 0 must be a string or a"),
+        (lambda r, c: r.encode_passages([{"title": 3, "text": "x"}]), "passage 0 must be a string or a"),
+        (lambda r, c: c.score(None, ["p"]), "the query must be a string, got NoneType"),
+        (lambda r, c: c.score_pairs([("q", "p"), ("q", 5)]), "pair 1: the passage must be a string or a"),
+    ],
+)
+def test_inputs_that_are_not_text_are_refused_naming_their_position(retriever, reranker, call, message):
+    with pytest.raises(TypeError, match=message):
+        call(retriever, reranker)

@@ -48,6 +48,29 @@ def title_and_text(passage: Passage) -> tuple[str, str]:
     return (passage.get("title") or "").strip(), passage["text"]
 
 
+def as_batch(values, what: str) -> tuple[list, bool]:
+    """``values`` as a list, and whether one item came alone: a string (or a passage dict) in, one result out, as
+    in sentence-transformers (iterating a string gave one embedding per character). Queries must be strings,
+    passages strings or ``{"title", "text"}`` dicts of strings; anything else is refused naming its position
+    (``None`` or a number became the text "None" or "7")."""
+    single = isinstance(values, str) or (what == "passage" and isinstance(values, dict))
+    items = [values] if single else list(values)
+    for position, item in enumerate(items):
+        _check_item(item, what, f"{what} {position}")
+    return items, single
+
+
+def _check_item(item, what: str, where: str) -> None:
+    """Refuse a query that is not a string, or a passage that is not a string or a dict of string title / text."""
+    if isinstance(item, str):
+        return
+    if what == "passage" and isinstance(item, dict):
+        if isinstance(item.get("text"), str) and isinstance(item.get("title") or "", str):
+            return
+    expected = "a string" if what == "query" else "a string or a {'title', 'text'} dict of strings"
+    raise TypeError(f"{where} must be {expected}, got {type(item).__name__}: {item!r:.80}")
+
+
 def format_passage(passage: Passage, separator: str = "") -> str:
     """Render a passage as ``title <separator> text`` (the paper's passage input), or ``text`` alone."""
     title, text = title_and_text(passage)
@@ -494,26 +517,31 @@ class RQ2Retriever(RQ2PreTrainedModel):
         return tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
 
     def encode_queries(
-        self, queries: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+        self, queries: str | Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
     ) -> np.ndarray:
-        """Embed query strings: float32 array (n, dim), in input order."""
+        """Embed query strings: float32 array (n, dim), in input order; one string gives one vector (dim,)."""
+        queries, single = as_batch(queries, "query")
 
         def encode_batch(batch):
             return self.embed_queries(**_to(self.tokenize_queries(batch), self.device))
 
-        result = self._batched([str(q) for q in queries], encode_batch, batch_size, show_progress_bar, "queries")
-        return result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
+        result = self._batched(queries, encode_batch, batch_size, show_progress_bar, "queries")
+        result = result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return result[0] if single else result
 
     def encode_passages(
-        self, passages: Sequence[Passage], batch_size: int = 32, show_progress_bar: bool | None = None
+        self, passages: Passage | Sequence[Passage], batch_size: int = 32, show_progress_bar: bool | None = None
     ) -> np.ndarray:
-        """Embed passages (strings or {title, text} dicts, as ``title [SEP] text``): float32 (n, dim)."""
+        """Embed passages (strings or {title, text} dicts, as ``title [SEP] text``): float32 (n, dim); one passage
+        gives one vector (dim,)."""
+        passages, single = as_batch(passages, "passage")
 
         def encode_batch(batch):
             return self.embed_passages(**_to(self.tokenize_passages(batch), self.device))
 
-        result = self._batched(list(passages), encode_batch, batch_size, show_progress_bar, "passages")
-        return result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
+        result = self._batched(passages, encode_batch, batch_size, show_progress_bar, "passages")
+        result = result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return result[0] if single else result
 
     @property
     def embedding_dim(self) -> int:
@@ -585,21 +613,30 @@ class RQ2Reranker(RQ2PreTrainedModel):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
     ) -> np.ndarray:
-        """Relevance logits for (query, passage) pairs: float32 array (n,), in input order."""
-        pairs = list(pairs)
+        """Relevance logits for (query, passage) pairs: float32 array (n,), in input order; one pair given alone
+        (``("query", "passage")``) gives one score."""
+        single = isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str)
+        pairs = [pairs] if single else list(pairs)
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise TypeError(f"pair {i} must be a (query, passage) tuple, got {pair!r:.80}")
+            _check_item(pair[0], "query", f"pair {i}: the query")
+            _check_item(pair[1], "passage", f"pair {i}: the passage")
 
         def score_batch(batch):
             return self(**_to(self.tokenize_pairs(batch), self.device)).logits
 
         result = self._batched(pairs, score_batch, batch_size, show_progress_bar, "pairs")
-        return result if result is not None else np.zeros((0,), dtype=np.float32)
+        result = result if result is not None else np.zeros((0,), dtype=np.float32)
+        return result[0] if single else result
 
-    def score(self, query: str, passages: Sequence[Passage], batch_size: int = 32) -> np.ndarray:
-        """Relevance logits of one query against each passage: float32 array (len(passages),)."""
-        return self.score_pairs([(query, p) for p in passages], batch_size=batch_size, show_progress_bar=False)
+    def score(self, query: str, passages: Passage | Sequence[Passage], batch_size: int = 32) -> np.ndarray | np.float32:
+        """Relevance logits of one query against each passage: float32 array (len(passages),); one passage given
+        alone gives one score."""
+        _check_item(query, "query", "the query")
+        passages, single = as_batch(passages, "passage")
+        result = self.score_pairs([(query, p) for p in passages], batch_size=batch_size, show_progress_bar=False)
+        return result[0] if single else result
 
 
 def _sentence_transformers_defaults(name_or_path: str) -> dict:

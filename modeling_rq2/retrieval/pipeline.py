@@ -12,7 +12,7 @@ import numpy as np
 from ..data import RetrievalData
 from ..data.corpus import CorpusSequence, lookup_passages
 from ..models.loading import load_reranker, load_retriever
-from ..models.modeling_rq2 import Passage, RQ2Retriever
+from ..models.modeling_rq2 import Passage, RQ2Retriever, as_batch
 from .index import DenseIndex, IndexOptions, build_index
 
 Corpus = RetrievalData | datasets.Dataset | Mapping[str, Passage]
@@ -130,16 +130,22 @@ class RetrieveThenRerank:
                 shutil.rmtree(shards, ignore_errors=True)
         return pipe
 
-    def retrieve(self, queries: Sequence[str], top_k: int = 100) -> list[list[tuple[str, float]]]:
-        """Retriever-only ranking: top_k (doc id, similarity) per query."""
-        return self.index.search(self.retriever.encode_queries(list(queries)), top_k)
+    def retrieve(self, queries: str | Sequence[str], top_k: int = 100) -> list[list[tuple[str, float]]]:
+        """Retriever-only ranking: top_k (doc id, similarity) per query; one query string gives its one list."""
+        queries, single = as_batch(queries, "query")
+        results = self.index.search(self.retriever.encode_queries(queries), top_k)
+        return results[0] if single else results
 
     def rerank_scores(
-        self, queries: Sequence[str], candidates: list[list[tuple[str, float]]], rerank_top_k: int = 50
+        self, queries: str | Sequence[str], candidates: list[list[tuple[str, float]]], rerank_top_k: int = 50
     ) -> list[list[float]]:
-        """Re-ranker logits of the first ``rerank_top_k`` candidates of each query (one forward pass for all)."""
+        """Re-ranker logits of the first ``rerank_top_k`` candidates of each query (one forward pass for all); one
+        query string takes its one candidate list and gives its one list of logits."""
         if self.reranker is None:
             raise ValueError("this pipeline has no re-ranker")
+        if isinstance(queries, str):
+            return self.rerank_scores([queries], [candidates], rerank_top_k)[0]
+        queries, _ = as_batch(queries, "query")
         heads = [(q, doc) for q, hits in zip(queries, candidates, strict=True) for doc, _ in hits[:rerank_top_k]]
         pairs = list(zip((q for q, _ in heads), lookup_passages(self.passages, [doc for _, doc in heads]), strict=True))
         logits = iter(self.reranker.score_pairs(pairs).tolist())
@@ -147,7 +153,7 @@ class RetrieveThenRerank:
 
     def rerank(
         self,
-        queries: Sequence[str],
+        queries: str | Sequence[str],
         candidates: list[list[tuple[str, float]]],
         rerank_top_k: int = 50,
         *,
@@ -163,6 +169,9 @@ class RetrieveThenRerank:
         """
         if not 0.0 <= fusion <= 1.0:
             raise ValueError(f"fusion must be in [0, 1], got {fusion}")
+        if isinstance(queries, str):
+            one = None if logits is None else [logits]
+            return self.rerank([queries], [candidates], rerank_top_k, fusion=fusion, logits=one)[0]
         logits = logits if logits is not None else self.rerank_scores(queries, candidates, rerank_top_k)
         results = []
         for hits, head_logits in zip(candidates, logits, strict=True):
@@ -176,9 +185,12 @@ class RetrieveThenRerank:
         return results
 
     def search(
-        self, queries: Sequence[str], top_k: int = 100, rerank_top_k: int = 50, *, fusion: float = 0.0
+        self, queries: str | Sequence[str], top_k: int = 100, rerank_top_k: int = 50, *, fusion: float = 0.0
     ) -> list[list[tuple[str, float]]]:
-        """Ranked (doc id, score) lists: retrieve top_k, then re-rank the head when there is a re-ranker."""
+        """Ranked (doc id, score) lists: retrieve top_k, then re-rank the head when there is a re-ranker; one query
+        string gives its one list."""
+        if isinstance(queries, str):
+            return self.search([queries], top_k, rerank_top_k, fusion=fusion)[0]
         candidates = self.retrieve(queries, top_k)
         if self.reranker is None or rerank_top_k <= 0:
             return candidates
