@@ -748,3 +748,39 @@ def test_a_pipeline_searched_with_one_string_gives_one_ranked_list(retriever, re
 def test_inputs_that_are_not_text_are_refused_naming_their_position(retriever, reranker, call, message):
     with pytest.raises(TypeError, match=message):
         call(retriever, reranker)
+
+
+# --- accelerate launch's own settings are the defaults, never silently overridden ---------------------------------
+
+
+def test_accelerate_launch_precision_and_accumulation_stand_when_the_run_sets_none(train_setup, tmp_path, monkeypatch):
+    """``accelerate launch --mixed_precision bf16 train.py`` trained in fp32: train.py passed its own "no"."""
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "3")
+    args = parse_arguments(train_argv(train_setup, tmp_path)).training
+    assert (args.mixed_precision, args.gradient_accumulation_steps) == ("bf16", 3)
+    args = parse_arguments(
+        train_argv(train_setup, tmp_path, "--mixed_precision", "no", "--gradient_accumulation_steps", "2")
+    ).training
+    assert (args.mixed_precision, args.gradient_accumulation_steps) == ("no", 2)  # the run's own flags win
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
+    with pytest.raises(
+        ValueError, match=r"--mixed_precision: must be no\|bf16\|fp16, got 'fp8' \(from accelerate launch"
+    ):
+        parse_arguments(train_argv(train_setup, tmp_path))
+
+
+def test_the_accumulation_the_run_plans_is_the_one_accelerate_applies(train_setup, tmp_path, monkeypatch):
+    """Accelerator reads ACCELERATE_GRADIENT_ACCUMULATION_STEPS over its argument: the plan said 2, it stepped every 4."""
+    from modeling_rq2.training.config_files import parse_arguments
+    from modeling_rq2.training.trainer import _accelerator
+
+    from conftest import train_argv
+
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4")
+    args = parse_arguments(train_argv(train_setup, tmp_path, "--gradient_accumulation_steps", "2")).training
+    assert _accelerator(args).gradient_accumulation_steps == 2

@@ -5,6 +5,7 @@ model cards read back. Every setting is checked when its section is built, befor
 """
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -220,7 +221,10 @@ class JointTrainingArguments:
     warmup_epochs: int = field(default=0, metadata={"help": "epochs training each model alone before joint training"})
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
     batch_size: int = field(default=8, metadata={"help": "queries per device per step"})
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int | None = field(
+        default=None,
+        metadata={"help": "batches per optimizer step (default: Accelerate's, e.g. accelerate launch's flag, else 1)"},
+    )
     retriever_lr: float = 2e-5
     reranker_lr: float = 5e-5
     reranker_head_lr: float = 1e-3
@@ -230,7 +234,13 @@ class JointTrainingArguments:
         default="constant_with_warmup", metadata={"help": "constant_with_warmup | linear | constant"}
     )
     warmup_ratio: float = 0.1
-    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
+    mixed_precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "no | bf16 | fp16 (default: Accelerate's: accelerate launch --mixed_precision or accelerate "
+            "config, else no)"
+        },
+    )
     gradient_checkpointing: bool = False
     seed: int = 42
     logging_steps: int = 10
@@ -271,7 +281,19 @@ class JointTrainingArguments:
         },
     )
 
+    def _take_accelerate_defaults(self) -> None:
+        """Settings left unset take what ``accelerate launch`` (its flags, ``accelerate config``) put in the
+        environment, as ``Accelerator`` would, so the run's plan, schedule, config and cards state what it trains."""
+        self._from_accelerate = self.mixed_precision is None and "ACCELERATE_MIXED_PRECISION" in os.environ
+        if self.mixed_precision is None:
+            self.mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+        if self.gradient_accumulation_steps is None:
+            steps = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
+            check_setting(steps.isdigit(), "gradient_accumulation_steps", f"accelerate launch gave {steps!r}")
+            self.gradient_accumulation_steps = int(steps)
+
     def __post_init__(self):
+        self._take_accelerate_defaults()
         check_numbers(self)
         check_setting(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
         check_setting(self.epochs + self.warmup_epochs >= 1, "epochs", "epochs + warmup_epochs must be >= 1")
@@ -293,7 +315,8 @@ class JointTrainingArguments:
         check_setting(
             self.mixed_precision in ("no", "bf16", "fp16"),
             "mixed_precision",
-            f"must be no|bf16|fp16, got {self.mixed_precision!r}",
+            f"must be no|bf16|fp16, got {self.mixed_precision!r}"
+            + (" (from accelerate launch / accelerate config)" if self._from_accelerate else ""),
         )
         check_setting(
             self.lr_scheduler in ("constant_with_warmup", "linear", "constant"),

@@ -20,7 +20,13 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    GradientAccumulationPlugin,
+    InitProcessGroupKwargs,
+    ProjectConfiguration,
+    set_seed,
+)
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -196,8 +202,8 @@ def hardware(accelerator: Accelerator) -> dict:
 
 
 def _accelerator(args: JointTrainingArguments) -> Accelerator:
-    return Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
+    return Accelerator(  # a plugin, as the steps in the environment would override a plain argument
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=args.gradient_accumulation_steps),
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(
