@@ -10,7 +10,7 @@ import torch
 from modeling_rq2 import RQ2Reranker, RQ2Retriever
 from modeling_rq2.models.loading import load_reranker, load_retriever
 
-from conftest import tiny_reranker, tiny_retriever
+from conftest import ROOT, tiny_reranker, tiny_retriever
 
 
 @pytest.fixture
@@ -784,3 +784,39 @@ def test_the_accumulation_the_run_plans_is_the_one_accelerate_applies(train_setu
     monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4")
     args = parse_arguments(train_argv(train_setup, tmp_path, "--gradient_accumulation_steps", "2")).training
     assert _accelerator(args).gradient_accumulation_steps == 2
+
+
+# --- the command line: no abbreviations, the config file anywhere ------------------------------------------------
+
+
+def test_flags_are_never_abbreviated_and_a_close_one_is_suggested():
+    from modeling_rq2.training.config_files import parse_arguments
+
+    with pytest.raises(ValueError, match=r"unknown flags \['--epoch', '2'\]; did you mean --epochs\?"):
+        parse_arguments(["--epoch", "2"])  # argparse took it as --epochs
+    with pytest.raises(ValueError, match=r"unknown flags \['stray'\]"):
+        parse_arguments(["stray"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["configs/nq.yaml", "--epochs", "1"],
+        ["--epochs", "1", "configs/nq.yaml"],
+        ["--config", "configs/nq.yaml", "--epochs", "1"],
+        ["--epochs", "1", "--config=configs/nq.yaml"],
+    ],
+)
+def test_the_config_file_may_come_anywhere_and_flags_override_it(argv, monkeypatch):
+    from modeling_rq2.training.config_files import parse_arguments
+
+    monkeypatch.chdir(ROOT)
+    config = parse_arguments(argv)
+    assert (config.data.list_size, config.training.epochs) == (32, 1)
+
+
+def test_two_config_files_are_refused():
+    from modeling_rq2.training.config_files import parse_arguments
+
+    with pytest.raises(ValueError, match=r"one config file at most, got \['a.yaml', 'b.yaml'\]"):
+        parse_arguments(["a.yaml", "--config", "b.yaml"])

@@ -1,6 +1,7 @@
 """The command line of ``train.py``: flags, optionally after a YAML or JSON preset (``configs/``) they override."""
 
 import copy
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -106,14 +107,41 @@ def _typed(path: Path, key: str, annotation, value):
     raise ValueError(f"{path}: {key} must be {names}, got {_short(value)}")
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def split_config_file(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """The config file among the flags (``--config FILE``, or a ``.yaml`` / ``.yml`` / ``.json`` argument anywhere
+    that is no flag's value) and the flags without it; two config files are refused."""
+    found: list[Path] = []
+    rest: list[str] = []
+    tokens = iter(enumerate(argv))
+    for i, token in tokens:
+        if token == "--config" or token.startswith("--config="):
+            value = token.partition("=")[2] if "=" in token else next(tokens, (None, None))[1]
+            if not value:
+                raise ValueError("--config needs a file: --config configs/scifact.yaml")
+            found.append(Path(value))
+        elif token.endswith(CONFIG_SUFFIXES) and not (
+            i > 0 and argv[i - 1].startswith("--") and "=" not in argv[i - 1]
+        ):
+            found.append(Path(token))
+        else:
+            rest.append(token)
+    if len(found) > 1:
+        raise ValueError(f"one config file at most, got {[str(path) for path in found]}")
+    return (found[0] if found else None), rest
+
+
 def parse_arguments(argv: list[str]) -> RunConfig:
-    """Command-line flags, optionally after a YAML/JSON config file whose values they override.
+    """Command-line flags, and optionally a YAML/JSON config file (anywhere, or ``--config FILE``) whose values the
+    flags override. Flags are never abbreviated (``--epoch`` is not ``--epochs``).
 
     Unknown keys and invalid values raise before any data or model is loaded.
     """
-    parser = _ArgumentParser(ARGUMENT_CLASSES)
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        path, argv = Path(argv[0]), argv[1:]
+    parser = _ArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False)
+    path, argv = split_config_file(argv)
+    if path is not None:
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found")
         values = _read_config(path)
@@ -122,4 +150,17 @@ def parse_arguments(argv: list[str]) -> RunConfig:
         if unknown:
             raise ValueError(f"{path}: unknown keys {_short(unknown)}")
         parser.set_defaults(**{key: _typed(path, key, known[key], value) for key, value in values.items()})
-    return RunConfig(*parser.parse_args_into_dataclasses(args=argv))
+    *sections, unused = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unused:
+        raise ValueError(f"unknown flags {_short(unused)}{_closest_flag(parser, unused)}")
+    return RunConfig(*sections)
+
+
+def _closest_flag(parser: HfArgumentParser, unused: list[str]) -> str:
+    """ "; did you mean --epochs?" for the first unknown flag close to a known one."""
+    flags = [option for action in parser._actions for option in action.option_strings]
+    for token in unused:
+        close = difflib.get_close_matches(token.partition("=")[0], flags, n=1) if token.startswith("--") else []
+        if close:
+            return f"; did you mean {close[0]}?"
+    return ""
