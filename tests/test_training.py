@@ -211,6 +211,9 @@ def test_two_process_run_with_accelerate_launch(train_setup, tmp_path):
         (["--retriever_lr", "-1"], "--retriever_lr: must be >= 0"),
         (["--direction", "sideways"], "--direction: must be one of"),
         (["--mixed_precision", "fp8"], "--mixed_precision"),
+        (["--pooling", "max"], r"--pooling: must be one of \('cls', 'mean'\), got 'max'"),
+        (["--similarity", "l2"], r"--similarity: must be one of \('dot', 'cosine'\)"),
+        (["--reranker_pooling", "lasttoken"], "--reranker_pooling: must be one of"),
     ],
 )
 def test_bad_flags_fail_before_any_work(flags, message):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..models.configuration_rq2 import INPUT_FORMATS
+from ..models.configuration_rq2 import INPUT_FORMATS, POOLING_MODES, SIMILARITIES
 from ..models.loading import DEFAULT_BACKBONE
 from .losses import DistillationOptions, check_numbers, check_setting, loss_option
 
@@ -65,11 +65,15 @@ class ModelArguments:
             "attention_dropout",
             f"must be in [0, 1), got {self.attention_dropout}",
         )
-        check_setting(
-            self.input_format in (None, *INPUT_FORMATS),
-            "input_format",
-            f"must be one of {INPUT_FORMATS}, got {self.input_format!r}",
-        )
+        for name, choices in (
+            ("input_format", INPUT_FORMATS),
+            ("pooling", POOLING_MODES),
+            ("similarity", SIMILARITIES),
+            ("reranker_pooling", POOLING_MODES),
+        ):  # a bad choice failed with a traceback once the data had loaded
+            value = getattr(self, name)
+            allowed = choices if name == "reranker_pooling" else (None, *choices)
+            check_setting(value in allowed, name, f"must be one of {choices}, got {value!r}")
 
 
 @dataclass
