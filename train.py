@@ -5,13 +5,13 @@
     python train.py configs/scifact-augmented.yaml    # warm-up -> hybrid data augmentation -> joint training
     accelerate launch train.py configs/msmarco.yaml   # several GPUs
 
-Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json and checkpoints.
+Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json and checkpoints. Installed as
+``rq2-train`` too (``modeling_rq2.training.chain:main``).
 """
 
 import sys
 
-from modeling_rq2.training.chain import run_training
-from modeling_rq2.training.config_files import parse_arguments
+from modeling_rq2.training.chain import main
 
 if __name__ == "__main__":
-    run_training(*parse_arguments(sys.argv[1:]))
+    main(sys.argv[1:])

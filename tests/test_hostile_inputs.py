@@ -820,3 +820,65 @@ def test_two_config_files_are_refused():
 
     with pytest.raises(ValueError, match=r"one config file at most, got \['a.yaml', 'b.yaml'\]"):
         parse_arguments(["a.yaml", "--config", "b.yaml"])
+
+
+# --- the package: console scripts, declared dependencies, trackers ------------------------------------------------
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@pytest.mark.parametrize("script", ["rq2-train", "rq2-evaluate", "rq2-augment", "rq2-push"])
+def test_each_console_script_names_a_command_whose_help_shows_the_defaults(script, capsys):
+    import importlib
+
+    module, _, function = _pyproject()["project"]["scripts"][script].partition(":")
+    with pytest.raises(SystemExit) as exit_:
+        getattr(importlib.import_module(module), function)(["--help"])
+    assert exit_.value.code == 0 and "(default:" in capsys.readouterr().out
+
+
+def test_every_third_party_import_of_the_package_is_a_declared_dependency():
+    """regex and pyarrow were imported but undeclared: an install could lack them."""
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+
+    declared = {
+        re.split(r"[<>=!\[ ;]", requirement)[0].lower().replace("_", "-")
+        for requirement in _pyproject()["project"]["dependencies"]
+    }
+    owners = importlib.metadata.packages_distributions()
+    imported = set()
+    for path in (ROOT / "modeling_rq2").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            imported |= {name.split(".")[0] for name in names}
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "modeling_rq2"}
+    undeclared = {
+        name: owners.get(name) for name in third_party
+        if not {d.lower().replace("_", "-") for d in owners.get(name, [name])} & declared
+    }  # fmt: skip
+    optional = {"sentence_transformers", "tensorboard"}  # imported inside functions that say how to install them
+    assert set(undeclared) <= optional, undeclared
+
+
+def test_the_tracker_is_tensorboard_when_installed_and_a_missing_one_is_named(train_setup, tmp_path, monkeypatch):
+    import importlib.util
+
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    argv = [a for a in train_argv(train_setup, tmp_path) if a not in ("--report_to", "none")]
+    assert parse_arguments(argv).training.report_to == "tensorboard"  # installed here (the dev extra)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    assert parse_arguments(argv).training.report_to == "none"
+    with pytest.raises(ValueError, match=r"--report_to: tensorboard is not installed: pip install tensorboard"):
+        parse_arguments(argv + ["--report_to", "tensorboard"])

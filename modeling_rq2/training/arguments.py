@@ -4,6 +4,7 @@
 model cards read back. Every setting is checked when its section is built, before any data or model loads.
 """
 
+import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -210,6 +211,20 @@ class LossArguments(DistillationOptions):
         }
 
 
+TRACKER_PACKAGES = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "comet_ml": "comet_ml",
+    "aim": "aim",
+    "mlflow": "mlflow",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+    "trackio": "trackio",
+}
+"""Accelerate's trackers and the package each needs."""
+
+
 @dataclass
 class JointTrainingArguments:
     """Optimisation, schedule, checkpoints, logging."""
@@ -259,7 +274,8 @@ class JointTrainingArguments:
         },
     )
     report_to: str = field(
-        default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none"}
+        default="auto",
+        metadata={"help": "Accelerate tracker: tensorboard | wandb | ... | none; auto: tensorboard when installed"},
     )
     eval_steps: int = field(
         default=0, metadata={"help": "evaluate on the eval split every N optimizer steps (0: only at the end)"}
@@ -296,8 +312,22 @@ class JointTrainingArguments:
             check_setting(steps.isdigit(), "gradient_accumulation_steps", f"accelerate launch gave {steps!r}")
             self.gradient_accumulation_steps = int(steps)
 
+    def _resolve_tracker(self) -> None:
+        """``auto`` -> tensorboard when installed, else none; a named tracker whose package is missing is refused
+        here rather than by Accelerate after the models load."""
+        if self.report_to == "auto":
+            self.report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+        package = TRACKER_PACKAGES.get(self.report_to)
+        check_setting(
+            package is None or importlib.util.find_spec(package) is not None,
+            "report_to",
+            f"{self.report_to} is not installed: pip install {package} (tensorboard: modeling-rq2[tensorboard]), "
+            "or --report_to none",
+        )
+
     def __post_init__(self):
         self._take_accelerate_defaults()
+        self._resolve_tracker()
         check_numbers(self)
         check_setting(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
         check_setting(self.epochs + self.warmup_epochs >= 1, "epochs", "epochs + warmup_epochs must be >= 1")

@@ -14,6 +14,7 @@ and is skipped when its output is complete, so a killed chain resumes where it s
 """
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .arguments import (
 )
 from .augmentation import REPORT_FILE, augment_instances, save_instances
 from .checkpoints import output_lock
+from .config_files import parse_arguments
 from .trainer import train, training_split
 
 
@@ -54,6 +56,11 @@ def run_training(
     finally:  # after the last stage: every stage of a chain runs in the same process group
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             PartialState().destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point (``train.py``, ``rq2-train``): flags and an optional config file."""
+    return run_training(*parse_arguments(sys.argv[1:] if argv is None else argv))
 
 
 def _chain(config: RunConfig) -> dict:
