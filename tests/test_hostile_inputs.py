@@ -585,7 +585,18 @@ def test_a_second_run_on_a_busy_output_folder_fails_at_once_and_a_killed_run_lea
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    short = train_argv(train_setup, tmp_path, "--max_steps", "1", "--save_steps", "0", "--eval_split", "none")
+    short = train_argv(
+        train_setup,
+        tmp_path,
+        "--max_steps",
+        "1",
+        "--save_steps",
+        "0",
+        "--eval_split",
+        "none",
+        "--overwrite_output_dir",
+        "true",
+    )
     assert run_training(*parse_arguments(short))["train"]["steps"] == 1  # the killed run's lock went with it
 
 
@@ -882,3 +893,184 @@ def test_the_tracker_is_tensorboard_when_installed_and_a_missing_one_is_named(tr
     assert parse_arguments(argv).training.report_to == "none"
     with pytest.raises(ValueError, match=r"--report_to: tensorboard is not installed: pip install tensorboard"):
         parse_arguments(argv + ["--report_to", "tensorboard"])
+
+
+# --- found by the review of this suite: each failed before its fix ------------------------------------------------
+
+
+def test_overrides_given_to_from_pretrained_are_checked_like_the_config(saved):
+    with pytest.raises(ValueError, match=r"pooling must be one of \('cls', 'mean'\), got 'max'"):
+        RQ2Retriever.from_pretrained(saved / "retriever", pooling="max")  # pooled by mean before
+    with pytest.raises(ValueError, match="query_max_length must be > 0, got -5"):
+        load_retriever(saved / "retriever", query_max_length=-5)  # an OverflowError in the tokenizer before
+
+
+def test_a_separate_tower_folder_loaded_as_shared_is_refused_not_stripped_of_its_passage_tower(
+    tmp_path, tiny_tokenizer
+):
+    tiny_retriever(tiny_tokenizer, shared_towers=False).save_pretrained(tmp_path / "separate")
+    with pytest.raises(ValueError, match=r"weights in its files have no place in this RQ2Retriever .*passage_encoder"):
+        RQ2Retriever.from_pretrained(tmp_path / "separate", shared_towers=True)
+
+
+def test_a_missing_folder_spelled_like_a_hub_id_says_both(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for load in (RQ2Retriever.from_pretrained, load_retriever):
+        with pytest.raises(OSError, match="out/retriever: no local folder of that name, and no model could be loaded"):
+            load("out/retriever")
+
+
+def test_staging_refuses_weights_that_differ_from_their_manifest(trained_run, tmp_path):
+    import shutil
+
+    from modeling_rq2.hub.publish import stage_run
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    weights = run / "retriever" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors: its bytes differ from the sha256"):
+        stage_run(run, REPOS, tmp_path / "staged")  # a warning before, and the damaged model staged
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--relevance_threshold", "0"], "--relevance_threshold must be >= 1, got 0"),
+        (["--metrics", "ndcg@0"], r"--metrics: unknown metric 'ndcg@0'"),
+        (["--metrics", "recall@abc"], r"--metrics: unknown metric 'recall@abc'"),
+        (["--query_max_length", "0"], r"--query_max_length must be >= 1 \(or unset"),
+    ],
+)
+def test_evaluation_numbers_that_change_what_is_measured_are_refused(beir_folder, tmp_path, flags, message):
+    from modeling_rq2.evaluate import main
+
+    with pytest.raises(ValueError, match=message):
+        main(["--data", str(beir_folder), "--top_k", "5", "--output_dir", str(tmp_path / "out"), *flags])
+
+
+def test_evaluation_never_writes_over_a_training_run(trained_run):
+    from modeling_rq2.evaluate import main
+
+    before = (trained_run / "metrics.json").read_bytes()
+    with pytest.raises(ValueError, match=r"holds a training run: its metrics.json would be replaced"):
+        main(["--retriever", str(trained_run / "retriever"), "--output_dir", str(trained_run)])
+    assert (trained_run / "metrics.json").read_bytes() == before
+
+
+def test_evaluation_without_a_reranker_ignores_the_rerank_depth(beir_folder, tmp_path):
+    from modeling_rq2.evaluation.evaluate import EvaluateArguments
+
+    assert EvaluateArguments(data=str(beir_folder), top_k=5).rerank_top_k == 50  # refused before: 50 > top_k
+
+
+def test_a_saved_index_of_another_type_is_refused_not_used_instead(saved_index):
+    from modeling_rq2.retrieval.index import IndexOptions
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    folder, corpus = saved_index
+    with pytest.raises(ValueError, match=r"index: holds a 'flat' index, 'hnsw' was asked for"):
+        RetrieveThenRerank.from_pretrained(
+            folder / "retriever", None, corpus, folder / "index", options=IndexOptions("hnsw")
+        )
+
+
+@pytest.mark.parametrize(
+    "ids, corpus",
+    [(["a", "a", "b"], None), (None, {1: "the sun", "1": "the moon"})],
+)
+def test_duplicate_doc_ids_are_refused(retriever, ids, corpus):
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    with pytest.raises(ValueError, match=r"doc id '(a|1)' is given twice"):
+        if corpus is None:
+            RetrieveThenRerank.from_corpus(retriever, ["the sun", "the moon", "cells"], ids)
+        else:
+            RetrieveThenRerank.from_pretrained(retriever, None, corpus)
+
+
+def test_shards_resumed_with_the_corpus_in_another_order_are_refused(retriever, tmp_path):
+    from modeling_rq2.retrieval.index import encode_corpus_shards
+
+    texts, ids = ["a b", "c d", "e f", "g h"], ["1", "2", "3", "4"]
+    encode_corpus_shards(retriever, texts, ids, tmp_path / "shards", shard_size=2)
+    with pytest.raises(ValueError, match="holds shards of another encoding"):  # shards are by position
+        encode_corpus_shards(retriever, texts[::-1], ids[::-1], tmp_path / "shards", shard_size=2)
+
+
+def test_a_passage_without_text_is_named_when_an_index_is_built(retriever):
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    with pytest.raises(TypeError, match=r"passage 0 \(id 'a'\) must be a string or a"):
+        RetrieveThenRerank.from_pretrained(retriever, None, {"a": {"title": "x"}})  # a KeyError before
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--heldout_seed"])
+def test_a_negative_seed_is_refused_before_anything_loads(train_setup, tmp_path, flag):
+    from modeling_rq2.training.config_files import parse_arguments
+
+    from conftest import train_argv
+
+    with pytest.raises(ValueError, match=rf"{flag}: must be in \[0, 2\*\*32\), got -1"):
+        parse_arguments(train_argv(train_setup, tmp_path, flag, "-1", "--heldout_queries", "1"))
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"_id": "d9", "title": "", "text": "bad \\ud800 text"}', r"id 'd9': a lone UTF-16 surrogate"),
+        ('{"_id": "d9", "text": ' + "[" * 200_000 + "]" * 200_000 + "}", "JSON nested too deeply"),
+    ],
+)
+def test_jsonl_lines_that_json_reads_but_no_text_is_are_named(beir_folder, line, message):
+    from modeling_rq2.data import DataFormatError
+
+    from conftest import corrupt_line
+
+    corrupt_line(beir_folder, "corpus.jsonl", 2, line)
+    with pytest.raises(DataFormatError, match=f"corpus.jsonl:2: {message}"):
+        _load(beir_folder)
+
+
+def test_config_keys_that_are_not_names_are_refused_and_json_configs_read_as_json(tmp_path):
+    from modeling_rq2.training.config_files import parse_arguments
+
+    (tmp_path / "run.yaml").write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ValueError, match="run.yaml:1: a key must be an argument name, not a sequence"):
+        parse_arguments([str(tmp_path / "run.yaml")])
+    (tmp_path / "run.json").write_text('{\n\t"epochs": 2,\n\t"list_size": 5\n}\n')  # tabs: JSON, refused as YAML
+    assert parse_arguments([str(tmp_path / "run.json")]).data.list_size == 5
+    (tmp_path / "run.json").write_text('{"epochs": 2, "epochs": 3}')
+    with pytest.raises(ValueError, match="run.json: 'epochs' given twice"):
+        parse_arguments([str(tmp_path / "run.json")])
+
+
+def test_resuming_with_the_same_folders_spelled_otherwise_is_allowed(checkpointed, train_setup, monkeypatch):
+    import os
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    argv, checkpoints = checkpointed
+    monkeypatch.chdir(train_setup[1].parent)
+    relative = [os.path.relpath(a) if a == str(train_setup[1]) else a for a in argv]  # --data as a relative path
+    assert relative != argv
+    resume = ["--resume_from_checkpoint", str(checkpoints[0]), "--augment_top_n", "7"]  # no augmentation: ignored
+    assert run_training(*parse_arguments(relative + resume))["train"]["steps"] == 6
+
+
+def test_a_fresh_run_over_a_finished_run_of_other_settings_is_refused_unless_overwriting(checkpointed):
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    argv, checkpoints = checkpointed
+    folder = checkpoints[0].parents[1]
+    before = _snapshot(folder / "retriever")
+    with pytest.raises(ValueError, match=r"--output_dir: .* holds a run with other settings \(seed 42 -> 7\)"):
+        run_training(*parse_arguments(argv + ["--seed", "7"]))
+    assert _snapshot(folder / "retriever") == before
+    run_training(*parse_arguments(argv + ["--seed", "7", "--overwrite_output_dir", "true"]))
+    log = (folder / "train_log.jsonl").read_text().splitlines()
+    assert log and [json.loads(line)["step"] for line in log] == sorted({json.loads(line)["step"] for line in log})  # one run's

@@ -121,6 +121,15 @@ class ProblemLog:
             logger.warning("skipped %d invalid records in %s (first: %s)", self.count, self.path, self.first)
 
 
+def _encodable(row: dict) -> bool:
+    try:
+        for value in row.values():
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool = False) -> Iterator[dict]:
     """Validated records of a BEIR JSONL file: ``_id`` and the given text fields, all strings."""
     problems = ProblemLog(path, skip_invalid)
@@ -132,6 +141,9 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool =
             record = json.loads(line)
         except json.JSONDecodeError as err:
             problems(number, f"invalid JSON ({err.msg} at column {err.colno})")
+            continue
+        except RecursionError:
+            problems(number, "JSON nested too deeply")
             continue
         if not isinstance(record, dict) or "_id" not in record:
             problems(number, "record has no '_id' field")
@@ -145,6 +157,9 @@ def read_jsonl_records(path: Path, fields: tuple[str, ...], skip_invalid: bool =
             problems(number, f"id {doc_id!r}: {wrong[0]!r} must be a string, got {type(record[wrong[0]]).__name__}")
             continue
         row = {"_id": doc_id, **{field: record.get(field) or "" for field in fields}}
+        if "\\ud" in line.lower() and not _encodable(row):  # a lone surrogate escape: no UTF-8 text has it
+            problems(number, f"id {doc_id!r}: a lone UTF-16 surrogate (\\ud800-\\udfff) is not text")
+            continue
         if not any(row[field].strip() for field in fields):
             problems(number, f"id {doc_id!r} has empty {' and '.join(fields)}")
             continue

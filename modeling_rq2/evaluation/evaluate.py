@@ -30,7 +30,7 @@ from ..retrieval.bm25 import bm25_search
 from ..retrieval.index import INDEX_TYPES, IndexOptions, encode_corpus_shards
 from ..retrieval.pipeline import Reranker, RetrieveThenRerank, to_run
 from .answers import MATCH_TYPES, answer_judgements
-from .metrics import evaluate_run, write_trec_run
+from .metrics import evaluate_run, parse_metric, write_trec_run
 from .systems import BM25, System, by_name, markdown_table
 
 
@@ -77,13 +77,26 @@ class EvaluateArguments:
     output_dir: str = "outputs/eval"
 
     def __post_init__(self):
-        for name in ("top_k", "batch_size"):
+        for name in ("top_k", "batch_size", "relevance_threshold"):  # a threshold of 0 counted grade-0 as relevant
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.rerank_top_k <= self.top_k:
+        for name in ("query_max_length", "passage_max_length"):  # 0 was ignored, and recorded as 0
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1 (or unset: the model's own), got {getattr(self, name)}")
+        if self.reranker is not None and not 0 <= self.rerank_top_k <= self.top_k:
             raise ValueError(f"--rerank_top_k must be in [0, --top_k={self.top_k}], got {self.rerank_top_k}")
-        if not 0 <= self.fusion <= 1:
+        if not 0 <= self.fusion <= 1:  # also refuses nan
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
+        for metric in self.metrics or []:
+            try:
+                parse_metric(metric)
+            except ValueError as err:
+                raise ValueError(f"--metrics: {err}") from None
+        if (Path(self.output_dir) / "training_config.json").is_file():  # its metrics.json would be replaced
+            raise ValueError(
+                f"--output_dir {self.output_dir} holds a training run: its metrics.json would be replaced; "
+                f"write the evaluation elsewhere (e.g. {Path(self.output_dir) / 'eval'})"
+            )
         if self.index_type not in INDEX_TYPES:
             raise ValueError(f"--index_type must be one of {INDEX_TYPES}, got {self.index_type!r}")
         if self.answer_match not in MATCH_TYPES:
@@ -94,7 +107,7 @@ class EvaluateArguments:
 
 def check_cutoffs(metrics: Sequence[str], top_k: int, corpus_size: int, *, flag: str = "--top_k") -> None:
     """Refuse a metric cut deeper than the retrieved list (success@1000 of a top 100 would be success@100)."""
-    deepest = max((int(m.split("@")[1]) for m in metrics if "@" in m), default=0)
+    deepest = max((parse_metric(m)[1] or 0 for m in metrics), default=0)
     if top_k < min(deepest, corpus_size):
         raise ValueError(
             f"{flag} {top_k} is below the deepest metric cutoff ({deepest}, of {', '.join(metrics)}): "

@@ -18,11 +18,14 @@ from ..data.records import DEFAULT_METRICS
 _METRIC = re.compile(r"^(ndcg|mrr|recall|map|success)(?:@(\d+))?$")
 
 
-def _parse(metric: str) -> tuple[str, int | None]:
-    match = _METRIC.match(metric.lower())
-    if not match or (match.group(1) != "map" and match.group(2) is None):
-        raise ValueError(f"unknown metric {metric!r}: use ndcg@k, mrr@k, recall@k, success@k or map (e.g. 'ndcg@10')")
-    return match.group(1), int(match.group(2)) if match.group(2) else None
+def parse_metric(metric: str) -> tuple[str, int | None]:
+    """``"ndcg@10"`` -> ``("ndcg", 10)``, ``"map"`` -> ``("map", None)``; anything else (``ndcg@0``, ``recall@abc``)
+    is refused."""
+    match = _METRIC.match(str(metric).lower())
+    cutoff = int(match.group(2)) if match and match.group(2) else None
+    if not match or (match.group(1) != "map" and cutoff is None) or cutoff == 0:
+        raise ValueError(f"unknown metric {metric!r}: use ndcg@k, mrr@k, recall@k, success@k (k >= 1) or map")
+    return match.group(1), cutoff
 
 
 def rank(scores: dict[str, float]) -> list[str]:
@@ -66,7 +69,7 @@ def evaluate_run(
     ``{qid: {metric: value}}``. nDCG uses the grades; MRR, Recall and MAP count a document as
     relevant when its grade is >= ``relevance_threshold`` (TREC DL uses 2).
     """
-    parsed = {metric: _parse(metric) for metric in metrics}
+    parsed = {metric: parse_metric(metric) for metric in metrics}
     if not qrels:
         raise ValueError("qrels are empty: nothing to evaluate against")
     per_query: dict[str, dict[str, float]] = {}

@@ -70,8 +70,9 @@ def stage_run(
         config.save(target)  # no absolute local path: relative to the run, or a last component
         if report:
             shutil.copy2(benchmark, target / BENCHMARK_FILE)
+        model = _load(role, target)  # a damaged or altered weight file stops the staging (never a warning)
         try:  # sentence-transformers users load the folders with SentenceTransformer / CrossEncoder
-            (export_retriever if role == "retriever" else export_reranker)(_load(role, target), target)
+            (export_retriever if role == "retriever" else export_reranker)(model, target)
         except ValueError as err:
             logger.warning("%s: not exported for sentence-transformers (%s)", target, err)
         if not (target / CURVE_FILE).is_file():

@@ -51,11 +51,16 @@ class RQ2RetrieverConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        self.check()
+        super().__post_init__(**kwargs)
+
+    def check(self) -> None:
+        """Refuse a choice or length no model has; run again after ``from_pretrained(..., pooling=...)`` overrides,
+        which are set after construction (``pooling="max"`` loaded and pooled by mean)."""
         _check_choice(self, "pooling", POOLING_MODES)
         _check_choice(self, "similarity", SIMILARITIES)
         _check_choice(self, "input_format", INPUT_FORMATS)
         _check_positive(self, "query_max_length", "passage_max_length")
-        super().__post_init__(**kwargs)
 
 
 @strict
@@ -74,13 +79,17 @@ class RQ2RerankerConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        self.check()
+        kwargs.setdefault("num_labels", 1)
+        super().__post_init__(**kwargs)
+
+    def check(self) -> None:
+        """Refuse a choice or length no model has (also after ``from_pretrained`` overrides)."""
         _check_choice(self, "pooling", POOLING_MODES)
         _check_choice(self, "input_format", INPUT_FORMATS)
         _check_positive(self, "max_length")
         if not 0.0 <= self.classifier_dropout < 1.0:
             raise ValueError(f"RQ2RerankerConfig.classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}")
-        kwargs.setdefault("num_labels", 1)
-        super().__post_init__(**kwargs)
 
 
 __all__ = ["RQ2RetrieverConfig", "RQ2RerankerConfig"]

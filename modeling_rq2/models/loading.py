@@ -25,8 +25,16 @@ def resolve_backbone(name_or_path: str | os.PathLike) -> str:
 
 def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict, encoder_overrides: dict | None):
     path = resolve_backbone(name_or_path)
-    local_model_folder(path, {})  # a missing or empty folder named as such, not as a bad Hub id
-    config = AutoConfig.from_pretrained(path)
+    folder = local_model_folder(path, {})  # a missing or empty folder named as such, not as a bad Hub id
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as err:
+        if folder is not None:
+            raise
+        raise OSError(
+            f"{name_or_path}: no local folder of that name, and no model could be loaded from the Hub under it "
+            f"({str(err).splitlines()[0][:200]})"
+        ) from err
     if config.model_type in _ROLES and config.model_type != cls.config_class.model_type:
         raise ValueError(
             f"{name_or_path}: a saved {_ROLES[config.model_type]} (model_type {config.model_type!r}), given where "
@@ -42,6 +50,7 @@ def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict, encoder_
             setattr(config, key, value)
     for key, value in (encoder_overrides or {}).items():
         setattr(config.encoder_config, key, value)
+    config.check()
     model = cls.from_pretrained(path, config=config)
     return model.untie_towers() if untie else model
 

@@ -56,11 +56,11 @@ def as_batch(values, what: str) -> tuple[list, bool]:
     single = isinstance(values, str) or (what == "passage" and isinstance(values, dict))
     items = [values] if single else list(values)
     for position, item in enumerate(items):
-        _check_item(item, what, f"{what} {position}")
+        check_item(item, what, f"{what} {position}")
     return items, single
 
 
-def _check_item(item, what: str, where: str) -> None:
+def check_item(item, what: str, where: str) -> None:
     """Refuse a query that is not a string, or a passage that is not a string or a dict of string title / text."""
     if isinstance(item, str):
         return
@@ -299,7 +299,15 @@ class RQ2PreTrainedModel(PreTrainedModel):
         tokenizer_kwargs = {key: kwargs[key] for key in _TOKENIZER_KWARGS if key in kwargs}
         folder = local_model_folder(pretrained_model_name_or_path, hub_kwargs)
         if not isinstance(kwargs.get("config"), PreTrainedConfig):
-            cls._check_model_type(pretrained_model_name_or_path, hub_kwargs)
+            try:
+                cls._check_model_type(pretrained_model_name_or_path, hub_kwargs)
+            except OSError as err:
+                if folder is not None:
+                    raise
+                raise OSError(
+                    f"{pretrained_model_name_or_path}: no local folder of that name, and no model could be loaded "
+                    f"from the Hub under it ({str(err).splitlines()[0][:200]})"
+                ) from err
         if folder is not None:
             check_weights_manifest(folder)
         want_info = kwargs.pop("output_loading_info", False)
@@ -315,11 +323,19 @@ class RQ2PreTrainedModel(PreTrainedModel):
                     f"{pretrained_model_name_or_path}: a weight file is not readable safetensors ({err}): truncated or "
                     "damaged; restore it or save the model again"
                 ) from None
+        model.config.check()  # overrides given to from_pretrained are set after the config was checked
         if info["missing_keys"] and not allow_missing_weights:
             missing = sorted(info["missing_keys"])
             raise ValueError(
                 f"{pretrained_model_name_or_path}: {len(missing)} weights of {cls.__name__} are not in its weight "
                 f"files (e.g. {missing[:3]}); they would be random. Pass allow_missing_weights=True to load anyway"
+            )
+        if info["unexpected_keys"] and not allow_missing_weights:
+            unused = sorted(info["unexpected_keys"])
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: {len(unused)} weights in its files have no place in this "
+                f"{cls.__name__} (e.g. {unused[:3]}; a separate passage tower loaded with shared_towers=True?): they "
+                "would be dropped. Load with the folder's own config, or pass allow_missing_weights=True"
             )
         tokenizer_file = cached_file(
             pretrained_model_name_or_path,
@@ -620,8 +636,8 @@ class RQ2Reranker(RQ2PreTrainedModel):
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise TypeError(f"pair {i} must be a (query, passage) tuple, got {pair!r:.80}")
-            _check_item(pair[0], "query", f"pair {i}: the query")
-            _check_item(pair[1], "passage", f"pair {i}: the passage")
+            check_item(pair[0], "query", f"pair {i}: the query")
+            check_item(pair[1], "passage", f"pair {i}: the passage")
 
         def score_batch(batch):
             return self(**_to(self.tokenize_pairs(batch), self.device)).logits
@@ -633,7 +649,7 @@ class RQ2Reranker(RQ2PreTrainedModel):
     def score(self, query: str, passages: Passage | Sequence[Passage], batch_size: int = 32) -> np.ndarray | np.float32:
         """Relevance logits of one query against each passage: float32 array (len(passages),); one passage given
         alone gives one score."""
-        _check_item(query, "query", "the query")
+        check_item(query, "query", "the query")
         passages, single = as_batch(passages, "passage")
         result = self.score_pairs([(query, p) for p in passages], batch_size=batch_size, show_progress_bar=False)
         return result[0] if single else result

@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..models.modeling_rq2 import Passage, RQ2Retriever
+from ..models.modeling_rq2 import Passage, RQ2Retriever, check_item
 
 SHARDS_META = "shards.json"
 
@@ -148,7 +148,8 @@ def corpus_fingerprint(doc_ids: Sequence[str], passages: Iterable[Passage]) -> s
     """A fingerprint of the (id, title, text) records, whatever their order (a sum of per-record hashes): an index is
     refused for a corpus whose texts changed since it was encoded, and reused for the same corpus in another order."""
     total = 0
-    for doc, passage in zip(doc_ids, passages, strict=True):
+    for position, (doc, passage) in enumerate(zip(doc_ids, passages, strict=True)):
+        check_item(passage, "passage", f"passage {position} (id {doc!r})")
         title, text = ("", passage) if isinstance(passage, str) else (passage.get("title") or "", passage["text"])
         digest = hashlib.blake2b(f"{doc}\x1f{title}\x1f{text}".encode(), digest_size=16).digest()
         total = (total + int.from_bytes(digest, "little")) % (1 << 128)
@@ -162,6 +163,10 @@ def docid_text(doc_ids: Sequence[str]) -> str:
     if len(text.splitlines()) != len(doc_ids):
         bad = next(d for d in doc_ids if str(d).splitlines() != [str(d)])
         raise ValueError(f"doc id {bad!r} holds a line separator: a saved index keeps one id per line; rename it")
+    if len(set(doc_ids)) != len(doc_ids):  # a search would return one id twice, a lookup lose a text
+        seen: set = set()
+        twice = next(d for d in doc_ids if d in seen or seen.add(d))
+        raise ValueError(f"doc id {twice!r} is given twice: every passage of an index needs its own id")
     return text
 
 
@@ -412,7 +417,7 @@ def encode_corpus_shards(
         raise ValueError(f"{len(passages)} passages for {len(doc_ids)} doc ids")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    docid_text(doc_ids)  # before hours of encoding, not at the save
+    ids = docid_text(doc_ids)  # before hours of encoding, not at the save
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -422,6 +427,7 @@ def encode_corpus_shards(
         "size": len(doc_ids),
         "shard_size": shard_size,
         "corpus": corpus_fingerprint(doc_ids, passages),
+        "docid_sha256": _sha256(ids),  # shards are by position: the same corpus in another order is another encoding
     }
     meta_path = folder / SHARDS_META
     if meta_path.is_file():

@@ -109,6 +109,11 @@ class RetrieveThenRerank:
         doc_ids, passages = _corpus_items(corpus)
         if index_folder is not None and (Path(index_folder) / "meta.json").is_file():
             index = DenseIndex.load(index_folder, retriever=retriever)
+            if options is not None and options.index_type != index.options.index_type:
+                raise ValueError(
+                    f"{index_folder}: holds a {index.options.index_type!r} index, {options.index_type!r} was asked "
+                    "for; use another index_folder (or delete this one) to build it"
+                )
             index.check_corpus(doc_ids, passages, index_folder)
             return cls(retriever, index, _by_id(doc_ids, passages), reranker)
         shards = Path(index_folder) / "shards" if index_folder is not None else None

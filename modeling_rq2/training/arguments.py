@@ -7,6 +7,7 @@ model cards read back. Every setting is checked when its section is built, befor
 import importlib.util
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -266,6 +267,10 @@ class JointTrainingArguments:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps (0: never)"})
     save_total_limit: int = 2
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "start afresh in an output folder holding a run with other settings (else refused)"},
+    )
     resume_override: list[str] = field(
         default_factory=list,
         metadata={
@@ -424,6 +429,7 @@ RESUME_MAY_CHANGE = frozenset(
         "output_dir",
         "resume_from_checkpoint",
         "resume_override",
+        "overwrite_output_dir",
         "logging_steps",
         "save_steps",
         "save_total_limit",
@@ -444,15 +450,40 @@ optimiser, schedule, precision, seed): changing one on resume is refused unless 
 
 
 def deciding_settings(config: "RunConfig") -> dict[str, object]:
-    """``{"section.name": value}`` of every setting that decides the run (as JSON values), for checkpoints."""
+    """``{"section.name": value}`` of every setting that decides the run (as JSON values), for checkpoints. Paths
+    compare as the folders they name (relative or absolute spellings are one; a folder inside the output is named
+    relative to it, so a moved run still resumes); a run without augmentation ignores the augmentation settings."""
+    output = Path(config.training.output_dir).resolve()
     values = {
-        f"{section}.{name}": value
+        f"{section}.{name}": _comparable(value, output)
         for section, fields_ in config.to_dict().items()
         if isinstance(fields_, dict)
         for name, value in fields_.items()
         if name not in RESUME_MAY_CHANGE
+        and (section != "augmentation" or config.augmentation.augment or name == "augment")
     }
     return json.loads(json.dumps(values))
+
+
+def _comparable(value: object, output: Path) -> object:
+    if not isinstance(value, str) or not value or not Path(value).exists():
+        return value
+    path = Path(value).resolve()
+    return f"<output_dir>/{path.relative_to(output).as_posix()}" if path.is_relative_to(output) else str(path)
+
+
+def settings_changes(saved: dict, now: dict, allowed: Sequence[str] = ()) -> dict[str, tuple]:
+    """``{name: (saved value, value now)}`` of the deciding settings that differ, ``allowed`` names aside."""
+    return {
+        key.split(".", 1)[1]: (saved[key], now[key])
+        for key in sorted(saved.keys() & now.keys())
+        if saved[key] != now[key] and key.split(".", 1)[1] not in allowed
+    }
+
+
+def describe_changes(changed: dict[str, tuple]) -> str:
+    """``"batch_size 4 -> 3, seed 42 -> 7"``."""
+    return ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
 
 
 def check_resumed_settings(checkpoint: Path, saved: dict | None, config: "RunConfig") -> None:
@@ -462,20 +493,34 @@ def check_resumed_settings(checkpoint: Path, saved: dict | None, config: "RunCon
     check_setting(not unknown, "resume_override", f"not settings that decide a run: {unknown}")
     if saved is None:  # a checkpoint of 0.1.0 recorded none
         return
-    now = deciding_settings(config)
-    changed = {
-        key: (saved[key], now[key])
-        for key in saved.keys() & now.keys()
-        if saved[key] != now[key] and key.split(".", 1)[1] not in config.training.resume_override
-    }
-    names = [key.split(".", 1)[1] for key in sorted(changed)]
+    changed = settings_changes(saved, deciding_settings(config), config.training.resume_override)
     check_setting(
         not changed,
         "resume_from_checkpoint",
-        f"{checkpoint} was saved by a run with other settings: "
-        + ", ".join(f"{key.split('.', 1)[1]} {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items()))
-        + f"; resume with the checkpoint's settings, or pass --resume_override {' '.join(names)} to continue anyway "
+        f"{checkpoint} was saved by a run with other settings: {describe_changes(changed)}; resume with the "
+        f"checkpoint's settings, or pass --resume_override {' '.join(changed)} to continue anyway "
         "(the result is then a run no single config describes)",
+    )
+
+
+def check_previous_run(config: "RunConfig") -> None:
+    """A fresh run into the folder of a run with other deciding settings is refused unless ``overwrite_output_dir``:
+    its models would be replaced and its log mixed with this one's (a rerun of the same settings, e.g. a chain
+    continuing its stages, goes on)."""
+    args = config.training
+    if args.overwrite_output_dir or not (Path(args.output_dir) / RunConfig.FILE).is_file():
+        return
+    try:
+        previous = RunConfig.load(args.output_dir)
+        changed = settings_changes(deciding_settings(previous), deciding_settings(config))
+    except ValueError as err:  # a config this code cannot read: not this run's
+        changed = {"training_config.json": (str(err)[:120], "this run")}
+    check_setting(
+        not changed,
+        "output_dir",
+        f"{args.output_dir} holds a run with other settings ({describe_changes(changed)}): its models would be "
+        "replaced; use another folder, resume it (--resume_from_checkpoint latest), or pass "
+        "--overwrite_output_dir true",
     )
 
 

@@ -80,7 +80,7 @@ def _chain(config: RunConfig) -> dict:
     warm = output / "warmup"
     if args.plan:  # the chain's first stage; the lists of the last are mined by it
         return train(_warmup_stage(config, warm))
-    if not (warm / "metrics.json").is_file():
+    if args.overwrite_output_dir or not (warm / "metrics.json").is_file():  # a complete stage is kept
         train(_warmup_stage(config, warm))
     augmented = output / "augmented"
     _augment(config, warm, augmented)
@@ -117,7 +117,7 @@ def _augment(config: RunConfig, warm: Path, augmented: Path) -> None:
     """Mine and denoise the training queries' lists with the warm models (the main process; the others wait)."""
     state, data_args = PartialState(), config.data
     with state.main_process_first():  # the main process augments; the others then find its result
-        if (augmented / REPORT_FILE).is_file():
+        if (augmented / REPORT_FILE).is_file() and not config.training.overwrite_output_dir:
             return
         data, _ = training_split(data_args)  # without the held-out queries
         if data_args.max_train_queries:

@@ -2,6 +2,7 @@
 
 import copy
 import difflib
+import json
 import types
 import typing
 from pathlib import Path
@@ -43,6 +44,8 @@ def _short(value, limit: int = 200) -> str:
 def _read_config(path: Path) -> dict:
     """A config file's mapping: a YAML (or JSON) syntax error, a key given twice, or aliases expanding past
     ``MAX_CONFIG_NODES`` nodes name the file (and line), before anything is built from it."""
+    if path.suffix == ".json":
+        return _read_json_config(path)
     try:
         node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
@@ -58,6 +61,8 @@ def _read_config(path: Path) -> dict:
         raise ValueError(f"{path}: expected a mapping of argument names to values")
     seen: dict[str, int] = {}
     for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            raise ValueError(f"{path}:{key.start_mark.line + 1}: a key must be an argument name, not a {key.id}")
         if key.value in seen:
             raise ValueError(
                 f"{path}:{key.start_mark.line + 1}: {key.value!r} given twice (first on line {seen[key.value]})"
@@ -70,6 +75,27 @@ def _read_config(path: Path) -> dict:
         raise ValueError(f"{path}: {str(err).splitlines()[0]}") from None
     finally:
         loader.dispose()
+
+
+def _read_json_config(path: Path) -> dict:
+    """A JSON config (read as JSON: tabs are fine, which YAML refuses), a key given twice named."""
+
+    def unique(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        twice = next((key for key in keys if keys.count(key) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{path}: {twice!r} given twice")
+        return dict(pairs)
+
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to be a config") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values")
+    return values
 
 
 def _expanded_size(node, sizes: dict) -> int:

@@ -139,6 +139,8 @@ def _instance_records(path: str, fingerprint: tuple) -> Iterator[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataFormatError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise DataFormatError(f"{where}: JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise DataFormatError(f"{where}: an instance is a JSON object, got {type(record).__name__}")
         for key in ("query_id", "query"):

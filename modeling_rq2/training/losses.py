@@ -36,13 +36,16 @@ def check_setting(condition: bool, name: str, message: str) -> None:
 
 def check_numbers(section: Any) -> None:
     """Every number of a settings dataclass is finite (an infinite learning rate trained every weight to inf and
-    exited 0), and at least 0 unless the field may be negative (``seed``s); checked before any data or model loads."""
+    exited 0) and at least 0, seeds below 2**32; checked before any data or model loads."""
     for item in fields(section):
         value = getattr(section, item.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         check_setting(math.isfinite(value), item.name, f"must be a finite number, got {value}")
-        check_setting(value >= 0 or item.name.endswith("seed"), item.name, f"must be >= 0, got {value}")
+        if item.name.endswith("seed"):  # numpy's and torch's seeds are unsigned 32-bit
+            check_setting(0 <= value < 2**32, item.name, f"must be in [0, 2**32), got {value}")
+        else:
+            check_setting(value >= 0, item.name, f"must be >= 0, got {value}")
 
 
 @dataclass

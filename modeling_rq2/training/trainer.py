@@ -44,6 +44,7 @@ from .arguments import (
     JointTrainingArguments,
     ModelArguments,
     RunConfig,
+    check_previous_run,
     check_resumed_settings,
     check_setting,
     deciding_settings,
@@ -223,6 +224,9 @@ class JointTrainer:
         self.accelerator = _accelerator(args)
         set_seed(args.seed)
         check_writable(args.output_dir)
+        checkpoint = None if args.plan else self._checkpoint_to_resume()  # before the data: refusals come first
+        if checkpoint is None and not args.plan:
+            check_previous_run(config)
         self.data = prepare_data(config.data, args, self.accelerator)
         self.dataset = ListwiseDataset(
             self.data.instances,
@@ -240,7 +244,6 @@ class JointTrainer:
         self.plan = self._write_plan()
         if args.plan:  # --plan: the run's shape is all that is asked for; no model is built
             return
-        checkpoint = self._checkpoint_to_resume()
         retriever, reranker = load_models(
             config.model, static=config.loss.static, gradient_checkpointing=args.gradient_checkpointing
         )
@@ -257,6 +260,8 @@ class JointTrainer:
         self.progress = self._resume(checkpoint)
         self.earlier_seconds = self.progress.seconds  # training time of the runs a resumed one continues
         self.output = Path(args.output_dir)
+        if self.progress.global_step == 0 and self.accelerator.is_main_process:  # a fresh start logs afresh
+            (self.output / "train_log.jsonl").unlink(missing_ok=True)
         self._window, self._window_start, self.last_log, self._bar = [], time.perf_counter(), {}, None
 
     def _write_plan(self) -> dict:
