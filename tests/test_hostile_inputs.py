@@ -1073,4 +1073,28 @@ def test_a_fresh_run_over_a_finished_run_of_other_settings_is_refused_unless_ove
     assert _snapshot(folder / "retriever") == before
     run_training(*parse_arguments(argv + ["--seed", "7", "--overwrite_output_dir", "true"]))
     log = (folder / "train_log.jsonl").read_text().splitlines()
-    assert log and [json.loads(line)["step"] for line in log] == sorted({json.loads(line)["step"] for line in log})  # one run's
+    assert log and [json.loads(line)["step"] for line in log] == sorted(
+        {json.loads(line)["step"] for line in log}
+    )  # one run's
+
+
+def test_staging_again_keeps_a_hand_edited_staged_card(trained_run, tmp_path):
+    from modeling_rq2.hub.publish import stage_run
+
+    staged = stage_run(trained_run, REPOS, tmp_path / "staged")
+    (staged["retriever"] / "README.md").write_text("my own card")
+    with pytest.raises(
+        ValueError, match=r"retriever: holds 'README.md' that no earlier staging wrote \(or that were edited"
+    ):
+        stage_run(trained_run, REPOS, tmp_path / "staged")
+    assert (staged["retriever"] / "README.md").read_text() == "my own card"
+
+
+def test_a_grade_beyond_any_integer_type_is_no_judgement(beir_folder):
+    from modeling_rq2.data import DataFormatError
+
+    from conftest import corrupt_line
+
+    corrupt_line(beir_folder, "qrels/test.tsv", 2, "q1\td1\t1e300")
+    with pytest.raises(DataFormatError, match="test.tsv:2: .*is not an integer grade"):
+        _load(beir_folder)

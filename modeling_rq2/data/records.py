@@ -315,12 +315,13 @@ def read_qrels(
 
 
 def _grade(score: str) -> int | None:
-    """A qrels score as an integer grade ("2", "1.0"), or None for anything else ("0.5", "inf", "nan", "yes")."""
+    """A qrels score as an integer grade ("2", "1.0"), or None for anything else ("0.5", "inf", "nan", "yes", and
+    grades beyond a 32-bit integer: "1e300" is no judgement)."""
     try:
         value = float(score)
     except ValueError:
         return None
-    return int(value) if value.is_integer() else None
+    return int(value) if value.is_integer() and abs(value) < 2**31 else None
 
 
 def hold_out(data: RetrievalData, count: int, *, seed: int = 0) -> tuple[RetrievalData, RetrievalData]:

@@ -12,6 +12,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from ..models.st_export import export_reranker, export_retriever
 from ..training.arguments import RunConfig
+from ..training.checkpoints import file_sha256
 from .model_card import (
     BENCHMARK_FILE,
     CURVE_FILE,
@@ -25,7 +26,8 @@ from .model_card import (
 logger = logging.getLogger(__name__)
 RUN_FILES = ("metrics.json", "train_log.jsonl")
 STAGED_MARKER = ".rq2-staged.json"
-"""In a ``--local_dir``: the files each role folder got from staging, so staging again replaces only those."""
+"""In a ``--local_dir``: the files each role folder got from staging and their sha256, so staging again replaces
+only those, as they were staged (a hand-edited card is kept, and the staging refused)."""
 
 
 def stage_run(
@@ -108,24 +110,24 @@ def _staged_before(root: Path, role: str) -> None:
     if not target.exists():
         return
     try:
-        known = set(json.loads((root / STAGED_MARKER).read_text(encoding="utf-8"))[role])
+        known = dict(json.loads((root / STAGED_MARKER).read_text(encoding="utf-8"))[role])
     except (OSError, ValueError, KeyError, TypeError):
-        known = set()
+        known = {}
     foreign = sorted(
         path.relative_to(target).as_posix()
         for path in target.rglob("*")
-        if path.is_file() and path.relative_to(target).as_posix() not in known
+        if path.is_file() and known.get(path.relative_to(target).as_posix()) != file_sha256(path)
     )
     if foreign:
         raise ValueError(
             f"{target}: holds {foreign[0]!r}{f' and {len(foreign) - 1} more files' if len(foreign) > 1 else ''} that "
-            "no earlier staging wrote; move them, or stage into another folder"
+            "no earlier staging wrote (or that were edited since); move them, or stage into another folder"
         )
 
 
 def _write_marker(root: Path, staged: dict[str, Path]) -> None:
     files = {
-        role: sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        role: {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
         for role, folder in staged.items()
     }
     (root / STAGED_MARKER).write_text(json.dumps(files, indent=1), encoding="utf-8")
