@@ -1098,3 +1098,13 @@ def test_a_grade_beyond_any_integer_type_is_no_judgement(beir_folder):
     corrupt_line(beir_folder, "qrels/test.tsv", 2, "q1\td1\t1e300")
     with pytest.raises(DataFormatError, match="test.tsv:2: .*is not an integer grade"):
         _load(beir_folder)
+
+
+def test_a_run_still_writing_is_not_staged(trained_run, tmp_path):
+    from modeling_rq2.hub.publish import stage_run
+    from modeling_rq2.training.checkpoints import output_lock
+
+    with output_lock(str(trained_run)):  # as a live run holds it
+        with pytest.raises(ValueError, match=r"a run is still writing into it \(pid \d+ on "):
+            stage_run(trained_run, REPOS, tmp_path / "staged")
+    assert stage_run(trained_run, REPOS, tmp_path / "staged")  # the lock went with the run

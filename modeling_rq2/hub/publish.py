@@ -12,7 +12,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from ..models.st_export import export_reranker, export_retriever
 from ..training.arguments import RunConfig
-from ..training.checkpoints import file_sha256
+from ..training.checkpoints import file_sha256, lock_holder
 from .model_card import (
     BENCHMARK_FILE,
     CURVE_FILE,
@@ -43,6 +43,9 @@ def stage_run(
     ``benchmark``: a ``bench.quality`` report (JSON): its table goes into both cards, the file beside them.
     """
     run_dir = Path(run_dir)
+    holder = lock_holder(run_dir)
+    if holder:  # its models may be replaced while they are copied
+        raise ValueError(f"--run_dir {run_dir}: a run is still writing into it ({holder}); stage it once it ends")
     for role in ROLES:
         if role not in repos:
             raise ValueError(f"no repo id given for the {role}")

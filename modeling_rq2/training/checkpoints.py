@@ -181,6 +181,21 @@ def output_lock(output_dir: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def lock_holder(output_dir: str | Path) -> str | None:
+    """Who holds ``output_dir``'s run lock ("pid N on host, since T"), or None when no live run does."""
+    path = Path(output_dir) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return None
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: Progress, *, keep: int) -> Path:
     """``save_state`` into a temporary folder, then rename: a half-written checkpoint is never taken as complete.
 
