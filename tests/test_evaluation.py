@@ -68,7 +68,7 @@ def test_agrees_with_pytrec_eval(seed):
 
 def test_trec_run_file_lists_ranked_documents(tmp_path):
     write_trec_run({"q1": {"a": 0.5, "b": 0.9}}, str(tmp_path / "run.trec"), tag="t")
-    assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 b 1 0.900000 t", "q1 Q0 a 2 0.500000 t"]
+    assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 b 1 0.9 t", "q1 Q0 a 2 0.5 t"]
 
 
 def test_evaluate_command_writes_table_json_runs_and_reuses_its_index(
@@ -117,3 +117,15 @@ def test_evaluate_command_writes_table_json_runs_and_reuses_its_index(
     assert per_query["retriever"]["q1"]["ndcg@10"] == evaluate_run(run, qrels)[1]["q1"]["ndcg@10"]
     main(argv)  # second time: the saved index is loaded, same numbers
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"] == report["results"]
+
+
+def test_runs_carry_the_models_scores_and_ties_keep_the_list_order(tmp_path):
+    """TREC files held rank-derived scores (len - position); they carry the model's, and trec_eval reads the order."""
+    from modeling_rq2.evaluation.metrics import rank
+    from modeling_rq2.retrieval.pipeline import to_run
+
+    run = to_run(["q"], [[("z", 2.5), ("a", 2.5), ("m", 1.0)]])  # a tie trec_eval would break by doc id
+    assert rank(run["q"]) == ["z", "a", "m"] and run["q"]["z"] == 2.5 and run["q"]["a"] < 2.5 and run["q"]["m"] == 1.0
+    write_trec_run(run, str(tmp_path / "run.trec"))
+    lines = [line.split() for line in (tmp_path / "run.trec").read_text().splitlines()]
+    assert [(doc, float(score)) for _, _, doc, _, score, _ in lines] == list(run["q"].items())

@@ -87,4 +87,4 @@ def write_trec_run(run: dict[str, dict[str, float]], path: str, tag: str = "mode
     with open(path, "w", encoding="utf-8") as f:
         for qid, scores in run.items():
             for position, doc in enumerate(rank(scores), start=1):
-                f.write(f"{qid} Q0 {doc} {position} {scores[doc]:.6f} {tag}\n")
+                f.write(f"{qid} Q0 {doc} {position} {scores[doc]!r} {tag}\n")  # every digit: no ties made

@@ -1,5 +1,6 @@
 """Retrieve-then-rerank: a retriever searches a dense index, a re-ranker re-orders the head."""
 
+import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -167,6 +168,10 @@ class RetrieveThenRerank:
     ) -> list[list[tuple[str, float]]]:
         """Re-order the first ``rerank_top_k`` candidates of each query; the tail keeps retriever order.
 
+        Scores are comparable down the whole list: the head carries the re-ranker's logits (or the fused scores),
+        the tail the retriever's similarities shifted to sit below the head's lowest one (their gaps kept), so a
+        list sorted by score is the list as ranked.
+
         ``fusion`` = 0 orders the head by re-ranker logit alone (the paper). ``fusion`` = a in (0, 1]
         orders it by (1 - a) * z(re-ranker) + a * z(retriever), each score standardised over the head
         of its query, so a re-ranker that is still weaker than its retriever can only add to it.
@@ -186,7 +191,11 @@ class RetrieveThenRerank:
                 retrieval = np.asarray([score for _, score in head], dtype=np.float64)
                 scores = (1 - fusion) * _standardise(scores) + fusion * _standardise(retrieval)
             order = np.argsort(-scores, kind="stable")
-            results.append([(head[i][0], float(scores[i])) for i in order] + hits[rerank_top_k:])
+            tail = hits[rerank_top_k:]
+            if tail and len(head):  # below the head: raw similarities there interleaved with logits
+                floor, first = float(scores.min()), tail[0][1]
+                tail = [(doc, floor - 1.0 - (first - score)) for doc, score in tail]
+            results.append([(head[i][0], float(scores[i])) for i in order] + tail)
         return results
 
     def search(
@@ -227,8 +236,14 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
 
 
 def to_run(query_ids: Sequence[str], results: list[list[tuple[str, float]]]) -> dict[str, dict[str, float]]:
-    """Ranked lists -> a run dict whose scores preserve the list order exactly (len - position)."""
-    return {
-        qid: {doc: float(len(hits) - i) for i, (doc, _) in enumerate(hits)}
-        for qid, hits in zip(query_ids, results, strict=True)
-    }
+    """Ranked lists -> a run dict of the lists' own scores (what TREC run files carry), strictly decreasing down each
+    list: an exact tie is nudged one float step below its predecessor, so whatever ranks by score (``evaluate_run``,
+    trec_eval reading the file) reads the lists' order."""
+    run = {}
+    for qid, hits in zip(query_ids, results, strict=True):
+        scores, previous = {}, math.inf
+        for doc, score in hits:
+            value = float(score)
+            scores[doc] = previous = value if value < previous else math.nextafter(previous, -math.inf)
+        run[qid] = scores
+    return run
