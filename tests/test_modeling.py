@@ -198,3 +198,25 @@ def test_a_length_beyond_the_backbone_is_capped_and_logged_once(tiny_tokenizer, 
     assert [r.getMessage() for r in caplog.records] == [
         "RQ2Retriever: max length 256 capped at 128 (position embeddings 128, tokenizer model_max_length -)"
     ]
+
+
+def test_reranker_forward_with_labels_returns_the_loss_trainer_fine_tunes(reranker, tmp_path):
+    """As a one-label ``...ForSequenceClassification``: labels in, a loss out (BCE on the logit; MSE for
+    problem_type regression), so ``transformers.Trainer`` can fine-tune the re-ranker."""
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    batch = reranker.tokenize_pairs([("scurvy", "vitamin c"), ("scurvy", "paris is in france")])
+    labels = torch.tensor([1.0, 0.0])
+    output = reranker(**batch, labels=labels)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(output.logits, labels)
+    assert torch.allclose(output.loss, expected) and reranker(**batch).loss is None
+    reranker.config.problem_type = "regression"
+    assert torch.allclose(reranker(**batch, labels=labels).loss, ((output.logits - labels) ** 2).mean())
+    reranker.config.problem_type = None
+
+    rows = [{**{k: v[i].tolist() for k, v in batch.items()}, "labels": float(labels[i])} for i in range(2)]
+    before = {k: v.clone() for k, v in reranker.state_dict().items()}
+    args = TrainingArguments(str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to=[], use_cpu=True)
+    Trainer(model=reranker, args=args, train_dataset=datasets.Dataset.from_list(rows)).train()
+    assert any(not torch.equal(before[k], v) for k, v in reranker.state_dict().items())

@@ -215,8 +215,10 @@ class RQ2RetrieverOutput(ModelOutput):
 
 @dataclass
 class RQ2RerankerOutput(ModelOutput):
-    """Re-ranker output. logits: (batch,) for pairs, (batch, list) for (batch, list, seq) inputs."""
+    """Re-ranker output. logits: (batch,) for pairs, (batch, list) for (batch, list, seq) inputs; loss: with
+    ``labels``, as a ``...ForSequenceClassification`` returns it."""
 
+    loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
 
 
@@ -592,9 +594,15 @@ class RQ2Reranker(RQ2PreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> RQ2RerankerOutput | tuple:
-        """Logits (batch,) for (batch, seq) pairs, or (batch, list) for (batch, list, seq) lists."""
+        """Logits (batch,) for (batch, seq) pairs, or (batch, list) for (batch, list, seq) lists.
+
+        ``labels`` (the logits' shape, or (batch, 1)) add a ``loss``, so ``transformers.Trainer`` fine-tunes the
+        re-ranker as a one-label sequence classifier: binary cross-entropy on the logit (relevance in [0, 1], as
+        sentence-transformers' ``CrossEncoder`` trains one-logit models), or mean squared error when
+        ``config.problem_type`` is ``"regression"``."""
         shape = input_ids.shape
         input_ids, attention_mask, token_type_ids = _flatten_list_dim(input_ids, attention_mask, token_type_ids)
         if attention_mask is None:
@@ -604,7 +612,15 @@ class RQ2Reranker(RQ2PreTrainedModel):
         pooled = self.dropout(pool(hidden, attention_mask, self.config.pooling))
         with torch.autocast(device_type=pooled.device.type, enabled=False):  # scores enter the loss in float32
             logits = self.classifier(pooled.to(self.classifier.weight.dtype)).float()
-        output = RQ2RerankerOutput(logits=logits.squeeze(-1).reshape(shape[:-1]))
+        logits = logits.squeeze(-1).reshape(shape[:-1])
+        loss = None
+        if labels is not None:
+            target = labels.to(logits.dtype).reshape(logits.shape)
+            if getattr(self.config, "problem_type", None) == "regression":
+                loss = nn.functional.mse_loss(logits, target)
+            else:
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+        output = RQ2RerankerOutput(loss=loss, logits=logits)
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
     def tokenize_pairs(
