@@ -220,3 +220,20 @@ def test_reranker_forward_with_labels_returns_the_loss_trainer_fine_tunes(rerank
     args = TrainingArguments(str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to=[], use_cpu=True)
     Trainer(model=reranker, args=args, train_dataset=datasets.Dataset.from_list(rows)).train()
     assert any(not torch.equal(before[k], v) for k, v in reranker.state_dict().items())
+
+
+def test_the_retriever_works_as_a_feature_extractor(retriever, tmp_path):
+    """``model(**tokenizer(texts))`` and ``pipeline("feature-extraction")`` give the query embeddings."""
+    from transformers import pipeline
+
+    texts = ["what causes scurvy", "the sun is a star"]
+    expected = retriever.encode_queries(texts)
+    tokens = retriever.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        embeddings = retriever(**tokens).embeddings
+    assert np.allclose(embeddings.numpy(), expected, atol=1e-5)
+    retriever.save_pretrained(tmp_path / "r")
+    extractor = pipeline("feature-extraction", model=str(tmp_path / "r"), framework="pt", device="cpu")
+    assert np.allclose(np.asarray(extractor(texts[0]))[0], expected[0], atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        retriever(input_ids=tokens["input_ids"], query_input_ids=tokens["input_ids"])

@@ -208,6 +208,8 @@ class RQ2RetrieverOutput(ModelOutput):
         RocketQAv2 training; (batch, n_passages) for a flat (n_passages, seq) batch.
     """
 
+    embeddings: torch.FloatTensor | None = None
+    """(batch, dim) when called as a feature extractor, ``model(input_ids=..., attention_mask=...)``."""
     scores: torch.FloatTensor | None = None
     query_embeddings: torch.FloatTensor | None = None
     passage_embeddings: torch.FloatTensor | None = None
@@ -489,19 +491,33 @@ class RQ2Retriever(RQ2PreTrainedModel):
 
     def forward(
         self,
-        query_input_ids: torch.LongTensor,
-        passage_input_ids: torch.LongTensor,
+        query_input_ids: torch.LongTensor | None = None,
+        passage_input_ids: torch.LongTensor | None = None,
         query_attention_mask: torch.Tensor | None = None,
         passage_attention_mask: torch.Tensor | None = None,
         query_token_type_ids: torch.LongTensor | None = None,
         passage_token_type_ids: torch.LongTensor | None = None,
         return_dict: bool | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
     ) -> RQ2RetrieverOutput | tuple:
         """Score queries against passages.
 
         Passages of shape (batch, list, seq) give each query its own list -> scores (batch, list);
-        passages of shape (n, seq) are scored against every query -> scores (batch, n).
+        passages of shape (n, seq) are scored against every query -> scores (batch, n). Called as a feature
+        extractor, ``model(input_ids=..., attention_mask=...)`` (``model(**tokenizer(texts))``,
+        ``pipeline("feature-extraction")``), it returns the inputs' ``embeddings`` (batch, dim) from the query
+        tower (the same tower as passages' when they are shared; ``embed_passages`` for the passage tower).
         """
+        use_dict = return_dict if return_dict is not None else self.config.return_dict
+        if input_ids is not None:
+            if query_input_ids is not None or passage_input_ids is not None:
+                raise ValueError("pass input_ids (embeddings) or query_/passage_input_ids (scores), not both")
+            output = RQ2RetrieverOutput(embeddings=self.embed_queries(input_ids, attention_mask, token_type_ids))
+            return output if use_dict else output.to_tuple()
+        if query_input_ids is None or passage_input_ids is None:
+            raise ValueError("the retriever scores query_input_ids against passage_input_ids (or embeds input_ids)")
         queries = self.embed_queries(query_input_ids, query_attention_mask, query_token_type_ids)
         passages = self.embed_passages(passage_input_ids, passage_attention_mask, passage_token_type_ids)
         if passages.dim() == 3:
@@ -511,7 +527,7 @@ class RQ2Retriever(RQ2PreTrainedModel):
                 )
         scores = similarity_scores(queries, passages)
         output = RQ2RetrieverOutput(scores=scores, query_embeddings=queries, passage_embeddings=passages)
-        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
+        return output if use_dict else output.to_tuple()
 
     def tokenize_queries(self, queries: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Token tensors of queries, padded and truncated to ``max_length or query_max_length`` (on the CPU)."""
