@@ -162,3 +162,42 @@ def test_an_official_input_format_retriever_takes_title_text_pairs_in_sentence_t
         loaded.encode_document([(p["title"], p["text"]) for p in titled]), model.encode_passages(titled), atol=ATOL
     )
     np.testing.assert_allclose(loaded.encode_document(PASSAGES), model.encode_passages(PASSAGES), atol=ATOL)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "separate"])
+def test_our_retriever_answers_sentence_transformers_calls_as_the_exported_folder_does(
+    tiny_tokenizer, tmp_path, shared
+):
+    """The same-named calls (encode, encode_query, encode_document, similarity, their options) give equal arrays."""
+    import torch
+
+    model = tiny_retriever(tiny_tokenizer, shared_towers=shared, pooling="mean", similarity="cosine", **LENGTHS)
+    loaded = st.SentenceTransformer(_saved(model, tmp_path / "r", export_retriever))
+    for call, texts in (("encode", PASSAGES), ("encode_query", QUERIES), ("encode_document", PASSAGES)):
+        for options in ({}, {"normalize_embeddings": True, "batch_size": 2}, {"prompt": "query: "}):
+            ours, theirs = getattr(model, call)(texts, **options), getattr(loaded, call)(texts, **options)
+            np.testing.assert_allclose(ours, theirs, atol=ATOL, err_msg=f"{call} {options}")
+        assert getattr(model, call)(texts[0]).shape == getattr(loaded, call)(texts[0]).shape == (model.embedding_dim,)
+        tensor = getattr(model, call)(texts, convert_to_tensor=True)
+        assert torch.is_tensor(tensor) and tensor.shape == (len(texts), model.embedding_dim)
+    q, p = model.encode_query(QUERIES), model.encode_document(PASSAGES)
+    np.testing.assert_allclose(model.similarity(q, p).numpy(), loaded.similarity(q, p).numpy(), atol=ATOL)
+    with pytest.raises(ValueError, match="prompt_name must be 'query' or 'document'"):
+        model.encode(PASSAGES, prompt_name="classification")
+
+
+def test_our_reranker_answers_cross_encoder_calls_as_the_exported_folder_does(tiny_tokenizer, tmp_path):
+    import torch
+
+    model = tiny_reranker(tiny_tokenizer, max_length=16, pooling="mean")
+    loaded = st.CrossEncoder(_saved(model, tmp_path / "rr", export_reranker), trust_remote_code=True)
+    pairs = [(q, p) for q in QUERIES for p in PASSAGES]
+    np.testing.assert_allclose(model.predict(pairs), loaded.predict(pairs), atol=ATOL)
+    assert model.predict(list(pairs[1])) == pytest.approx(loaded.predict(list(pairs[1])), abs=ATOL)  # one pair
+    np.testing.assert_allclose(
+        model.predict(pairs, activation_fn=torch.sigmoid), loaded.predict(pairs, activation_fn=torch.sigmoid), atol=ATOL
+    )
+    ours = model.rank(QUERIES[0], PASSAGES, top_k=2, return_documents=True)
+    theirs = loaded.rank(QUERIES[0], PASSAGES, top_k=2, return_documents=True)
+    assert [(r["corpus_id"], r["text"]) for r in ours] == [(r["corpus_id"], r["text"]) for r in theirs]
+    assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in theirs], abs=ATOL)

@@ -582,6 +582,69 @@ class RQ2Retriever(RQ2PreTrainedModel):
         """Size of the query and passage embeddings."""
         return self.config.encoder_config.hidden_size
 
+    # --- sentence-transformers' names: the calls a SentenceTransformer user makes, with the same results as the
+    # exported folder's (``encode`` is its default route, the passage tower at the passage length) ---------------
+
+    def encode_query(self, sentences: str | Sequence[str], **kwargs) -> np.ndarray | torch.Tensor:
+        """``SentenceTransformer.encode_query``: queries through the query tower (``encode``'s options)."""
+        return self._st_encode(self.encode_queries, sentences, **kwargs)
+
+    def encode_document(self, sentences: Passage | Sequence[Passage], **kwargs) -> np.ndarray | torch.Tensor:
+        """``SentenceTransformer.encode_document``: passages through the passage tower (``encode``'s options)."""
+        return self._st_encode(self.encode_passages, sentences, **kwargs)
+
+    def encode(self, sentences: Passage | Sequence[Passage], **kwargs) -> np.ndarray | torch.Tensor:
+        """``SentenceTransformer.encode``: as the exported folder's default route, passages (``encode_document``).
+
+        Options, as sentence-transformers': ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` (else a list
+        of tensors), ``convert_to_tensor``, ``normalize_embeddings``, ``device`` (moves the model), ``prompt`` (a
+        string put before each text) / ``prompt_name`` (``query`` or ``document``: empty prompts)."""
+        return self._st_encode(self.encode_passages, sentences, **kwargs)
+
+    def _st_encode(
+        self,
+        encode,
+        sentences,
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        normalize_embeddings: bool = False,
+        device: str | torch.device | None = None,
+    ):
+        if prompt_name not in (None, "query", "document"):
+            raise ValueError(
+                f"prompt_name must be 'query' or 'document' (this model's prompts, both empty), got {prompt_name!r}"
+            )
+        if device is not None:
+            self.to(device)
+        items, single = as_batch(sentences, "passage" if encode == self.encode_passages else "query")
+        if prompt:
+            items = [
+                prompt + item if isinstance(item, str) else {**item, "text": prompt + item["text"]} for item in items
+            ]
+        embeddings = torch.from_numpy(encode(items, batch_size, show_progress_bar))
+        if normalize_embeddings:
+            embeddings = nn.functional.normalize(embeddings, dim=-1)
+        embeddings = embeddings[0] if single else embeddings
+        if convert_to_tensor:
+            return embeddings
+        return embeddings.numpy() if convert_to_numpy else list(embeddings)
+
+    def similarity(self, a, b) -> torch.Tensor:
+        """``SentenceTransformer.similarity``: (n, m) scores of embeddings ``a`` against ``b`` with this model's
+        similarity (dot product or cosine); 1-D inputs count as one embedding."""
+        a, b = (
+            torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x.float() for x in (a, b)
+        )
+        a, b = (x.unsqueeze(0) if x.dim() == 1 else x for x in (a, b))
+        if self.config.similarity == "cosine":
+            a, b = nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
+        return a @ b.T
+
 
 class RQ2Reranker(RQ2PreTrainedModel):
     """RocketQAv2 cross-encoder: reads query and passage together and returns one relevance logit.
@@ -685,6 +748,52 @@ class RQ2Reranker(RQ2PreTrainedModel):
         passages, single = as_batch(passages, "passage")
         result = self.score_pairs([(query, p) for p in passages], batch_size=batch_size, show_progress_bar=False)
         return result[0] if single else result
+
+    # --- sentence-transformers' names: the calls a CrossEncoder user makes (raw logits, as the exported folder's) ---
+
+    def predict(
+        self,
+        inputs: tuple[str, Passage] | Sequence[tuple[str, Passage]],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn=None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | torch.device | None = None,
+    ) -> np.ndarray | torch.Tensor | np.float32:
+        """``CrossEncoder.predict``: one score per (query, passage) pair (one pair alone: one score), raw logits
+        unless ``activation_fn`` (e.g. ``torch.sigmoid``) is given."""
+        if device is not None:
+            self.to(device)
+        if isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs):
+            inputs = tuple(inputs)  # one pair written as a list, as CrossEncoder takes it
+        scores = torch.as_tensor(self.score_pairs(inputs, batch_size, show_progress_bar))
+        scores = activation_fn(scores) if activation_fn is not None else scores
+        if convert_to_tensor:
+            return scores
+        return scores.numpy() if convert_to_numpy else list(scores)
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[Passage],
+        *,
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[dict]:
+        """``CrossEncoder.rank``: ``[{"corpus_id": i, "score": s(, "text": document)}, ...]`` best first, the
+        first ``top_k``."""
+        check_item(query, "query", "the query")
+        documents, _ = as_batch(documents, "passage")
+        scores = self.score_pairs([(query, d) for d in documents], batch_size, show_progress_bar).tolist()
+        results = [
+            {"corpus_id": i, "score": score, **({"text": documents[i]} if return_documents else {})}
+            for i, score in enumerate(scores)
+        ]
+        return sorted(results, key=lambda result: result["score"], reverse=True)[:top_k]
 
 
 def _sentence_transformers_defaults(name_or_path: str) -> dict:
