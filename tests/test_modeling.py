@@ -237,3 +237,49 @@ def test_the_retriever_works_as_a_feature_extractor(retriever, tmp_path):
     assert np.allclose(np.asarray(extractor(texts[0]))[0], expected[0], atol=1e-5)
     with pytest.raises(ValueError, match="not both"):
         retriever(input_ids=tokens["input_ids"], query_input_ids=tokens["input_ids"])
+
+
+def _st_folder(tmp_path, tiny_tokenizer, pooling: dict, *extra_modules: dict, max_seq_length: int | None = None):
+    """A sentence-transformers folder of a tiny encoder: its weights, modules.json, pooling and extras."""
+    folder = tmp_path / "st"
+    tiny_retriever(tiny_tokenizer).query_encoder.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        *extra_modules,
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    if max_seq_length:
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "pooling, mode",
+    [
+        ({"pooling_mode": "lasttoken"}, "lasttoken"),
+        ({"pooling_mode": "max"}, "max"),
+        ({"pooling_mode_weightedmean_tokens": True}, "weightedmean"),
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, r"mean \+ max"),
+    ],
+)
+def test_a_sentence_transformers_pooling_we_lack_is_refused_naming_it(tmp_path, tiny_tokenizer, pooling, mode):
+    """lasttoken became cls before: a silently different model."""
+    folder = _st_folder(tmp_path, tiny_tokenizer, pooling)
+    with pytest.raises(ValueError, match=rf"st: pools by {mode}, which RQ2Retriever does not \(cls, mean\)"):
+        RQ2Retriever.from_backbone(folder)
+    assert RQ2Retriever.from_backbone(folder, pooling="mean").config.pooling == "mean"  # the caller's choice stands
+
+
+def test_a_dense_projection_is_refused_and_the_folders_length_and_dtype_are_honoured(tmp_path, tiny_tokenizer):
+    dense = {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    folder = _st_folder(tmp_path, tiny_tokenizer, {"pooling_mode": "mean"}, dense, max_seq_length=24)
+    with pytest.raises(ValueError, match=r"st: its embeddings go through a Dense projection \(2_Dense\)"):
+        RQ2Retriever.from_backbone(folder)
+    (folder / "modules.json").write_text(json.dumps(json.loads((folder / "modules.json").read_text())[:2]))
+    model = RQ2Retriever.from_backbone(folder, dtype=torch.bfloat16)
+    assert (model.config.pooling, model.config.passage_max_length) == ("mean", 24)  # max_seq_length: 128 before
+    assert next(model.parameters()).dtype == torch.bfloat16  # dropped silently before

@@ -247,6 +247,7 @@ class RQ2PreTrainedModel(PreTrainedModel):
         name_or_path: str | os.PathLike,
         encoder_overrides: dict | None = None,
         allow_pickle: bool = False,
+        dtype: torch.dtype | None = None,
         **config_overrides,
     ):
         """Build a fresh model from a plain pretrained encoder (a Hub name or a local folder).
@@ -254,7 +255,8 @@ class RQ2PreTrainedModel(PreTrainedModel):
         Keyword arguments override config fields (e.g. ``pooling="mean"``); ``encoder_overrides``
         override the backbone's own config (e.g. ``{"attention_probs_dropout_prob": 0.0}``). The
         backbone's tokenizer becomes the model's tokenizer. Weights load from safetensors only,
-        unless ``allow_pickle`` (pickle files can run code when loaded).
+        unless ``allow_pickle`` (pickle files can run code when loaded). ``dtype`` (e.g. ``torch.bfloat16``):
+        the weights' type, as ``from_pretrained`` takes it (it was dropped silently).
         """
         name_or_path = str(name_or_path)
         with _safetensors_only(name_or_path, allow_pickle) as safe:
@@ -264,7 +266,7 @@ class RQ2PreTrainedModel(PreTrainedModel):
         for tower in model._towers():
             _load_backbone_weights(tower, backbone, name_or_path)
         model.config.name_or_path = name_or_path
-        return model
+        return model if dtype is None else model.to(dtype)
 
     def _towers(self) -> list[nn.Module]:
         raise NotImplementedError
@@ -455,9 +457,12 @@ class RQ2Retriever(RQ2PreTrainedModel):
 
     @classmethod
     def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
-        """Take pooling and similarity from a sentence-transformers folder unless the caller set them."""
-        for key, value in _sentence_transformers_defaults(name_or_path).items():
+        """Take pooling, similarity and passage length from a sentence-transformers folder unless the caller set
+        them (a pooling the caller sets skips the folder's)."""
+        declared = _sentence_transformers_defaults(name_or_path, cls.__name__, strict="pooling" not in overrides)
+        for key, value in declared.items():
             overrides.setdefault(key, value)
+        overrides.setdefault("query_max_length", min(32, overrides.get("passage_max_length", 32)))
         return cls.config_class(encoder_config=encoder_config, **overrides)
 
     def _towers(self) -> list[nn.Module]:
@@ -796,32 +801,63 @@ class RQ2Reranker(RQ2PreTrainedModel):
         return sorted(results, key=lambda result: result["score"], reverse=True)[:top_k]
 
 
-def _sentence_transformers_defaults(name_or_path: str) -> dict:
-    """Pooling and similarity that a sentence-transformers folder declares (empty if it is not one)."""
-    modules_file = cached_file(name_or_path, "modules.json", _raise_exceptions_for_missing_entries=False)
-    if modules_file is None:
+_ST_POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+"""sentence-transformers < 6 wrote one flag per pooling mode; >= 6 writes ``pooling_mode``."""
+
+
+def _st_json(name_or_path: str, filename: str) -> dict | list | None:
+    path = cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _sentence_transformers_defaults(name_or_path: str, cls_name: str = "RQ2Retriever", *, strict: bool = True) -> dict:
+    """What a sentence-transformers folder declares (empty if it is not one): its pooling (``cls`` / ``mean``;
+    another mode is refused, naming it: it became ``cls`` before), cosine when it normalises, its
+    ``max_seq_length`` as the passage length; a ``Dense`` projection, which these towers do not carry, is refused.
+    ``strict=False`` (the caller chose the pooling): nothing is refused, the pooling is not read."""
+    modules = _st_json(name_or_path, "modules.json")
+    if modules is None:
         return {}
-    with open(modules_file, encoding="utf-8") as f:
-        modules = json.load(f)
     defaults = {}
     for module in modules:
         kind = module.get("type", "")
         if kind.endswith("Pooling"):
-            pooling_file = cached_file(
-                name_or_path, f"{module['path']}/config.json", _raise_exceptions_for_missing_entries=False
+            pooling = _st_json(name_or_path, f"{module['path']}/config.json") or {}
+            modes = (
+                [pooling["pooling_mode"]]
+                if pooling.get("pooling_mode")
+                else [mode for flag, mode in _ST_POOLING_FLAGS.items() if pooling.get(flag)]
             )
-            if pooling_file is not None:
-                with open(pooling_file, encoding="utf-8") as f:
-                    pooling = json.load(f)
-                mode = pooling.get("pooling_mode")  # sentence-transformers >= 6; older folders: one flag per mode
-                if mode in ("mean", "cls"):
-                    defaults["pooling"] = mode
-                elif pooling.get("pooling_mode_mean_tokens"):
-                    defaults["pooling"] = "mean"
-                elif pooling.get("pooling_mode_cls_token"):
-                    defaults["pooling"] = "cls"
+            if not strict:
+                continue
+            if modes and modes != ["cls"] and modes != ["mean"]:
+                raise ValueError(
+                    f"{name_or_path}: pools by {' + '.join(modes)}, which {cls_name} does not (cls, mean): pass "
+                    "pooling='mean' or 'cls' to start from its encoder anyway"
+                )
+            if modes:
+                defaults["pooling"] = modes[0]
         elif kind.endswith("Normalize"):
             defaults["similarity"] = "cosine"
+        elif kind.endswith("Dense") and strict:
+            raise ValueError(
+                f"{name_or_path}: its embeddings go through a Dense projection ({module.get('path')}), which "
+                f"{cls_name} does not carry; start from the encoder alone with pooling and similarity given, or use "
+                "a model without one"
+            )
+    length = (_st_json(name_or_path, "sentence_bert_config.json") or {}).get("max_seq_length")
+    if isinstance(length, int) and length > 0:
+        defaults["passage_max_length"] = length
     return defaults
 
 
