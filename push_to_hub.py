@@ -6,9 +6,8 @@
         --dry_run true --local_dir staged/
 """
 
-import sys
-
-from modeling_rq2.hub.push import main
+from modeling_rq2.cli import push
+from modeling_rq2.hub.push import main  # noqa: F401  (the command, for callers that pass their own argv)
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    push()

@@ -9,9 +9,7 @@ Writes OUTPUT/retriever, OUTPUT/reranker (from_pretrained-ready), metrics.json a
 ``rq2-train`` too (``modeling_rq2.training.chain:main``).
 """
 
-import sys
-
-from modeling_rq2.training.chain import main
+from modeling_rq2.cli import train
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    train()

@@ -843,13 +843,32 @@ def _pyproject() -> dict:
 
 
 @pytest.mark.parametrize("script", ["rq2-train", "rq2-evaluate", "rq2-augment", "rq2-push"])
-def test_each_console_script_names_a_command_whose_help_shows_the_defaults(script, capsys):
+def test_each_console_script_names_a_command_whose_help_shows_the_defaults(script, capsys, monkeypatch):
     import importlib
+    import sys
 
     module, _, function = _pyproject()["project"]["scripts"][script].partition(":")
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
     with pytest.raises(SystemExit) as exit_:
-        getattr(importlib.import_module(module), function)(["--help"])
+        getattr(importlib.import_module(module), function)()
     assert exit_.value.code == 0 and "(default:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train.py", "--epoch", "2"], "train.py: error: unknown flags ['--epoch', '2']; did you mean --epochs?"),
+        (["-m", "modeling_rq2.evaluate", "--data", "scifcat"], "rq2-evaluate: error: scifcat: no such folder"),
+        (["push_to_hub.py", "--run_dir", "nowhere", "--retriever_repo", "a/b", "--reranker_repo", "a/c"],
+         "push_to_hub.py: error: nowhere/retriever: no saved retriever"),
+    ],
+)  # fmt: skip
+def test_a_command_line_mistake_is_one_line_not_a_traceback(argv, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
 def test_every_third_party_import_of_the_package_is_a_declared_dependency():

@@ -233,6 +233,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
+    from ..cli import augment
 
-    main(sys.argv[1:])
+    augment()
