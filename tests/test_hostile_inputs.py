@@ -1127,3 +1127,15 @@ def test_a_run_still_writing_is_not_staged(trained_run, tmp_path):
         with pytest.raises(ValueError, match=r"a run is still writing into it \(pid \d+ on "):
             stage_run(trained_run, REPOS, tmp_path / "staged")
     assert stage_run(trained_run, REPOS, tmp_path / "staged")  # the lock went with the run
+
+
+def test_few_valued_settings_list_their_choices_in_help_and_a_config_file_is_checked_too(tmp_path, capsys):
+    from modeling_rq2.training.config_files import parse_arguments
+
+    with pytest.raises(SystemExit):
+        parse_arguments(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--pooling {cls,mean}" in help_text and "--short_lists {pad,error}" in help_text
+    (tmp_path / "run.yaml").write_text("pooling: max\n")  # not through argparse: the settings' own check
+    with pytest.raises(ValueError, match=r"--pooling: must be one of \('cls', 'mean'\), got 'max'"):
+        parse_arguments([str(tmp_path / "run.yaml")])

@@ -14,12 +14,14 @@ from typing import NamedTuple
 
 from ..models.configuration_rq2 import INPUT_FORMATS, POOLING_MODES, SIMILARITIES
 from ..models.loading import DEFAULT_BACKBONE
-from .losses import DistillationOptions, check_numbers, check_setting, loss_option
+from .losses import DIRECTIONS, REDUCTIONS, DistillationOptions, check_numbers, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
 WARMUPS = ("joint", "separate")
 PROBABILITIES = ("platt", "sigmoid")
 SHORT_LISTS = ("pad", "error")
+LR_SCHEDULERS = ("constant_with_warmup", "linear", "constant")
+PRECISIONS = ("no", "bf16", "fp16")
 HELDOUT = "heldout"
 """The ``--eval_split`` that names the training queries ``--heldout_queries`` carves out."""
 
@@ -352,13 +354,13 @@ class JointTrainingArguments:
         check_setting(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         check_setting(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         check_setting(
-            self.mixed_precision in ("no", "bf16", "fp16"),
+            self.mixed_precision in PRECISIONS,
             "mixed_precision",
             f"must be no|bf16|fp16, got {self.mixed_precision!r}"
             + (" (from accelerate launch / accelerate config)" if self._from_accelerate else ""),
         )
         check_setting(
-            self.lr_scheduler in ("constant_with_warmup", "linear", "constant"),
+            self.lr_scheduler in LR_SCHEDULERS,
             "lr_scheduler",
             f"must be constant_with_warmup|linear|constant, got {self.lr_scheduler!r}",
         )
@@ -422,6 +424,24 @@ class AugmentationArguments:
             "probability",
             f"must be one of {PROBABILITIES}, got {self.probability!r}",
         )
+
+
+def setting_choices() -> dict[str, tuple[str, ...]]:
+    """The settings that take one of a few values, and those values (``--help`` lists them)."""
+    return {
+        "pooling": POOLING_MODES,
+        "similarity": SIMILARITIES,
+        "reranker_pooling": POOLING_MODES,
+        "input_format": INPUT_FORMATS,
+        "short_lists": SHORT_LISTS,
+        "lr_scheduler": LR_SCHEDULERS,
+        "mixed_precision": PRECISIONS,
+        "augment_warmup": WARMUPS,
+        "instance_mix": MIXES,
+        "probability": PROBABILITIES,
+        "direction": DIRECTIONS,
+        "reduction": REDUCTIONS,
+    }
 
 
 RESUME_MAY_CHANGE = frozenset(

@@ -10,24 +10,30 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .arguments import RunConfig
+from .arguments import RunConfig, setting_choices
 from .losses import DESCRIPTION_KEYS
 
 ARGUMENT_CLASSES = tuple(RunConfig.__annotations__.values())
 """The sections' classes in ``RunConfig`` order: what the parser fills."""
+CHOICES = setting_choices()
 
 
 class _ArgumentParser(HfArgumentParser):
     """``HfArgumentParser`` given only the argparse part of each field's metadata (loss options also carry
-    their card and benchmark descriptions, ``losses.loss_option``, which argparse does not take)."""
+    their card and benchmark descriptions, ``losses.loss_option``, which argparse does not take), the choices of
+    the few-valued settings (``--help`` lists them), and a bad flag raised as a ValueError (argparse exits)."""
 
     @staticmethod
     def _parse_dataclass_field(parser, field) -> None:
         trimmed = copy.copy(field)
-        trimmed.metadata = types.MappingProxyType(
-            {k: v for k, v in field.metadata.items() if k not in DESCRIPTION_KEYS}
-        )
+        metadata = {k: v for k, v in field.metadata.items() if k not in DESCRIPTION_KEYS}
+        if field.name in CHOICES:
+            metadata["choices"] = CHOICES[field.name]
+        trimmed.metadata = types.MappingProxyType(metadata)
         HfArgumentParser._parse_dataclass_field(parser, trimmed)
+
+    def error(self, message: str):
+        raise ValueError(message)
 
 
 MAX_CONFIG_NODES = 10_000
