@@ -13,8 +13,8 @@ from conftest import run_without_package
 
 REPOS = {"retriever": "me/rq2-retriever", "reranker": "me/rq2-reranker"}
 RESULTS = {
-    "retriever": {"ndcg@10": 0.61234, "mrr@10": 0.5},
-    "retriever + reranker@20": {"ndcg@10": 0.65, "mrr@10": 0.55},
+    "retriever": {"ndcg@10": 0.61234, "mrr@10": 0.5, "recall@100": 0.9},
+    "retriever + reranker@20": {"ndcg@10": 0.65, "mrr@10": 0.55, "recall@100": 0.9},
 }
 
 
@@ -29,7 +29,7 @@ def run_dir(tmp_path, retriever, reranker):
             "dataset": "scifact",
             "split": "test",
             "results": RESULTS,
-            "baselines": {"BM25 (bm25s)": {"ndcg@10": 0.662, "mrr@10": 0.631}},
+            "baselines": {"BM25 (bm25s)": {"ndcg@10": 0.662, "mrr@10": 0.631, "recall@100": 0.93}},
         },
         "seconds_total": 9.5,
         "hardware": {"device": "CPU (2 cores)", "processes": 1},
@@ -65,7 +65,9 @@ def test_staged_folders_hold_models_code_and_cards(run_dir, tmp_path):
     assert card.data.eval_results[0].metric_value == 0.6123 and card.data.eval_results[0].dataset_split == "test"
     reranker_card = ModelCard.load(staged["reranker"] / "README.md")
     assert reranker_card.data.pipeline_tag == "text-ranking"
+    # recall@100 of a re-ranked top 20 is the retriever's number: only on the retriever's card
     assert {r.metric_name: r.metric_value for r in reranker_card.data.eval_results} == {"ndcg@10": 0.65, "mrr@10": 0.55}
+    assert "recall@100" in {r.metric_name for r in card.data.eval_results}
     assert "me/rq2-retriever" in reranker_card.text  # links its partner
 
 

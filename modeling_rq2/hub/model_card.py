@@ -12,7 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..evaluation.systems import find, markdown_table
+from ..evaluation.metrics import parse_metric
+from ..evaluation.systems import System, find, markdown_table
 from ..training.arguments import RunConfig
 
 ROLES = ("retriever", "reranker")
@@ -29,6 +30,13 @@ _ROLE_METADATA = {
 _BACKBONES = {"default": "sentence-transformers/all-MiniLM-L6-v2"}
 _HUB_DATASETS = {"scifact": "BeIR/scifact", "msmarco": "BeIR/msmarco", "nq": "BeIR/nq"}
 _LICENSES = {"scifact": "cc-by-nc-2.0"}
+
+
+def changed_by_reranking(metric: str, depth: int) -> bool:
+    """Whether re-ordering the top ``depth`` can change ``metric``: Recall@k and Success@k with k >= depth count the
+    same passages whatever their order (the retriever's numbers, not the re-ranker's)."""
+    kind, cutoff = parse_metric(metric)
+    return not (kind in ("recall", "success") and cutoff is not None and cutoff >= depth)
 
 
 def _metric_system(role: str, results: dict) -> str | None:
@@ -259,6 +267,7 @@ def render_card(
             metric_value=round(value, 4),
         )
         for metric, value in (results.get(system, {}) if system else {}).items()
+        if role == "retriever" or changed_by_reranking(metric, System.parse(system).rerank_top_k)
     ]
     card_data = ModelCardData(
         language="en",
