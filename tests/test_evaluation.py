@@ -129,3 +129,28 @@ def test_runs_carry_the_models_scores_and_ties_keep_the_list_order(tmp_path):
     write_trec_run(run, str(tmp_path / "run.trec"))
     lines = [line.split() for line in (tmp_path / "run.trec").read_text().splitlines()]
     assert [(doc, float(score)) for _, _, doc, _, score, _ in lines] == list(run["q"].items())
+
+
+def test_evaluate_precision_reaches_both_models(beir_folder, retriever, reranker, tmp_path, monkeypatch):
+    from modeling_rq2.evaluation import evaluate as command
+
+    retriever.save_pretrained(tmp_path / "r")
+    reranker.save_pretrained(tmp_path / "c")
+    seen = []
+    real = command._models
+
+    def spy(args):
+        models = real(args)
+        seen.extend(model.inference_precision for model in models)
+        return models
+
+    monkeypatch.setattr(command, "_models", spy)
+    report = command.run_evaluation(
+        command.EvaluateArguments(
+            retriever=str(tmp_path / "r"), reranker=str(tmp_path / "c"), data=str(beir_folder), top_k=5,
+            rerank_top_k=2, precision="bf16", output_dir=str(tmp_path / "out"),
+        )
+    )  # fmt: skip
+    assert seen == ["bf16", "bf16"] and report["arguments"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="--precision must be one of"):
+        command.EvaluateArguments(precision="int4")

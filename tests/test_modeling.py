@@ -283,3 +283,22 @@ def test_a_dense_projection_is_refused_and_the_folders_length_and_dtype_are_hono
     model = RQ2Retriever.from_backbone(folder, dtype=torch.bfloat16)
     assert (model.config.pooling, model.config.passage_max_length) == ("mean", 24)  # max_seq_length: 128 before
     assert next(model.parameters()).dtype == torch.bfloat16  # dropped silently before
+
+
+def test_inference_precision_autocasts_and_returns_float32(retriever, reranker, monkeypatch):
+    """bf16 encodes and scores close to fp32 (a tiny model: loose), outputs stay float32; ``auto`` asks the hardware."""
+    import modeling_rq2.models.modeling_rq2 as modeling
+
+    texts = ["what causes scurvy", "the sun is a star and gives light and energy to earth"]
+    fp32 = retriever.encode_passages(texts)
+    bf16 = retriever.encode_passages(texts, precision="bf16")
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
+    cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() > 0.99
+    scores = reranker.score_pairs([(t, t) for t in texts], precision="bf16")
+    assert scores.dtype == np.float32 and np.allclose(scores, reranker.score_pairs([(t, t) for t in texts]), atol=0.1)
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(modeling, "native_bf16", lambda device, native=native: native)
+        assert modeling.inference_dtype("auto", torch.device("cpu")) is expected
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'fp16'\)"):
+        retriever.encode_queries(texts, precision="int4")

@@ -25,7 +25,7 @@ from transformers import HfArgumentParser
 from ..data import RetrievalData, load_data
 from ..data.corpus import CorpusPassages, lookup_passages
 from ..models.loading import DEFAULT_BACKBONE, load_reranker, load_retriever
-from ..models.modeling_rq2 import Passage, RQ2Reranker, RQ2Retriever
+from ..models.modeling_rq2 import INFERENCE_PRECISIONS, Passage, RQ2Reranker, RQ2Retriever
 from ..retrieval.bm25 import bm25_search
 from ..retrieval.index import INDEX_TYPES, IndexOptions, encode_corpus_shards
 from ..retrieval.pipeline import Reranker, RetrieveThenRerank, to_run
@@ -53,6 +53,14 @@ class EvaluateArguments:
     query_max_length: int | None = None
     passage_max_length: int | None = None
     batch_size: int = 32
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "how the models encode and score: fp32, bf16 / fp16 autocast, or auto (bf16 where the GPU or CPU "
+            "runs it natively, else fp32)",
+            "choices": INFERENCE_PRECISIONS,
+        },
+    )
     metrics: list[str] | None = field(
         default=None, metadata={"help": "default: the dataset's own (see the module doc)"}
     )
@@ -85,6 +93,8 @@ class EvaluateArguments:
                 raise ValueError(f"--{name} must be >= 1 (or unset: the model's own), got {getattr(self, name)}")
         if self.reranker is not None and not 0 <= self.rerank_top_k <= self.top_k:
             raise ValueError(f"--rerank_top_k must be in [0, --top_k={self.top_k}], got {self.rerank_top_k}")
+        if self.precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"--precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
         if not 0 <= self.fusion <= 1:  # also refuses nan
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
         for metric in self.metrics or []:
@@ -259,7 +269,11 @@ def _models(args: EvaluateArguments) -> tuple[RQ2Retriever, RQ2Reranker | None]:
     """The retriever (with the lengths asked for) and the re-ranker, if any."""
     lengths = {"query_max_length": args.query_max_length, "passage_max_length": args.passage_max_length}
     retriever = load_retriever(args.retriever, **{k: v for k, v in lengths.items() if v})
-    return retriever, load_reranker(args.reranker) if args.reranker else None
+    reranker = load_reranker(args.reranker) if args.reranker else None
+    for model in (retriever, reranker):
+        if model is not None:
+            model.inference_precision = args.precision
+    return retriever, reranker
 
 
 def _encode_shards_together(args: EvaluateArguments, data: RetrievalData, retriever: RQ2Retriever, accelerator) -> None:

@@ -132,6 +132,30 @@ def _safetensors_only(name_or_path, allow_pickle: bool, use_safetensors: bool | 
         ) from err
 
 
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""How encoding and scoring compute: ``auto`` picks bf16 where the hardware runs it natively, else fp32."""
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a GPU that supports it, a CPU with AVX512-BF16 or AMX (asked of
+    the processor at run time: an AVX2-only CPU emulates bf16, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an inference call at ``precision`` (None: plain float32)."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -236,6 +260,8 @@ class RQ2PreTrainedModel(PreTrainedModel):
         super().__init__(config)
         self.tokenizer = tokenizer
         self._warned_caps: set[tuple[int, int]] = set()
+        self.inference_precision = "fp32"
+        """What encoding and scoring calls use when they are given no ``precision`` (``INFERENCE_PRECISIONS``)."""
 
     @classmethod
     def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
@@ -402,10 +428,26 @@ class RQ2PreTrainedModel(PreTrainedModel):
         return self.tokenizer
 
     @torch.inference_mode()
-    def _batched(self, texts: Sequence, encode_batch, batch_size: int, show_progress_bar: bool | None, desc: str):
-        """Run ``encode_batch`` over texts sorted by length (less padding) and restore the input order."""
+    def _batched(
+        self,
+        texts: Sequence,
+        encode_batch,
+        batch_size: int,
+        show_progress_bar: bool | None,
+        desc: str,
+        precision: str | None = None,
+    ):
+        """Run ``encode_batch`` over texts sorted by length (less padding) and restore the input order, under
+        ``precision``'s autocast (``inference_dtype``); the outputs come back as float32."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        dtype = inference_dtype(precision or self.inference_precision, self.device)
+        inner = encode_batch
+
+        def encode_batch(batch):
+            with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
+                return inner(batch)
+
         order = np.argsort([-len(str(t)) for t in texts], kind="stable")
         was_training = self.training
         self.eval()
@@ -478,7 +520,7 @@ class RQ2Retriever(RQ2PreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        embeddings = pool(hidden, attention_mask, self.config.pooling)
+        embeddings = pool(hidden.float(), attention_mask, self.config.pooling)  # sums in float32, under autocast too
         if self.config.similarity == "cosine":
             embeddings = nn.functional.normalize(embeddings, p=2, dim=-1)
         return embeddings
@@ -556,29 +598,41 @@ class RQ2Retriever(RQ2PreTrainedModel):
         return tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
 
     def encode_queries(
-        self, queries: str | Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+        self,
+        queries: str | Sequence[str],
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        *,
+        precision: str | None = None,
     ) -> np.ndarray:
-        """Embed query strings: float32 array (n, dim), in input order; one string gives one vector (dim,)."""
+        """Embed query strings: float32 array (n, dim), in input order; one string gives one vector (dim,).
+        ``precision``: ``fp32``, ``bf16`` / ``fp16`` autocast, or ``auto`` (bf16 where the hardware has it); default
+        the model's ``inference_precision`` (fp32 unless set)."""
         queries, single = as_batch(queries, "query")
 
         def encode_batch(batch):
             return self.embed_queries(**_to(self.tokenize_queries(batch), self.device))
 
-        result = self._batched(queries, encode_batch, batch_size, show_progress_bar, "queries")
+        result = self._batched(queries, encode_batch, batch_size, show_progress_bar, "queries", precision)
         result = result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
         return result[0] if single else result
 
     def encode_passages(
-        self, passages: Passage | Sequence[Passage], batch_size: int = 32, show_progress_bar: bool | None = None
+        self,
+        passages: Passage | Sequence[Passage],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        *,
+        precision: str | None = None,
     ) -> np.ndarray:
         """Embed passages (strings or {title, text} dicts, as ``title [SEP] text``): float32 (n, dim); one passage
-        gives one vector (dim,)."""
+        gives one vector (dim,). ``precision`` as ``encode_queries``."""
         passages, single = as_batch(passages, "passage")
 
         def encode_batch(batch):
             return self.embed_passages(**_to(self.tokenize_passages(batch), self.device))
 
-        result = self._batched(passages, encode_batch, batch_size, show_progress_bar, "passages")
+        result = self._batched(passages, encode_batch, batch_size, show_progress_bar, "passages", precision)
         result = result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
         return result[0] if single else result
 
@@ -693,7 +747,7 @@ class RQ2Reranker(RQ2PreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        pooled = self.dropout(pool(hidden, attention_mask, self.config.pooling))
+        pooled = self.dropout(pool(hidden.float(), attention_mask, self.config.pooling))
         with torch.autocast(device_type=pooled.device.type, enabled=False):  # scores enter the loss in float32
             logits = self.classifier(pooled.to(self.classifier.weight.dtype)).float()
         logits = logits.squeeze(-1).reshape(shape[:-1])
@@ -728,9 +782,11 @@ class RQ2Reranker(RQ2PreTrainedModel):
         pairs: Sequence[tuple[str, Passage]],
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
+        *,
+        precision: str | None = None,
     ) -> np.ndarray:
         """Relevance logits for (query, passage) pairs: float32 array (n,), in input order; one pair given alone
-        (``("query", "passage")``) gives one score."""
+        (``("query", "passage")``) gives one score. ``precision`` as ``RQ2Retriever.encode_queries``."""
         single = isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str)
         pairs = [pairs] if single else list(pairs)
         for i, pair in enumerate(pairs):
@@ -742,7 +798,7 @@ class RQ2Reranker(RQ2PreTrainedModel):
         def score_batch(batch):
             return self(**_to(self.tokenize_pairs(batch), self.device)).logits
 
-        result = self._batched(pairs, score_batch, batch_size, show_progress_bar, "pairs")
+        result = self._batched(pairs, score_batch, batch_size, show_progress_bar, "pairs", precision)
         result = result if result is not None else np.zeros((0,), dtype=np.float32)
         return result[0] if single else result
 
