@@ -70,9 +70,13 @@ def test_sentence_transformers_loads_the_exported_folders():
 @pytest.mark.parametrize("role", ["retriever", "reranker"])
 def test_a_run_of_0_1_0_gets_the_card_it_got_then(tmp_path, role):
     """The metrics, config (format 0) and cards of `python train.py --epochs 1` run with 0.1.0 (the card's training
-    curve left out): today's code renders the same card from the same files."""
+    curve left out): today's code renders the same card from the same files, but for the changes made on purpose
+    since (below)."""
     from modeling_rq2.hub.model_card import render_card
 
     run = FIXTURES / "run"
     card = render_card(run, role, {"retriever": "before-retriever", "reranker": "before-reranker"}, with_curve=True)
-    assert str(card) == (run / role / "README.md").read_text(encoding="utf-8")
+    then = (run / role / "README.md").read_text(encoding="utf-8")
+    if role == "reranker":  # issue 18: Recall@100 of a re-ranked top 20 is the retriever's number, not the re-ranker's
+        then = then.replace("    - type: recall_at_100\n      value: 0.9533\n      name: recall@100\n", "")
+    assert str(card) == then
