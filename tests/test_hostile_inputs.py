@@ -1139,3 +1139,16 @@ def test_few_valued_settings_list_their_choices_in_help_and_a_config_file_is_che
     (tmp_path / "run.yaml").write_text("pooling: max\n")  # not through argparse: the settings' own check
     with pytest.raises(ValueError, match=r"--pooling: must be one of \('cls', 'mean'\), got 'max'"):
         parse_arguments([str(tmp_path / "run.yaml")])
+
+
+def test_a_saved_position_ids_buffer_is_not_taken_for_a_dropped_weight(saved):
+    """Folders saved by older transformers hold ``embeddings.position_ids`` (a buffer): the dropped-weights refusal
+    must not catch it (transformers leaves it out of the unexpected keys)."""
+    from safetensors.torch import load_file, save_file
+
+    path = saved / "retriever" / "model.safetensors"
+    state = load_file(path)
+    state["query_encoder.embeddings.position_ids"] = torch.arange(128).unsqueeze(0)
+    save_file(state, path, metadata={"format": "pt"})
+    (saved / "retriever" / "weights.sha256").unlink()
+    RQ2Retriever.from_pretrained(saved / "retriever")
