@@ -302,3 +302,22 @@ def test_inference_precision_autocasts_and_returns_float32(retriever, reranker, 
         assert modeling.inference_dtype("auto", torch.device("cpu")) is expected
     with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'fp16'\)"):
         retriever.encode_queries(texts, precision="int4")
+
+
+def test_the_prompts_a_sentence_transformers_folder_declares_are_honoured(tmp_path, tiny_tokenizer):
+    """e5-style backbones were trained with "query: " / "passage: ": starting from them without was another model."""
+    folder = _st_folder(tmp_path, tiny_tokenizer, {"pooling_mode": "mean"})
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None})
+    )
+    model = RQ2Retriever.from_backbone(folder)
+    assert (model.config.query_prompt, model.config.passage_prompt) == ("query: ", "passage: ")
+    plain = RQ2Retriever.from_backbone(folder, query_prompt="", passage_prompt="")
+    np.testing.assert_allclose(model.encode_queries(["sun"]), plain.encode_queries(["query: sun"]), atol=1e-6)
+    np.testing.assert_allclose(
+        model.encode_passages([{"title": "t", "text": "x"}]),
+        plain.encode_passages([{"title": "passage: t", "text": "x"}]),
+        atol=1e-6,
+    )
+    model.save_pretrained(tmp_path / "saved")
+    assert RQ2Retriever.from_pretrained(tmp_path / "saved").config.query_prompt == "query: "

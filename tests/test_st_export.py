@@ -164,14 +164,18 @@ def test_an_official_input_format_retriever_takes_title_text_pairs_in_sentence_t
     np.testing.assert_allclose(loaded.encode_document(PASSAGES), model.encode_passages(PASSAGES), atol=ATOL)
 
 
+@pytest.mark.parametrize("prompts", [{}, {"query_prompt": "query: ", "passage_prompt": "passage: "}], ids=["", "e5"])
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "separate"])
 def test_our_retriever_answers_sentence_transformers_calls_as_the_exported_folder_does(
-    tiny_tokenizer, tmp_path, shared
+    tiny_tokenizer, tmp_path, shared, prompts
 ):
-    """The same-named calls (encode, encode_query, encode_document, similarity, their options) give equal arrays."""
+    """The same-named calls (encode, encode_query, encode_document, similarity, their options, the model's prompts)
+    give equal arrays."""
     import torch
 
-    model = tiny_retriever(tiny_tokenizer, shared_towers=shared, pooling="mean", similarity="cosine", **LENGTHS)
+    model = tiny_retriever(
+        tiny_tokenizer, shared_towers=shared, pooling="mean", similarity="cosine", **LENGTHS, **prompts
+    )
     loaded = st.SentenceTransformer(_saved(model, tmp_path / "r", export_retriever))
     for call, texts in (("encode", PASSAGES), ("encode_query", QUERIES), ("encode_document", PASSAGES)):
         for options in ({}, {"normalize_embeddings": True, "batch_size": 2}, {"prompt": "query: "}):
@@ -182,7 +186,7 @@ def test_our_retriever_answers_sentence_transformers_calls_as_the_exported_folde
         assert torch.is_tensor(tensor) and tensor.shape == (len(texts), model.embedding_dim)
     q, p = model.encode_query(QUERIES), model.encode_document(PASSAGES)
     np.testing.assert_allclose(model.similarity(q, p).numpy(), loaded.similarity(q, p).numpy(), atol=ATOL)
-    with pytest.raises(ValueError, match="prompt_name must be 'query' or 'document'"):
+    with pytest.raises(ValueError, match=r"prompt_name must be one of this model's prompts \['document', 'query'\]"):
         model.encode(PASSAGES, prompt_name="classification")
 
 

@@ -48,6 +48,10 @@ class RQ2RetrieverConfig(PreTrainedConfig):
     query_max_length: int = 32
     passage_max_length: int = 128
     input_format: str = "joined"
+    query_prompt: str = ""
+    """Put before every query (e.g. e5's ``"query: "``), as a sentence-transformers backbone declares it."""
+    passage_prompt: str = ""
+    """Put before every passage (e.g. ``"passage: "``)."""
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):

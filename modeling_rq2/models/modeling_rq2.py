@@ -576,25 +576,35 @@ class RQ2Retriever(RQ2PreTrainedModel):
         output = RQ2RetrieverOutput(scores=scores, query_embeddings=queries, passage_embeddings=passages)
         return output if use_dict else output.to_tuple()
 
-    def tokenize_queries(self, queries: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        """Token tensors of queries, padded and truncated to ``max_length or query_max_length`` (on the CPU)."""
+    def tokenize_queries(
+        self, queries: Sequence[str], max_length: int | None = None, *, prompt: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Token tensors of queries, each after ``prompt`` (default ``config.query_prompt``), padded and truncated to
+        ``max_length or query_max_length`` (on the CPU)."""
+        prompt = self.config.query_prompt if prompt is None else prompt
         return self._require_tokenizer()(
-            [str(q) for q in queries],
+            [prompt + str(q) for q in queries],
             padding=True,
             truncation=True,
             max_length=self._length(max_length or self.config.query_max_length),
             return_tensors="pt",
         )
 
-    def tokenize_passages(self, passages: Sequence[Passage], max_length: int | None = None) -> dict[str, torch.Tensor]:
+    def tokenize_passages(
+        self, passages: Sequence[Passage], max_length: int | None = None, *, prompt: str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Token tensors of passages, truncated to ``max_length or passage_max_length``: ``title [SEP] text`` as one
         segment (``input_format`` joined), or a title and its text as segments A and B (official; RocketQA's code);
-        a passage without a title is its text alone in both."""
+        a passage without a title is its text alone in both. ``prompt`` (default ``config.passage_prompt``) comes
+        first."""
         tokenizer = self._require_tokenizer()
         length = self._length(max_length or self.config.passage_max_length)
+        prompt = self.config.passage_prompt if prompt is None else prompt
         if self.config.input_format == "official":
-            return _tokenize_segments(tokenizer, [title_and_text(p) for p in passages], length)
-        texts = [format_passage(p, tokenizer.sep_token or "|") for p in passages]
+            parts = [title_and_text(p) for p in passages]
+            parts = [(prompt + title, text) if title else ("", prompt + text) for title, text in parts]
+            return _tokenize_segments(tokenizer, parts, length)
+        texts = [prompt + format_passage(p, tokenizer.sep_token or "|") for p in passages]
         return tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
 
     def encode_queries(
@@ -604,14 +614,16 @@ class RQ2Retriever(RQ2PreTrainedModel):
         show_progress_bar: bool | None = None,
         *,
         precision: str | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray:
         """Embed query strings: float32 array (n, dim), in input order; one string gives one vector (dim,).
+        ``prompt``: put before each query instead of ``config.query_prompt``.
         ``precision``: ``fp32``, ``bf16`` / ``fp16`` autocast, or ``auto`` (bf16 where the hardware has it); default
         the model's ``inference_precision`` (fp32 unless set)."""
         queries, single = as_batch(queries, "query")
 
         def encode_batch(batch):
-            return self.embed_queries(**_to(self.tokenize_queries(batch), self.device))
+            return self.embed_queries(**_to(self.tokenize_queries(batch, prompt=prompt), self.device))
 
         result = self._batched(queries, encode_batch, batch_size, show_progress_bar, "queries", precision)
         result = result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
@@ -624,13 +636,15 @@ class RQ2Retriever(RQ2PreTrainedModel):
         show_progress_bar: bool | None = None,
         *,
         precision: str | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray:
         """Embed passages (strings or {title, text} dicts, as ``title [SEP] text``): float32 (n, dim); one passage
-        gives one vector (dim,). ``precision`` as ``encode_queries``."""
+        gives one vector (dim,). ``precision`` as ``encode_queries``; ``prompt``: instead of
+        ``config.passage_prompt``."""
         passages, single = as_batch(passages, "passage")
 
         def encode_batch(batch):
-            return self.embed_passages(**_to(self.tokenize_passages(batch), self.device))
+            return self.embed_passages(**_to(self.tokenize_passages(batch, prompt=prompt), self.device))
 
         result = self._batched(passages, encode_batch, batch_size, show_progress_bar, "passages", precision)
         result = result if result is not None else np.zeros((0, self.embedding_dim), dtype=np.float32)
@@ -674,18 +688,14 @@ class RQ2Retriever(RQ2PreTrainedModel):
         normalize_embeddings: bool = False,
         device: str | torch.device | None = None,
     ):
-        if prompt_name not in (None, "query", "document"):
-            raise ValueError(
-                f"prompt_name must be 'query' or 'document' (this model's prompts, both empty), got {prompt_name!r}"
-            )
+        prompts = {"query": self.config.query_prompt, "document": self.config.passage_prompt}
+        if prompt_name not in (None, *prompts):
+            raise ValueError(f"prompt_name must be one of this model's prompts {sorted(prompts)}, got {prompt_name!r}")
         if device is not None:
             self.to(device)
         items, single = as_batch(sentences, "passage" if encode == self.encode_passages else "query")
-        if prompt:
-            items = [
-                prompt + item if isinstance(item, str) else {**item, "text": prompt + item["text"]} for item in items
-            ]
-        embeddings = torch.from_numpy(encode(items, batch_size, show_progress_bar))
+        prompt = prompt if prompt is not None else prompts.get(prompt_name)  # None: the tower's own prompt
+        embeddings = torch.from_numpy(encode(items, batch_size, show_progress_bar, prompt=prompt))
         if normalize_embeddings:
             embeddings = nn.functional.normalize(embeddings, dim=-1)
         embeddings = embeddings[0] if single else embeddings
@@ -879,8 +889,9 @@ def _st_json(name_or_path: str, filename: str) -> dict | list | None:
 def _sentence_transformers_defaults(name_or_path: str, cls_name: str = "RQ2Retriever", *, strict: bool = True) -> dict:
     """What a sentence-transformers folder declares (empty if it is not one): its pooling (``cls`` / ``mean``;
     another mode is refused, naming it: it became ``cls`` before), cosine when it normalises, its
-    ``max_seq_length`` as the passage length; a ``Dense`` projection, which these towers do not carry, is refused.
-    ``strict=False`` (the caller chose the pooling): nothing is refused, the pooling is not read."""
+    ``max_seq_length`` as the passage length, its query and document prompts; a ``Dense`` projection, which these
+    towers do not carry, is refused. ``strict=False`` (the caller chose the pooling): nothing is refused, the pooling
+    is not read."""
     modules = _st_json(name_or_path, "modules.json")
     if modules is None:
         return {}
@@ -914,6 +925,11 @@ def _sentence_transformers_defaults(name_or_path: str, cls_name: str = "RQ2Retri
     length = (_st_json(name_or_path, "sentence_bert_config.json") or {}).get("max_seq_length")
     if isinstance(length, int) and length > 0:
         defaults["passage_max_length"] = length
+    prompts = (_st_json(name_or_path, "config_sentence_transformers.json") or {}).get("prompts") or {}
+    for field, names in (("query_prompt", ("query",)), ("passage_prompt", ("document", "passage", "corpus"))):
+        found = next((prompts[name] for name in names if isinstance(prompts.get(name), str) and prompts[name]), None)
+        if found:  # e5's "query: " / "passage: ": a model trained with them reads worse without
+            defaults[field] = found
     return defaults
 
 

@@ -153,8 +153,8 @@ def export_retriever(model: RQ2Retriever, folder: str | os.PathLike) -> None:
         folder / "config_sentence_transformers.json",
         {
             "model_type": "SentenceTransformer",
-            "prompts": {"query": "", "document": ""},
-            "default_prompt_name": None,
+            "prompts": {"query": config.query_prompt, "document": config.passage_prompt},
+            "default_prompt_name": "document" if config.passage_prompt else None,  # encode() is the passage route
             "similarity_fn_name": similarity,
             "requirements": _REQUIREMENTS,
         },
