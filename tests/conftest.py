@@ -26,13 +26,8 @@ WORDS = (
     "increase decrease reduce high low what why how does do water light energy star earth paris france"
 ).split()
 TINY_ENCODER = dict(
-    model_type="bert",
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=128,
+    model_type="bert", vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=37, max_position_embeddings=128,
 )
 
 
@@ -53,12 +48,7 @@ def make_tokenizer() -> BertTokenizer:
     vocab += [f"tok{i}" for i in range(99 - len(vocab))]
     assert len(vocab) == 99
     tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
-    assert tokenizer.convert_ids_to_tokens(tokenizer("what is the sun")["input_ids"])[1:-1] == [
-        "what",
-        "is",
-        "the",
-        "sun",
-    ]
+    assert tokenizer.convert_ids_to_tokens(tokenizer("what is the sun")["input_ids"])[1:-1] == ["what", "is", "the", "sun"]
     return tokenizer
 
 
@@ -152,19 +142,10 @@ TRAIN_WORDS = "scurvy sun moon cell cancer gene protein blood heart risk drug wa
 def train_setup(tmp_path_factory, tiny_tokenizer):
     """A BEIR folder with 12 train / 4 test queries, and tiny saved models."""
     root = tmp_path_factory.mktemp("train")
-    corpus = [
-        {
-            "_id": f"d{i}",
-            "title": TRAIN_WORDS[i],
-            "text": f"{TRAIN_WORDS[i]} {TRAIN_WORDS[(i + 3) % 20]} is a {TRAIN_WORDS[(i + 7) % 20]}",
-        }
-        for i in range(20)
-    ]
+    corpus = [{"_id": f"d{i}", "title": TRAIN_WORDS[i], "text": f"{TRAIN_WORDS[i]} {TRAIN_WORDS[(i + 3) % 20]} is a {TRAIN_WORDS[(i + 7) % 20]}"} for i in range(20)]
     queries = [{"_id": f"q{i}", "text": f"what is {TRAIN_WORDS[i]}"} for i in range(16)]
     data = write_beir(
-        root / "beir",
-        corpus,
-        queries,
+        root / "beir", corpus, queries,
         {"train": [(f"q{i}", f"d{i}", 1) for i in range(12)], "test": [(f"q{i}", f"d{i}", 1) for i in range(12, 16)]},
     )
     tiny_retriever(tiny_tokenizer, pooling="mean").save_pretrained(root / "retriever")
@@ -176,35 +157,10 @@ def train_argv(train_setup, output_dir, *extra) -> list[str]:
     """Flags of a tiny training run over ``train_setup`` writing into ``output_dir``."""
     root, data = train_setup
     return [
-        "--retriever",
-        str(root / "retriever"),
-        "--reranker",
-        str(root / "reranker"),
-        "--data",
-        str(data),
-        "--output_dir",
-        str(output_dir),
-        "--report_to",
-        "none",
-        "--list_size",
-        "3",
-        "--batch_size",
-        "4",
-        "--passage_max_length",
-        "32",
-        "--train_passage_max_length",
-        "32",
-        "--reranker_max_length",
-        "48",
-        "--rerank_top_k",
-        "5",
-        "--eval_top_k",
-        "20",
-        "--negatives_top_n",
-        "10",
-        "--epochs",
-        "1",
-        *extra,
+        "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
+        "--output_dir", str(output_dir), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
+        "--passage_max_length", "32", "--train_passage_max_length", "32", "--reranker_max_length", "48",
+        "--rerank_top_k", "5", "--eval_top_k", "20", "--negatives_top_n", "10", "--epochs", "1", *extra,
     ]
 
 
@@ -220,13 +176,8 @@ def run_without_package(script: str, tmp_path: Path) -> str:
         sys.meta_path.insert(0, Block())
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"},
-    )
+    result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script)], capture_output=True, text=True, timeout=300,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -238,13 +189,8 @@ def start_training(argv: list[str], output: bool = False) -> subprocess.Popen:
     """``python train.py ARGV`` in a fresh single-threaded process (stdout+stderr piped when ``output``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     stream = subprocess.PIPE if output else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *argv],
-        env=env,
-        stdout=stream,
-        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
-        text=True,
-    )
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], env=env, stdout=stream,
+                            stderr=subprocess.STDOUT if output else subprocess.DEVNULL, text=True)
 
 
 def wait_until(proc: subprocess.Popen, condition, timeout: float = 240) -> None:

@@ -20,16 +20,13 @@ LOGITS = {"g0": 6.0, "g1": 6.0, "a0": 5.0, "u0": 0.0, "n1": -4.0, "n2": -5.0, "n
 @pytest.fixture
 def data(tmp_path):
     queries = [{"_id": "q0", "text": "sun"}, {"_id": "q1", "text": "moon"}, {"_id": "q2", "text": "water"}]
-    folder = write_beir(
-        tmp_path / "beir", CORPUS, queries, {"train": [("q0", "g0", 1), ("q1", "g1", 1), ("q2", "g1", 0)]}
-    )
+    folder = write_beir(tmp_path / "beir", CORPUS, queries, {"train": [("q0", "g0", 1), ("q1", "g1", 1), ("q2", "g1", 0)]})
     return load_beir(folder, "train")
 
 
 @pytest.fixture
 def controlled(reranker, monkeypatch):
     """The re-ranker's logit of (query, passage) is LOGITS[doc id], whatever the query."""
-
     def score_pairs(pairs, *args, **kwargs):
         return np.array([LOGITS[p["text"].split()[-1]] for _, p in pairs], dtype=np.float32)
 
@@ -105,9 +102,7 @@ def test_platt_probabilities_follow_the_logit_order(data, retriever, controlled)
 
 
 def test_saved_instances_train_and_reload(data, retriever, controlled, tmp_path):
-    instances, report = augment_instances(
-        data, retriever, controlled, AugmentationArguments(augment_top_n=8, probability="sigmoid")
-    )
+    instances, report = augment_instances(data, retriever, controlled, AugmentationArguments(augment_top_n=8, probability="sigmoid"))
     for path in (tmp_path / "folder", tmp_path / "lists.jsonl"):
         save_instances(instances, path, report)
         loaded = load_instances(path)
@@ -127,19 +122,7 @@ def test_command_line_writes_instances_and_report(data, retriever, reranker, tmp
     retriever.save_pretrained(tmp_path / "r")
     reranker.save_pretrained(tmp_path / "c")
     folder = tmp_path / "beir"
-    report = main(
-        [
-            "--retriever",
-            str(tmp_path / "r"),
-            "--reranker",
-            str(tmp_path / "c"),
-            "--data",
-            str(folder),
-            "--output",
-            str(tmp_path / "out"),
-            "--augment_top_n",
-            "5",
-        ]
-    )
+    report = main(["--retriever", str(tmp_path / "r"), "--reranker", str(tmp_path / "c"), "--data", str(folder),
+                   "--output", str(tmp_path / "out"), "--augment_top_n", "5"])
     assert report["top_n"] == 5 and len(load_instances(tmp_path / "out")) >= 2
     assert "positives_added" in capsys.readouterr().out

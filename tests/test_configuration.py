@@ -8,9 +8,7 @@ from conftest import TINY_ENCODER
 
 
 def test_retriever_config_round_trip_keeps_nested_encoder(tmp_path):
-    config = RQ2RetrieverConfig(
-        encoder_config=dict(TINY_ENCODER), shared_towers=False, pooling="mean", similarity="cosine"
-    )
+    config = RQ2RetrieverConfig(encoder_config=dict(TINY_ENCODER), shared_towers=False, pooling="mean", similarity="cosine")
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)  # registered: no trust_remote_code needed
     assert isinstance(loaded, RQ2RetrieverConfig)
@@ -41,9 +39,7 @@ def test_retriever_config_rejects_bad_values_naming_the_field(kwargs, field):
         RQ2RetrieverConfig(**kwargs)
 
 
-@pytest.mark.parametrize(
-    "kwargs, field", [({"classifier_dropout": 1.5}, "classifier_dropout"), ({"max_length": -1}, "max_length")]
-)
+@pytest.mark.parametrize("kwargs, field", [({"classifier_dropout": 1.5}, "classifier_dropout"), ({"max_length": -1}, "max_length")])
 def test_reranker_config_rejects_bad_values_naming_the_field(kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):
         RQ2RerankerConfig(**kwargs)

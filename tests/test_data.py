@@ -111,11 +111,7 @@ def test_hub_dataset_name_reads_beir_configs(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     data = load_beir("BeIR/tiny", "test")
-    assert calls == [
-        ("BeIR/tiny", "corpus", "corpus"),
-        ("BeIR/tiny", "queries", "queries"),
-        ("BeIR/tiny-qrels", None, "test"),
-    ]
+    assert calls == [("BeIR/tiny", "corpus", "corpus"), ("BeIR/tiny", "queries", "queries"), ("BeIR/tiny-qrels", None, "test")]
     assert data.corpus.column_names == ["_id", "title", "text"]
     assert data.qrels == {"q1": {"d1": 1}} and data.queries["_id"] == ["q1"]
 

@@ -36,33 +36,10 @@ runpy.run_module("modeling_rq2.evaluate", run_name="__main__")
 def _evaluate(args: list[str], log: Path, processes: int, **env) -> subprocess.CompletedProcess:
     script = log.parent / "wrapper.py"
     script.write_text(WRAPPER, encoding="utf-8")
-    launch = (
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),  # MULTI_CPU
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ]
-        if processes > 1
-        else [sys.executable]
-    )
-    environment = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-        "ENCODE_LOG": str(log),
-        "ACCELERATE_USE_CPU": "true",
-        **env,
-    }
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),  # MULTI_CPU
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"] if processes > 1 else [sys.executable]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ENCODE_LOG": str(log),
+                   "ACCELERATE_USE_CPU": "true", **env}
     return subprocess.run([*launch, str(script), *args], env=environment, capture_output=True, text=True, timeout=300)
 
 
@@ -73,22 +50,8 @@ def _shards_encoded(log: Path) -> int:
 def test_two_processes_encode_shards_and_a_killed_run_resumes(train_setup, tmp_path):
     root, _ = train_setup
     data = write_msmarco(tmp_path / "msmarco")  # 20 passages: 7 shards of 3
-    common = [
-        "--retriever",
-        str(root / "retriever"),
-        "--data",
-        str(data),
-        "--split",
-        "dev.small",
-        "--top_k",
-        "20",
-        "--batch_size",
-        "4",
-        "--shard_size",
-        "3",
-        "--rerank_top_k",
-        "0",
-    ]
+    common = ["--retriever", str(root / "retriever"), "--data", str(data), "--split", "dev.small", "--top_k", "20",
+              "--batch_size", "4", "--shard_size", "3", "--rerank_top_k", "0"]
     index = tmp_path / "index"
     run = [*common, "--index_dir", str(index), "--output_dir", str(tmp_path / "eval")]
 
@@ -97,9 +60,7 @@ def test_two_processes_encode_shards_and_a_killed_run_resumes(train_setup, tmp_p
     first = _shards_encoded(tmp_path / "killed")
     assert 1 <= first < 7 and len(list((index / "shards").glob("shard-*.npy"))) == first  # only whole shards on disk
     shares = {p.name: len(p.read_text().split()) for p in tmp_path.glob("killed.*")}
-    assert (
-        shares["killed.1"] == 1 and 1 <= shares["killed.0"] <= 4
-    )  # shards 0, 2, 4, 6 are process 0's; 1, 3, 5 process 1's
+    assert shares["killed.1"] == 1 and 1 <= shares["killed.0"] <= 4  # shards 0, 2, 4, 6 are process 0's; 1, 3, 5 process 1's
 
     resumed = _evaluate(run, tmp_path / "resumed", 2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -45,10 +45,7 @@ def test_unknown_metric_is_rejected():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_agrees_with_pytrec_eval(seed):
     rng = random.Random(seed)
-    qrels = {
-        f"q{i}": {f"d{rng.randrange(40)}": rng.choice([0, 1, 2, 3]) for _ in range(rng.randint(1, 6))}
-        for i in range(60)
-    }
+    qrels = {f"q{i}": {f"d{rng.randrange(40)}": rng.choice([0, 1, 2, 3]) for _ in range(rng.randint(1, 6))} for i in range(60)}
     # coarse scores make many ties, which both must break the same way
     run = {q: {f"d{j}": round(rng.random(), 1) for j in rng.sample(range(40), 25)} for q in qrels}
     ours, per_query = evaluate_run(run, qrels, ["ndcg@10", "recall@5", "recall@100", "map", "mrr@10"])
@@ -56,11 +53,8 @@ def test_agrees_with_pytrec_eval(seed):
     run10 = {q: {d: scores[d] for d in rank(scores)[:10]} for q, scores in run.items()}
     ref_rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run10)
     for ours_name, ref_name, reference in [
-        ("ndcg@10", "ndcg_cut_10", ref),
-        ("recall@5", "recall_5", ref),
-        ("recall@100", "recall_100", ref),
-        ("map", "map", ref),
-        ("mrr@10", "recip_rank", ref_rr),
+        ("ndcg@10", "ndcg_cut_10", ref), ("recall@5", "recall_5", ref), ("recall@100", "recall_100", ref),
+        ("map", "map", ref), ("mrr@10", "recip_rank", ref_rr),
     ]:
         for q in qrels:
             assert per_query[q][ours_name] == pytest.approx(reference[q][ref_name], abs=1e-6), (q, ours_name)
@@ -71,35 +65,14 @@ def test_trec_run_file_lists_ranked_documents(tmp_path):
     assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 b 1 0.9 t", "q1 Q0 a 2 0.5 t"]
 
 
-def test_evaluate_command_writes_table_json_runs_and_reuses_its_index(
-    beir_folder, retriever, reranker, tmp_path, capsys
-):
+def test_evaluate_command_writes_table_json_runs_and_reuses_its_index(beir_folder, retriever, reranker, tmp_path, capsys):
     from modeling_rq2.evaluation.evaluate import main
 
     retriever.save_pretrained(tmp_path / "r")
     reranker.save_pretrained(tmp_path / "c")
-    argv = [
-        "--retriever",
-        str(tmp_path / "r"),
-        "--reranker",
-        str(tmp_path / "c"),
-        "--data",
-        str(beir_folder),
-        "--split",
-        "test",
-        "--top_k",
-        "5",
-        "--rerank_top_k",
-        "3",
-        "--fusion",
-        "0.5",
-        "--index_type",
-        "hnsw",
-        "--index_dir",
-        str(tmp_path / "index"),
-        "--output_dir",
-        str(tmp_path / "eval"),
-    ]
+    argv = ["--retriever", str(tmp_path / "r"), "--reranker", str(tmp_path / "c"), "--data", str(beir_folder),
+            "--split", "test", "--top_k", "5", "--rerank_top_k", "3", "--fusion", "0.5", "--index_type", "hnsw",
+            "--index_dir", str(tmp_path / "index"), "--output_dir", str(tmp_path / "eval")]
     main(argv)
     out = capsys.readouterr().out
     assert "| retriever + reranker@3, fusion 0.5 |" in out

@@ -23,26 +23,13 @@ def run_dir(tmp_path, retriever, reranker):
     run = tmp_path / "run"
     retriever.save_pretrained(run / "retriever")
     reranker.save_pretrained(run / "reranker")
-    metrics = {
-        "train": {"steps": 3},
-        "eval": {
-            "dataset": "scifact",
-            "split": "test",
-            "results": RESULTS,
-            "baselines": {"BM25 (bm25s)": {"ndcg@10": 0.662, "mrr@10": 0.631, "recall@100": 0.93}},
-        },
-        "seconds_total": 9.5,
-        "hardware": {"device": "CPU (2 cores)", "processes": 1},
-    }
+    metrics = {"train": {"steps": 3}, "eval": {"dataset": "scifact", "split": "test", "results": RESULTS,
+               "baselines": {"BM25 (bm25s)": {"ndcg@10": 0.662, "mrr@10": 0.631, "recall@100": 0.93}}},
+               "seconds_total": 9.5, "hardware": {"device": "CPU (2 cores)", "processes": 1}}
     (run / "metrics.json").write_text(json.dumps(metrics))
-    config = {
-        "ModelArguments": {"retriever": "default", "reranker": "default"},
-        "DataArguments": {"data": "scifact", "list_size": 4},
-    }
+    config = {"ModelArguments": {"retriever": "default", "reranker": "default"}, "DataArguments": {"data": "scifact", "list_size": 4}}
     (run / "training_config.json").write_text(json.dumps(config))
-    (run / "train_log.jsonl").write_text(
-        "".join(json.dumps({"step": i, "loss": 3.0 / i, "kl": 0.5 / i}) + "\n" for i in (1, 2, 3))
-    )
+    (run / "train_log.jsonl").write_text("".join(json.dumps({"step": i, "loss": 3.0 / i, "kl": 0.5 / i}) + "\n" for i in (1, 2, 3)))
     return run
 
 
@@ -50,14 +37,7 @@ def test_staged_folders_hold_models_code_and_cards(run_dir, tmp_path):
     staged = stage_run(run_dir, REPOS, tmp_path / "stage")
     for role, cls in (("retriever", RQ2Retriever), ("reranker", RQ2Reranker)):
         folder = staged[role]
-        for name in (
-            "model.safetensors",
-            "modeling_rq2.py",
-            "configuration_rq2.py",
-            "tokenizer.json",
-            "README.md",
-            "metrics.json",
-        ):
+        for name in ("model.safetensors", "modeling_rq2.py", "configuration_rq2.py", "tokenizer.json", "README.md", "metrics.json"):
             assert (folder / name).is_file(), (role, name)
         assert cls.from_pretrained(folder).tokenizer is not None
     card = ModelCard.load(staged["retriever"] / "README.md")
@@ -75,9 +55,7 @@ def test_card_usage_snippet_runs_against_the_staged_folders(run_dir, tmp_path):
     staged = stage_run(run_dir, REPOS, tmp_path / "stage")
     text = (staged["retriever"] / "README.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    snippet = snippet.replace(REPOS["retriever"], str(staged["retriever"])).replace(
-        REPOS["reranker"], str(staged["reranker"])
-    )
+    snippet = snippet.replace(REPOS["retriever"], str(staged["retriever"])).replace(REPOS["reranker"], str(staged["reranker"]))
     exec(compile(snippet, "card-snippet", "exec"), {})
 
 
@@ -116,29 +94,17 @@ def test_cards_carry_metadata_baselines_and_the_training_curve(run_dir, tmp_path
     assert card.data.datasets == ["BeIR/scifact"] and card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert card.data.license == "cc-by-nc-2.0" and card.data.language == "en"
     assert "| BM25 (bm25s) | 0.6620 | 0.6310 |" in card.text and "| ours: retriever | 0.6123 | 0.5000 |" in card.text
-    assert (
-        "not comparable" in card.text
-        and "CPU (2 cores)" in card.text
-        and "@inproceedings{ren-etal-2021-rocketqav2" in card.text
-    )
+    assert "not comparable" in card.text and "CPU (2 cores)" in card.text and "@inproceedings{ren-etal-2021-rocketqav2" in card.text
     assert "![training curve](training_curve.png)" in card.text
     assert (staged["retriever"] / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (run_dir / "retriever" / "training_curve.png").exists()  # staging never writes into the run folder
 
 
 def _benchmark(path, **changes):
-    report = {
-        "data": {"name": "scifact", "eval_split": "test", "queries": 300, "corpus": 5183},
-        "settings": {"seeds": [42, 43]},
-        "machine": {"device": "cpu", "cpus": 2, "torch": "2.13.0"},
-        "table": [
-            "| system | nDCG@10 |",
-            "|---|---|",
-            "| ours: retriever | 0.7000 ± 0.0100 |",
-            "",
-            "- ours: joint training, 1 epoch on BM25 lists (the quick start)",
-        ],
-    }
+    report = {"data": {"name": "scifact", "eval_split": "test", "queries": 300, "corpus": 5183},
+              "settings": {"seeds": [42, 43]}, "machine": {"device": "cpu", "cpus": 2, "torch": "2.13.0"},
+              "table": ["| system | nDCG@10 |", "|---|---|", "| ours: retriever | 0.7000 ± 0.0100 |", "",
+                        "- ours: joint training, 1 epoch on BM25 lists (the quick start)"]}
     path.write_text(json.dumps({**report, **changes}))
     return path
 
@@ -149,9 +115,7 @@ def test_cards_carry_the_benchmark_table_when_given_one(run_dir, tmp_path):
     for role in ("retriever", "reranker"):
         text = ModelCard.load(staged[role] / "README.md").text
         assert "## Benchmark" in text and "| ours: retriever | 0.7000 ± 0.0100 |" in text
-        assert (
-            "scifact `test` (300 queries, 5183 passages), seeds [42, 43]" in text and "- ours: joint training" in text
-        )
+        assert "scifact `test` (300 queries, 5183 passages), seeds [42, 43]" in text and "- ours: joint training" in text
         assert json.loads((staged[role] / "benchmark.json").read_text()) == json.loads(report.read_text())
     plain = stage_run(run_dir, REPOS, tmp_path / "plain")
     assert "## Benchmark" not in ModelCard.load(plain["retriever"] / "README.md").text
@@ -174,23 +138,9 @@ def test_a_bad_benchmark_report_is_named(run_dir, tmp_path):
 def test_push_command_dry_run_never_prints_or_writes_the_token(run_dir, tmp_path, capsys):
     from push_to_hub import main
 
-    main(
-        [
-            "--run_dir",
-            str(run_dir),
-            "--retriever_repo",
-            REPOS["retriever"],
-            "--reranker_repo",
-            REPOS["reranker"],
-            "--dry-run",
-            "--local-dir",
-            str(tmp_path / "stage"),
-            "--token",
-            "hf_SECRET_value",
-            "--benchmark",
-            str(_benchmark(tmp_path / "quality.json")),
-        ]
-    )
+    main(["--run_dir", str(run_dir), "--retriever_repo", REPOS["retriever"], "--reranker_repo", REPOS["reranker"],
+          "--dry-run", "--local-dir", str(tmp_path / "stage"), "--token", "hf_SECRET_value",
+          "--benchmark", str(_benchmark(tmp_path / "quality.json"))])
     out = capsys.readouterr()
     assert "dry run" in out.out and "hf_SECRET_value" not in out.out + out.err and "benchmark.json" in out.out
     assert not [p for p in (tmp_path / "stage").rglob("*") if p.is_file() and b"hf_SECRET_value" in p.read_bytes()]

@@ -90,9 +90,7 @@ def test_fusion_interpolates_standardised_scores(retriever, reranker):
     retrieved = pipe.retrieve(queries, top_k=5)
     logits = pipe.rerank_scores(queries, retrieved, rerank_top_k=5)
     # fusion 1 keeps the retriever's order; fusion 0 is pure re-ranking
-    assert [d for d, _ in pipe.rerank(queries, retrieved, 5, fusion=1.0, logits=logits)[0]] == [
-        d for d, _ in retrieved[0]
-    ]
+    assert [d for d, _ in pipe.rerank(queries, retrieved, 5, fusion=1.0, logits=logits)[0]] == [d for d, _ in retrieved[0]]
     assert pipe.rerank(queries, retrieved, 5, fusion=0.0, logits=logits) == pipe.rerank(queries, retrieved, 5)
     z = lambda x: (np.asarray(x) - np.mean(x)) / (np.std(x) + 1e-6)  # noqa: E731
     expected = 0.5 * z(logits[0]) + 0.5 * z([s for _, s in retrieved[0]])
@@ -110,11 +108,7 @@ def _clustered(n=400, dim=16, seed=1):
 
 @pytest.mark.parametrize(
     "options",
-    [
-        IndexOptions("flat16"),
-        IndexOptions("hnsw", hnsw_m=16),
-        IndexOptions("ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=16, pq_nbits=4),
-    ],
+    [IndexOptions("flat16"), IndexOptions("hnsw", hnsw_m=16), IndexOptions("ivfpq", ivf_nlist=8, ivf_nprobe=8, pq_m=16, pq_nbits=4)],
     ids=["flat16", "hnsw", "ivfpq"],
 )
 def test_approximate_indexes_find_the_exact_top1_and_survive_a_round_trip(options, tmp_path):
@@ -179,14 +173,10 @@ def test_sharded_encoding_resumes_after_a_kill_and_splits_across_processes(retri
     in_memory = build_index(retriever, passages, ids)
     queries = retriever.encode_queries(["what causes scurvy", "the moon"])
     assert sharded.doc_ids == ids and sharded.fingerprint == in_memory.fingerprint
-    assert [[d for d, _ in h] for h in sharded.search(queries, 5)] == [
-        [d for d, _ in h] for h in in_memory.search(queries, 5)
-    ]
+    assert [[d for d, _ in h] for h in sharded.search(queries, 5)] == [[d for d, _ in h] for h in in_memory.search(queries, 5)]
 
     for process in (0, 1):  # two processes, each its own share of the shards
-        encode_corpus_shards(
-            retriever, passages, ids, tmp_path / "two", shard_size=4, process_index=process, num_processes=2
-        )
+        encode_corpus_shards(retriever, passages, ids, tmp_path / "two", shard_size=4, process_index=process, num_processes=2)
     assert index_from_shards(tmp_path / "two").doc_ids == ids
     with pytest.raises(ValueError, match="holds shards of another encoding"):
         encode_corpus_shards(retriever, passages, ids, tmp_path / "two", shard_size=5)
@@ -207,14 +197,10 @@ def test_pipeline_from_pretrained_saves_then_reuses_its_index(retriever, reranke
         raise AssertionError("the saved index should have been reused")
 
     monkeypatch.setattr(RQ2Retriever, "encode_passages", no_encoding)
-    again = RetrieveThenRerank.from_pretrained(
-        tmp_path / "retriever", tmp_path / "reranker", corpus, tmp_path / "index"
-    )
+    again = RetrieveThenRerank.from_pretrained(tmp_path / "retriever", tmp_path / "reranker", corpus, tmp_path / "index")
     assert again.search(["what causes scurvy"], top_k=4, rerank_top_k=2) == first
     with pytest.raises(ValueError, match="not the corpus given"):
-        RetrieveThenRerank.from_pretrained(
-            tmp_path / "retriever", None, dict(list(corpus.items())[:3]), tmp_path / "index"
-        )
+        RetrieveThenRerank.from_pretrained(tmp_path / "retriever", None, dict(list(corpus.items())[:3]), tmp_path / "index")
 
 
 def test_flat16_is_exact_search_in_half_the_memory_and_survives_a_round_trip(tmp_path):
@@ -248,11 +234,7 @@ def _write_shards(folder, vectors, ids, shard_size):
 @pytest.mark.parametrize("train_sample", [600, 250], ids=["sample-is-all-rows", "sample-across-shards"])
 @pytest.mark.parametrize(
     "options",
-    [
-        IndexOptions("flat"),
-        IndexOptions("flat16"),
-        IndexOptions("ivfpq", ivf_nlist=4, ivf_nprobe=2, pq_m=8, pq_nbits=4),
-    ],
+    [IndexOptions("flat"), IndexOptions("flat16"), IndexOptions("ivfpq", ivf_nlist=4, ivf_nprobe=2, pq_m=8, pq_nbits=4)],
     ids=["flat", "flat16", "ivfpq"],
 )
 def test_index_from_shards_equals_build_over_the_concatenated_vectors(options, train_sample, tmp_path):
@@ -313,6 +295,4 @@ def test_in_memory_build_of_a_corpus_larger_than_a_shard_streams_the_same_index(
     for kind in ("flat", "flat16"):
         streamed = build_index(retriever, passages, ids, IndexOptions(kind), shard_size=7)
         assert streamed.doc_ids == ids and streamed.index.ntotal == len(ids)
-        assert [[d for d, _ in hits] for hits in streamed.search(queries, 5)] == [
-            [d for d, _ in hits] for hits in whole.search(queries, 5)
-        ]
+        assert [[d for d, _ in hits] for hits in streamed.search(queries, 5)] == [[d for d, _ in hits] for hits in whole.search(queries, 5)]

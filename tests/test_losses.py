@@ -26,9 +26,7 @@ def _leaves():
 @pytest.mark.parametrize("t_de, t_ce", [(1.0, 1.0), (0.5, 2.0)])
 def test_paper_direction_matches_hand_computation(t_de, t_ce):
     p_de, p_ce = _softmax(np.array(DE) / t_de), _softmax(np.array(CE) / t_ce)
-    out = listwise_distillation_loss(
-        torch.tensor(DE), torch.tensor(CE), retriever_temperature=t_de, reranker_temperature=t_ce
-    )
+    out = listwise_distillation_loss(torch.tensor(DE), torch.tensor(CE), retriever_temperature=t_de, reranker_temperature=t_ce)
     expected_kl = _kl(p_de, p_ce).mean()
     expected_sup = -np.log(p_ce[:, 0]).mean()
     assert out.kl.item() == pytest.approx(expected_kl, rel=1e-5)
@@ -40,9 +38,7 @@ def test_official_direction_and_element_reduction():
     p_de, p_ce = _softmax(DE), _softmax(CE)
     official = listwise_distillation_loss(torch.tensor(DE), torch.tensor(CE), direction="reranker_to_retriever")
     assert official.kl.item() == pytest.approx(_kl(p_ce, p_de).mean(), rel=1e-5)
-    element = listwise_distillation_loss(
-        torch.tensor(DE), torch.tensor(CE), direction="reranker_to_retriever", reduction="element"
-    )
+    element = listwise_distillation_loss(torch.tensor(DE), torch.tensor(CE), direction="reranker_to_retriever", reduction="element")
     assert element.kl.item() == pytest.approx(official.kl.item() / 3, rel=1e-5)
 
 
@@ -95,9 +91,7 @@ def test_huge_scores_stay_finite():
 
 
 def test_listwise_cross_entropy_value_and_labels():
-    assert listwise_cross_entropy(torch.tensor(CE)).item() == pytest.approx(
-        -np.log(_softmax(CE)[:, 0]).mean(), rel=1e-5
-    )
+    assert listwise_cross_entropy(torch.tensor(CE)).item() == pytest.approx(-np.log(_softmax(CE)[:, 0]).mean(), rel=1e-5)
     labels = torch.tensor([1, 0])
     expected = -(np.log(_softmax(CE)[0, 1]) + np.log(_softmax(CE)[1, 0])) / 2
     assert listwise_cross_entropy(torch.tensor(CE), labels=labels).item() == pytest.approx(expected, rel=1e-5)

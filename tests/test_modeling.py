@@ -76,9 +76,7 @@ def test_encode_keeps_input_order_and_dtype(retriever):
 def test_encode_truncates_long_inputs(tiny_tokenizer):
     model = tiny_retriever(tiny_tokenizer, query_max_length=8)
     long_query = " ".join(["sun"] * 500)  # far beyond max_position_embeddings=128
-    np.testing.assert_allclose(
-        model.encode_queries([long_query]), model.encode_queries([" ".join(["sun"] * 6)]), atol=1e-5
-    )
+    np.testing.assert_allclose(model.encode_queries([long_query]), model.encode_queries([" ".join(["sun"] * 6)]), atol=1e-5)
 
 
 def test_encode_restores_training_mode(retriever):
@@ -105,9 +103,7 @@ def test_reranker_logit_shapes(reranker):
 def test_reranker_score_matches_score_pairs(reranker):
     scores = reranker.score(QUERIES[0], PASSAGES)
     assert scores.shape == (4,) and scores.dtype == np.float32
-    np.testing.assert_allclose(
-        scores, reranker.score_pairs([(QUERIES[0], p) for p in PASSAGES], batch_size=3), atol=1e-5
-    )
+    np.testing.assert_allclose(scores, reranker.score_pairs([(QUERIES[0], p) for p in PASSAGES], batch_size=3), atol=1e-5)
     with pytest.raises(TypeError, match="pair 0"):
         reranker.score_pairs(["not a pair"])
 
@@ -166,24 +162,18 @@ def test_from_backbone_copies_backbone_weights(tmp_path, tiny_tokenizer):
     for tower in (model.query_encoder, model.passage_encoder):
         torch.testing.assert_close(tower.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
     reranker = RQ2Reranker.from_backbone(tmp_path / "enc")
-    torch.testing.assert_close(
-        reranker.encoder.encoder.layer[0].output.dense.weight, encoder.encoder.layer[0].output.dense.weight
-    )
+    torch.testing.assert_close(reranker.encoder.encoder.layer[0].output.dense.weight, encoder.encoder.layer[0].output.dense.weight)
     assert reranker.tokenizer is not None and reranker.config.name_or_path == str(tmp_path / "enc")
 
 
-@pytest.mark.parametrize(
-    "pooling_config, expected", [({"pooling_mode": "cls"}, "cls"), ({"pooling_mode_mean_tokens": True}, "mean")]
-)
+@pytest.mark.parametrize("pooling_config, expected", [({"pooling_mode": "cls"}, "cls"), ({"pooling_mode_mean_tokens": True}, "mean")])
 def test_sentence_transformers_pooling_is_read_in_old_and_new_formats(tmp_path, pooling_config, expected):
     from modeling_rq2.models.modeling_rq2 import _sentence_transformers_defaults
 
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
-    modules = [
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]
+    modules = [{"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     assert _sentence_transformers_defaults(str(tmp_path)) == {"pooling": expected, "similarity": "cosine"}
 

@@ -33,11 +33,9 @@ def write_msmarco(folder: Path) -> Path:
     _write(folder / "qrels.train.tsv", [f"{1000 + i}\t0\t{i}\t1" for i in range(12)])
     _write(folder / "queries.dev.small.tsv", [f"{2000 + i}\twhat is {TRAIN_WORDS[i + 12]}" for i in range(5)])
     _write(folder / "qrels.dev.small.tsv", [f"{2000 + i}\t0\t{i + 12}\t1" for i in range(4)])
-    _write(
-        folder / "triples.train.small.tsv",
-        [f"what is {TRAIN_WORDS[i]}\t{TEXTS[i]}\t{TEXTS[(i + 5) % 20]}" for i in range(12)]
-        + [f"what is {TRAIN_WORDS[0]}\t{TEXTS[0]}\t{TEXTS[9]}"],
-    )
+    _write(folder / "triples.train.small.tsv",
+           [f"what is {TRAIN_WORDS[i]}\t{TEXTS[i]}\t{TEXTS[(i + 5) % 20]}" for i in range(12)]
+           + [f"what is {TRAIN_WORDS[0]}\t{TEXTS[0]}\t{TEXTS[9]}"])
     return folder
 
 
@@ -53,21 +51,11 @@ def write_dpr(folder: Path) -> Path:
     def ctx(i: int) -> dict:
         return {"title": TRAIN_WORDS[i].title(), "text": TEXTS[i], "score": 1.0, "passage_id": str(i + 1)}
 
-    questions = [
-        {
-            "question": f"what is {TRAIN_WORDS[i]}",
-            "answers": [TRAIN_WORDS[(i + 3) % 20]],
-            "positive_ctxs": [ctx(i)],
-            "negative_ctxs": [ctx((i + 1) % 20)],
-            "hard_negative_ctxs": [ctx((i + 5) % 20), ctx((i + 6) % 20)],
-        }
-        for i in range(12)
-    ]
+    questions = [{"question": f"what is {TRAIN_WORDS[i]}", "answers": [TRAIN_WORDS[(i + 3) % 20]],
+                  "positive_ctxs": [ctx(i)], "negative_ctxs": [ctx((i + 1) % 20)],
+                  "hard_negative_ctxs": [ctx((i + 5) % 20), ctx((i + 6) % 20)]} for i in range(12)]
     (folder / "nq-train.json").write_text(json.dumps(questions, indent=4), encoding="utf-8")
-    _write(
-        folder / "nq-test.qa.csv",
-        [f"what is {TRAIN_WORDS[i]}\t{json.dumps([TRAIN_WORDS[(i + 3) % 20]])}" for i in range(12, 16)],
-    )
+    _write(folder / "nq-test.qa.csv", [f"what is {TRAIN_WORDS[i]}\t{json.dumps([TRAIN_WORDS[(i + 3) % 20]])}" for i in range(12, 16)])
     return folder
 
 
@@ -125,9 +113,7 @@ def test_triples_give_hard_negatives_by_text_or_by_id(msmarco):
     _write(msmarco / "qidpidtriples.tsv", ["1000\t0\t7", "1000\t0\t8", "1003\t3\t2"])
     assert read_triples(msmarco / "qidpidtriples.tsv", train) == {"1000": ["7", "8"], "1003": ["2"]}
     _write(msmarco / "bad.tsv", [f"what is {TRAIN_WORDS[0]}\t{TEXTS[0]}\ta passage nobody wrote"])
-    with pytest.raises(
-        DataFormatError, match="bad.tsv:1: negative passage 'a passage nobody wrote' is not in the collection"
-    ):
+    with pytest.raises(DataFormatError, match="bad.tsv:1: negative passage 'a passage nobody wrote' is not in the collection"):
         read_triples(msmarco / "bad.tsv", train)
     _write(msmarco / "bad-ids.tsv", ["1000\t0\t7", "1000\t0\t777"])
     with pytest.raises(DataFormatError, match="1 passage ids are not in .*'777'"):
@@ -139,10 +125,8 @@ def test_msmarco_mrr_and_recall_follow_msmarco_eval():
     # the qrels (a query missing from the run counts 0); RocketQA's Recall@k: the share of queries with a relevant
     # passage in the top k (success@k)
     qrels = {"a": {"p1": 1}, "b": {"p2": 1, "p3": 1}, "c": {"p4": 1}}
-    run = {
-        "a": {f"x{i}": 100 - i for i in range(12)} | {"p1": 100 - 10.5},  # rank 11: outside the top 10
-        "b": {"x": 3.0, "p3": 2.0, "p2": 1.0},
-    }  # first relevant at rank 2
+    run = {"a": {f"x{i}": 100 - i for i in range(12)} | {"p1": 100 - 10.5},  # rank 11: outside the top 10
+           "b": {"x": 3.0, "p3": 2.0, "p2": 1.0}}  # first relevant at rank 2
     means, _ = evaluate_run(run, qrels, ("mrr@10", "success@2", "success@50", "recall@2"))
     assert means["mrr@10"] == pytest.approx((0 + 1 / 2 + 0) / 3)
     assert means["success@2"] == pytest.approx(1 / 3) and means["success@50"] == pytest.approx(2 / 3)
@@ -153,9 +137,7 @@ def test_dpr_training_file_corpus_and_questions(nq):
     train = load_data(nq, "train")
     assert train.metrics == NQ_METRICS and len(train.corpus) == 20
     assert train.corpus[4] == {"_id": "5", "title": "Cancer", "text": f'{TEXTS[4]} "quoted" word'}  # csv quoting undone
-    assert (
-        train.queries["_id"][:2] == ["train-0", "train-1"] and train.queries["text"][1] == f"what is {TRAIN_WORDS[1]}"
-    )
+    assert train.queries["_id"][:2] == ["train-0", "train-1"] and train.queries["text"][1] == f"what is {TRAIN_WORDS[1]}"
     assert train.qrels["train-0"] == {"1": 1} and train.negatives["train-0"] == ["6", "7"]  # hard negatives first
     assert train.answers["train-2"] == [TRAIN_WORDS[5]]
     assert CorpusPassages(train.corpus)._offset == 1  # ids 1..N: rows computed
@@ -184,9 +166,7 @@ def test_dpr_bad_records_name_file_and_line(nq):
     questions = json.loads((nq / "nq-train.json").read_text())
     questions[3]["positive_ctxs"][0]["passage_id"] = "404"
     (nq / "nq-train.json").write_text(json.dumps(questions, indent=4), encoding="utf-8")
-    start = [i for i, t in enumerate((nq / "nq-train.json").read_text().splitlines(), 1) if t == "    {"][
-        3
-    ]  # the 4th question
+    start = [i for i, t in enumerate((nq / "nq-train.json").read_text().splitlines(), 1) if t == "    {"][3]  # the 4th question
     with pytest.raises(DataFormatError, match=f"nq-train.json:{start}: passage id '404' is not in the corpus"):
         load_dpr(nq, "train")
     skipped = load_dpr(nq, "train", skip_invalid=True)  # the unknown context is dropped, the question kept
@@ -208,48 +188,18 @@ def test_answer_judged_metrics_read_the_retrieved_texts(nq):
     assert means == {"success@1": 0.0, "success@2": 0.25, "mrr@10": 0.125}
 
 
-@pytest.mark.parametrize(
-    "preset, write, metrics", [("msmarco.yaml", write_msmarco, MSMARCO_METRICS), ("nq.yaml", write_dpr, NQ_METRICS)]
-)
-def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(
-    train_setup, tmp_path, preset, write, metrics
-):
+@pytest.mark.parametrize("preset, write, metrics", [("msmarco.yaml", write_msmarco, MSMARCO_METRICS), ("nq.yaml", write_dpr, NQ_METRICS)])
+def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(train_setup, tmp_path, preset, write, metrics):
     from modeling_rq2.training.chain import run_training
     from modeling_rq2.training.config_files import parse_arguments
 
     root, _ = train_setup
     data = write(tmp_path / "data")
     overrides = [  # tiny models and files; everything else is the paper's preset (separate warm-up, augmentation, joint)
-        "--retriever",
-        str(root / "retriever"),
-        "--reranker",
-        str(root / "reranker"),
-        "--data",
-        str(data),
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--report_to",
-        "none",
-        "--list_size",
-        "3",
-        "--batch_size",
-        "4",
-        "--epochs",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--reranker_max_length",
-        "48",
-        "--passage_max_length",
-        "32",
-        "--train_passage_max_length",
-        "32",
-        "--eval_top_k",
-        "20",
-        "--rerank_top_k",
-        "5",
-        "--augment_top_n",
-        "5",
+        "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
+        "--output_dir", str(tmp_path / "run"), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
+        "--epochs", "1", "--mixed_precision", "no", "--reranker_max_length", "48", "--passage_max_length", "32",
+        "--train_passage_max_length", "32", "--eval_top_k", "20", "--rerank_top_k", "5", "--augment_top_n", "5",
     ]
     if preset == "msmarco.yaml":  # a triple a query: shorter lists than the preset allows (see test_method_at_scale)
         overrides += ["--negatives", str(data / "triples.train.small.tsv"), "--short_lists", "pad"]
@@ -266,22 +216,8 @@ def test_metric_cutoffs_deeper_than_the_retrieved_list_are_refused(msmarco, trai
 
     root, _ = train_setup
     with pytest.raises(ValueError, match="--top_k 10 is below the deepest metric cutoff \\(1000"):
-        evaluate_main(
-            [
-                "--retriever",
-                str(root / "retriever"),
-                "--data",
-                str(msmarco),
-                "--split",
-                "dev.small",
-                "--top_k",
-                "10",
-                "--rerank_top_k",
-                "0",
-                "--output_dir",
-                str(tmp_path / "eval"),
-            ]
-        )
+        evaluate_main(["--retriever", str(root / "retriever"), "--data", str(msmarco), "--split", "dev.small",
+                       "--top_k", "10", "--rerank_top_k", "0", "--output_dir", str(tmp_path / "eval")])
 
 
 def test_broken_files_fail_naming_the_file(msmarco, nq, tmp_path):

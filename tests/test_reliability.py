@@ -53,11 +53,8 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(train_setup, tm
 
     monkeypatch.setattr(Accelerator, "save_state", fails_the_second_time)
     argv = train_argv(train_setup, tmp_path, "--epochs", "2", "--save_steps", "1", "--eval_split", "none")
-    with pytest.raises(
-        OSError,
-        match=r"could not write checkpoint .*checkpoint-2 \(No space left on device\); "
-        r"the last complete one, .*checkpoint-1, is intact",
-    ):
+    with pytest.raises(OSError, match=r"could not write checkpoint .*checkpoint-2 \(No space left on device\); "
+                                      r"the last complete one, .*checkpoint-1, is intact"):
         run_training(*parse_arguments(argv))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-1"]
     monkeypatch.setattr(Accelerator, "save_state", real)
@@ -83,14 +80,8 @@ def test_a_non_finite_loss_stops_before_the_weights_change(train_setup, tmp_path
         return parts
 
     monkeypatch.setattr(training, "step_losses", nan_on_the_third_step)
-    with pytest.raises(
-        FloatingPointError, match="non-finite loss .* at step 3: stopped before the weights were touched"
-    ):
-        run_training(
-            *parse_arguments(
-                train_argv(train_setup, tmp_path, "--epochs", "2", "--save_steps", "1", "--eval_split", "none")
-            )
-        )
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 3: stopped before the weights were touched"):
+        run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--epochs", "2", "--save_steps", "1", "--eval_split", "none")))
     state = load_file(tmp_path / "checkpoints" / "checkpoint-2" / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in state.values())
 
@@ -106,9 +97,7 @@ def test_a_non_finite_loss_stops_before_the_weights_change(train_setup, tmp_path
         (["--augment", "true", "--negative_below", "0.95"], "negative_below <= positive_above"),
     ],
 )
-def test_settings_the_data_make_impossible_fail_before_any_model_loads(
-    train_setup, tmp_path, monkeypatch, flags, message
-):
+def test_settings_the_data_make_impossible_fail_before_any_model_loads(train_setup, tmp_path, monkeypatch, flags, message):
     monkeypatch.setattr(training, "load_retriever", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match=message):  # a flag repeated after train_argv's own: the last one wins
         run_training(*parse_arguments(train_argv(train_setup, tmp_path, *flags)))
@@ -147,10 +136,8 @@ def test_pickle_weights_are_refused_unless_allowed(retriever, tmp_path):
     with pytest.raises(ValueError, match="pass allow_pickle=True as well"):
         RQ2Retriever.from_pretrained(tmp_path / "m", use_safetensors=False)
     loaded = RQ2Retriever.from_pretrained(tmp_path / "m", allow_pickle=True)
-    assert torch.equal(
-        loaded.state_dict()["query_encoder.embeddings.word_embeddings.weight"],
-        retriever.state_dict()["query_encoder.embeddings.word_embeddings.weight"],
-    )
+    assert torch.equal(loaded.state_dict()["query_encoder.embeddings.word_embeddings.weight"],
+                       retriever.state_dict()["query_encoder.embeddings.word_embeddings.weight"])
 
 
 def test_long_inputs_are_truncated_and_empty_batches_behave(retriever, reranker):
@@ -167,12 +154,8 @@ def test_long_inputs_are_truncated_and_empty_batches_behave(retriever, reranker)
 
 def test_a_single_passage_list_trains_without_nan(retriever, reranker):
     collate = ListwiseCollator(retriever, reranker, list_size=4, passage_max_length=16, pair_max_length=24)
-    batch = collate(
-        [
-            {"query": "what causes scurvy", "passages": ["scurvy is caused by low vitamin c"]},
-            {"query": "the sun", "passages": ["the sun is a star", "paris is in france"]},
-        ]
-    )
+    batch = collate([{"query": "what causes scurvy", "passages": ["scurvy is caused by low vitamin c"]},
+                     {"query": "the sun", "passages": ["the sun is a star", "paris is in france"]}])
     assert batch["list_mask"].tolist() == [[True, False, False, False], [True, True, False, False]]
     assert batch["passage_input_ids"].shape[:2] == (2, 4)
     scores = torch.randn(2, 4, requires_grad=True)

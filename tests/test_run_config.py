@@ -25,9 +25,7 @@ def test_the_run_config_file_round_trips_every_section(tmp_path):
 
 
 def test_a_config_of_0_1_0_reads_and_an_unknown_format_is_refused(tmp_path):
-    (tmp_path / "training_config.json").write_text(
-        json.dumps({"ModelArguments": {"retriever": "r"}, "DataArguments": {"list_size": 8}})
-    )
+    (tmp_path / "training_config.json").write_text(json.dumps({"ModelArguments": {"retriever": "r"}, "DataArguments": {"list_size": 8}}))
     config = RunConfig.load(tmp_path)
     assert config.model.retriever == "r" and config.data.list_size == 8 and config.loss == LossArguments()
     (tmp_path / "training_config.json").write_text(json.dumps({"format_version": 99}))
@@ -43,16 +41,8 @@ def test_system_names_are_what_reports_show_and_read_back(system):
 
 def test_system_names_and_kinds():
     assert [System.retriever().name, System.reranked(20).name, System.reranked(20, fusion=0.5).name] == [
-        "retriever",
-        "retriever + reranker@20",
-        "retriever + reranker@20, fusion 0.5",
-    ]
-    results = {
-        "retriever": {},
-        "retriever + reranker@3": {},
-        "retriever + reranker@3, fusion 0.5": {},
-        "BM25 (bm25s)": {},
-    }
+        "retriever", "retriever + reranker@20", "retriever + reranker@20, fusion 0.5"]
+    results = {"retriever": {}, "retriever + reranker@3": {}, "retriever + reranker@3, fusion 0.5": {}, "BM25 (bm25s)": {}}
     assert find(results, "reranked") == "retriever + reranker@3" and find(results, "fused").endswith("fusion 0.5")
     with pytest.raises(ValueError, match="BM25"):
         System.parse("BM25 (bm25s)")
@@ -72,21 +62,15 @@ def test_loss_variants_describe_themselves_for_cards_and_the_benchmark():
     assert LossArguments().describe() == (
         "dynamic listwise distillation, KL direction `retriever_to_reranker`, KL trains the re-ranker: True, reduction "
         "`query`, static teacher: False; retriever CE weight 1.0 (in-batch negatives: True); share of joint steps where "
-        "only the re-ranker learns from the KL: 0.5"
-    )
-    assert (
-        DistillationOptions.ablation("direction", "reranker_to_retriever")
-        == "with the KL divergence in the other direction"
-    )
+        "only the re-ranker learns from the KL: 0.5")
+    assert DistillationOptions.ablation("direction", "reranker_to_retriever") == "with the KL divergence in the other direction"
     with pytest.raises(KeyError, match="no ablation reduction"):
         DistillationOptions.ablation("reduction", "element")
     assert "direction" in DistillationOptions().loss_kwargs() and "kl_warmup_ratio" not in LossArguments().loss_kwargs()
 
 
 def test_the_batch_reads_as_attributes_and_keys_and_moves_whole():
-    batch = ListwiseBatch(
-        query_input_ids=torch.ones(2, 3, dtype=torch.long), list_mask=torch.ones(2, 4, dtype=torch.bool)
-    )
+    batch = ListwiseBatch(query_input_ids=torch.ones(2, 3, dtype=torch.long), list_mask=torch.ones(2, 4, dtype=torch.bool))
     assert batch["list_mask"] is batch.list_mask and set(batch.keys()) == {"query_input_ids", "list_mask"}
     moved = batch.to("cpu")
     assert isinstance(moved, ListwiseBatch) and torch.equal(moved.query_input_ids, batch.query_input_ids)

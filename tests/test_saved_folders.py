@@ -22,9 +22,7 @@ def test_from_pretrained_gives_the_saved_outputs():
     retriever = RQ2Retriever.from_pretrained(FIXTURES / "retriever")
     reranker = RQ2Reranker.from_pretrained(FIXTURES / "reranker")
     np.testing.assert_allclose(retriever.encode_queries(EXPECTED["queries"]), EXPECTED["query_embeddings"], atol=ATOL)
-    np.testing.assert_allclose(
-        retriever.encode_passages(EXPECTED["passages"]), EXPECTED["passage_embeddings"], atol=ATOL
-    )
+    np.testing.assert_allclose(retriever.encode_passages(EXPECTED["passages"]), EXPECTED["passage_embeddings"], atol=ATOL)
     pairs = [(q, p) for q in EXPECTED["queries"] for p in EXPECTED["passages"]]
     np.testing.assert_allclose(reranker.score_pairs(pairs), EXPECTED["pair_scores"], atol=ATOL)
 

@@ -23,10 +23,7 @@ PASSAGES = [
     "the sun is a star",
     "paris is in france",
 ]
-DICT_PASSAGES = [
-    {"title": "sun", "text": "the sun is a star and gives light"},
-    {"title": "", "text": "paris is in france"},
-]
+DICT_PASSAGES = [{"title": "sun", "text": "the sun is a star and gives light"}, {"title": "", "text": "paris is in france"}]
 ATOL = 1e-5
 
 
@@ -61,9 +58,7 @@ def test_shared_towers_load_as_a_module_stack(tiny_tokenizer, tmp_path, override
     loaded = st.SentenceTransformer(folder)
 
     _assert_same_as_ours(model, loaded)
-    assert [type(m).__name__ for m in loaded] == ["Transformer", "Pooling"] + (
-        ["Normalize"] if "similarity" in overrides else []
-    )
+    assert [type(m).__name__ for m in loaded] == ["Transformer", "Pooling"] + (["Normalize"] if "similarity" in overrides else [])
     assert loaded.similarity_fn_name == model.config.similarity
     assert loaded.max_seq_length == 12  # the passage length; encode_query truncates at the query length
     assert os.path.samefile(tmp_path / "r" / "model.safetensors", tmp_path / "r" / "encoder" / "model.safetensors")
@@ -76,13 +71,8 @@ def test_separate_towers_load_as_a_router(tiny_tokenizer, tmp_path):
     _assert_same_as_ours(model, loaded)
     router = loaded[0]
     assert isinstance(router, st.sentence_transformer.modules.Router)
-    assert {route: modules[0].max_seq_length for route, modules in router.sub_modules.items()} == {
-        "query": 6,
-        "document": 12,
-    }
-    assert not np.allclose(
-        loaded.encode_query(QUERIES[:1]), loaded.encode_document(QUERIES[:1]), atol=1e-3
-    )  # two towers
+    assert {route: modules[0].max_seq_length for route, modules in router.sub_modules.items()} == {"query": 6, "document": 12}
+    assert not np.allclose(loaded.encode_query(QUERIES[:1]), loaded.encode_document(QUERIES[:1]), atol=1e-3)  # two towers
 
 
 def test_reranker_loads_as_a_cross_encoder_with_raw_logits(tiny_tokenizer, tmp_path):

@@ -20,36 +20,15 @@ from modeling_rq2.training.config_files import parse_arguments
 from conftest import assert_same_weights, start_training, train_argv, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
 def test_training_writes_loadable_models_metrics_and_checkpoints(train_setup, tmp_path):
-    metrics = run_training(
-        *parse_arguments(
-            train_argv(
-                train_setup,
-                tmp_path,
-                "--epochs",
-                "2",
-                "--max_steps",
-                "4",
-                "--save_steps",
-                "1",
-                "--save_total_limit",
-                "2",
-            )
-        )
-    )
+    metrics = run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--epochs", "2", "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")))
     retriever = RQ2Retriever.from_pretrained(tmp_path / "retriever")
     reranker = RQ2Reranker.from_pretrained(tmp_path / "reranker")
     assert retriever.encode_queries(["what is sun"]).shape == (1, 32)
     assert reranker.score("what is sun", ["sun is a star"]).shape == (1,)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["train"]["steps"] == 4 == metrics["train"]["steps"]
-    assert set(saved["eval"]["results"]) == {
-        "retriever",
-        "retriever + reranker@5",
-        "retriever + reranker@5, fusion 0.5",
-    }
+    assert set(saved["eval"]["results"]) == {"retriever", "retriever + reranker@5", "retriever + reranker@5, fusion 0.5"}
     assert 0 <= saved["eval"]["results"]["retriever"]["ndcg@10"] <= 1
     assert json.loads((tmp_path / "training_config.json").read_text())["data"]["list_size"] == 3
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
@@ -58,24 +37,9 @@ def test_training_writes_loadable_models_metrics_and_checkpoints(train_setup, tm
 
 
 def test_training_lowers_the_loss(train_setup, tmp_path):
-    extra = [
-        "--epochs",
-        "12",
-        "--logging_steps",
-        "3",
-        "--eval_split",
-        "none",
-        "--save_steps",
-        "0",
-        "--retriever_lr",
-        "1e-3",
-        "--reranker_lr",
-        "1e-3",
-        "--lr_scheduler",
-        "constant",
-        "--retriever_supervised_weight",
-        "1",
-    ]
+    extra = ["--epochs", "12", "--logging_steps", "3", "--eval_split", "none", "--save_steps", "0",
+             "--retriever_lr", "1e-3", "--reranker_lr", "1e-3", "--lr_scheduler", "constant",
+             "--retriever_supervised_weight", "1"]
     run_training(*parse_arguments(train_argv(train_setup, tmp_path, *extra)))
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 12
@@ -86,18 +50,7 @@ def test_training_lowers_the_loss(train_setup, tmp_path):
 
 
 def test_warmup_stage_then_joint(train_setup, tmp_path):
-    extra = [
-        "--warmup_epochs",
-        "1",
-        "--epochs",
-        "1",
-        "--logging_steps",
-        "1",
-        "--eval_split",
-        "none",
-        "--save_steps",
-        "0",
-    ]
+    extra = ["--warmup_epochs", "1", "--epochs", "1", "--logging_steps", "1", "--eval_split", "none", "--save_steps", "0"]
     run_training(*parse_arguments(train_argv(train_setup, tmp_path, *extra)))
     phases = [json.loads(line)["phase"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert phases == ["warmup"] * 3 + ["joint"] * 3
@@ -105,22 +58,7 @@ def test_warmup_stage_then_joint(train_setup, tmp_path):
 
 def test_static_distillation_leaves_the_reranker_unchanged(train_setup, tmp_path):
     root, _ = train_setup
-    run_training(
-        *parse_arguments(
-            train_argv(
-                train_setup,
-                tmp_path,
-                "--static",
-                "true",
-                "--kl_warmup_ratio",
-                "0",
-                "--max_steps",
-                "3",
-                "--eval_split",
-                "none",
-            )
-        )
-    )
+    run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--static", "true", "--kl_warmup_ratio", "0", "--max_steps", "3", "--eval_split", "none")))
     before = load_file(root / "reranker" / "model.safetensors")
     after = load_file(tmp_path / "reranker" / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -148,9 +86,7 @@ def test_killed_run_resumes_to_the_same_weights(train_setup, tmp_path):
     assert progress["seconds"] > 0  # the checkpoint keeps the time trained so far
     progress_file.write_text(json.dumps({**progress, "seconds": 1000.0}))  # far more than this tiny run takes
     write_manifest(progress_file.parent)  # as if saved so: an edit the manifest does not know is damage
-    metrics = run_training(
-        *parse_arguments(train_argv(train_setup, killed, *common, "--resume_from_checkpoint", "latest"))
-    )
+    metrics = run_training(*parse_arguments(train_argv(train_setup, killed, *common, "--resume_from_checkpoint", "latest")))
     assert_same_weights(tmp_path / "straight", killed)
     assert metrics["train"]["seconds"] > 1000.0  # the killed run's training time is counted, not lost
 
@@ -171,29 +107,10 @@ def test_two_process_run_with_accelerate_launch(train_setup, tmp_path):
     """The command users run on several devices, here as 2 CPU processes (gloo), in a fresh interpreter."""
     # several CPU processes (MULTI_CPU, gloo): --multi_gpu starts them, ACCELERATE_USE_CPU makes them CPU processes;
     # --cpu --num_processes 2 would quietly start one
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "train.py"),
-        *train_argv(train_setup, tmp_path, "--max_steps", "2", "--save_steps", "1", "--eval_split", "none"),
-    ]
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-        "ACCELERATE_USE_CPU": "true",
-    }
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"),
+               *train_argv(train_setup, tmp_path, "--max_steps", "2", "--save_steps", "1", "--eval_split", "none")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -237,22 +154,8 @@ def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(train_set
     """TensorBoard logs, bf16 autocast, activation checkpointing and eval every 2 steps in one tiny run."""
     from huggingface_hub import ModelCard
 
-    extra = [
-        "--report_to",
-        "tensorboard",
-        "--mixed_precision",
-        "bf16",
-        "--gradient_checkpointing",
-        "true",
-        "--eval_steps",
-        "2",
-        "--epochs",
-        "2",
-        "--max_steps",
-        "4",
-        "--logging_steps",
-        "1",
-    ]
+    extra = ["--report_to", "tensorboard", "--mixed_precision", "bf16", "--gradient_checkpointing", "true",
+             "--eval_steps", "2", "--epochs", "2", "--max_steps", "4", "--logging_steps", "1"]
     argv = train_argv(train_setup, tmp_path, *extra)
     argv[argv.index("--report_to") + 1] = "tensorboard"
     metrics = run_training(*parse_arguments(argv))
@@ -260,9 +163,7 @@ def test_tracker_mixed_precision_checkpointing_periodic_eval_and_cards(train_set
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and all(math.isfinite(row["loss"]) for row in log)
     card = ModelCard.load(tmp_path / "retriever" / "README.md")
-    assert card.data.eval_results[0].metric_value == round(
-        metrics["eval"]["results"]["retriever"][card.data.eval_results[0].metric_name], 4
-    )
+    assert card.data.eval_results[0].metric_value == round(metrics["eval"]["results"]["retriever"][card.data.eval_results[0].metric_name], 4)
 
 
 def test_gradient_accumulation_counts_optimizer_steps(train_setup, tmp_path):
@@ -305,20 +206,8 @@ def test_step_losses_teacher_phase_and_in_batch_negatives():
 @pytest.mark.parametrize("warmup", ["separate", "joint"])
 def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, tmp_path, warmup):
     """--augment: warm-up -> mined + denoised lists -> joint training from the warm models; a rerun skips done stages."""
-    argv = train_argv(
-        train_setup,
-        tmp_path,
-        "--augment",
-        "true",
-        "--augment_top_n",
-        "6",
-        "--epochs",
-        "1",
-        "--eval_split",
-        "none",
-        "--augment_warmup",
-        warmup,
-    )
+    argv = train_argv(train_setup, tmp_path, "--augment", "true", "--augment_top_n", "6", "--epochs", "1", "--eval_split", "none",
+                      "--augment_warmup", warmup)
     metrics = run_training(*parse_arguments(argv))
     assert RQ2Retriever.from_pretrained(tmp_path / "warmup" / "retriever") is not None
     warm_log = [json.loads(line) for line in (tmp_path / "warmup" / "train_log.jsonl").read_text().splitlines()]
@@ -332,10 +221,7 @@ def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, t
     assert RQ2Reranker.from_pretrained(tmp_path / "reranker") is not None
     assert "- Augmentation: top 6 retrieved" in (tmp_path / "retriever" / "README.md").read_text()
 
-    stamps = {
-        p: p.stat().st_mtime_ns
-        for p in (tmp_path / "warmup" / "metrics.json", tmp_path / "augmented" / "augmentation_report.json")
-    }
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "warmup" / "metrics.json", tmp_path / "augmented" / "augmentation_report.json")}
     run_training(*parse_arguments(argv + ["--resume_from_checkpoint", "latest"]))
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     with pytest.raises(ValueError, match="drop --train_instances"):
@@ -354,24 +240,8 @@ def test_held_out_training_queries_never_train_and_are_what_is_evaluated(train_s
     monkeypatch.setattr(trainer, "load_data", lambda path, split, *a: read.append(split) or load_data(path, split, *a))
     _, data = train_setup
     dev_ids = set(hold_out(load_data(data, "train"), 4, seed=3)[1].queries["_id"])
-    argv = train_argv(
-        train_setup,
-        tmp_path,
-        "--heldout_queries",
-        "4",
-        "--heldout_seed",
-        "3",
-        "--eval_split",
-        "heldout",
-        "--augment",
-        "true",
-        "--augment_top_n",
-        "5",
-        "--augment_warmup_epochs",
-        "1",
-        "--max_steps",
-        "1",
-    )
+    argv = train_argv(train_setup, tmp_path, "--heldout_queries", "4", "--heldout_seed", "3", "--eval_split", "heldout",
+                      "--augment", "true", "--augment_top_n", "5", "--augment_warmup_epochs", "1", "--max_steps", "1")
     metrics = run_training(*parse_arguments(argv))
     assert "test" not in read and read
     assert metrics["eval"]["split"] == "train[4 held out, seed 3]" and metrics["augmentation"]["queries"] == 8
