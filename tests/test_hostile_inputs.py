@@ -780,7 +780,7 @@ def test_accelerate_launch_precision_and_accumulation_stand_when_the_run_sets_no
     assert (args.mixed_precision, args.gradient_accumulation_steps) == ("no", 2)  # the run's own flags win
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
     with pytest.raises(
-        ValueError, match=r"--mixed_precision: must be no\|bf16\|fp16, got 'fp8' \(from accelerate launch"
+        ValueError, match=r"--mixed_precision: must be one of \('no', 'bf16', 'fp16'\), got 'fp8' \(from accelerate launch"
     ):
         parse_arguments(train_argv(train_setup, tmp_path))
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, file_sha256
 from ..models.st_export import export_reranker, export_retriever
 from ..training.arguments import RunConfig
-from ..training.checkpoints import file_sha256, lock_holder
+from ..training.checkpoints import lock_holder
 from .model_card import (
     BENCHMARK_FILE,
     CURVE_FILE,

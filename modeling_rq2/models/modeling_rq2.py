@@ -156,7 +156,8 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
@@ -167,7 +168,7 @@ def _sha256(path: Path) -> str:
 def write_weights_manifest(folder: str | os.PathLike) -> None:
     """``weights.sha256`` beside the weights: one ``<sha256>  <file>`` line per safetensors file."""
     folder = Path(folder)
-    lines = [f"{_sha256(path)}  {path.name}\n" for path in sorted(folder.glob("*.safetensors"))]
+    lines = [f"{file_sha256(path)}  {path.name}\n" for path in sorted(folder.glob("*.safetensors"))]
     (folder / WEIGHTS_MANIFEST).write_text("".join(lines), encoding="utf-8")
 
 
@@ -181,7 +182,7 @@ def check_weights_manifest(folder: Path) -> None:
         path = folder / name
         if len(digest) != 64 or not name or "/" in name or "\\" in name:
             raise ValueError(f"{manifest}:{number}: not a '<sha256>  <file>' line")
-        if path.is_file() and _sha256(path) != digest:  # a missing one cannot load silently: the loader names it
+        if path.is_file() and file_sha256(path) != digest:  # a missing one cannot load silently: the loader names it
             raise ValueError(
                 f"{path}: its bytes differ from the sha256 in {WEIGHTS_MANIFEST} written when it was saved (altered or "
                 "damaged); restore the file or save the model again"
@@ -442,12 +443,6 @@ class RQ2PreTrainedModel(PreTrainedModel):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dtype = inference_dtype(precision or self.inference_precision, self.device)
-        inner = encode_batch
-
-        def encode_batch(batch):
-            with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
-                return inner(batch)
-
         order = np.argsort([-len(str(t)) for t in texts], kind="stable")
         was_training = self.training
         self.eval()
@@ -459,7 +454,8 @@ class RQ2PreTrainedModel(PreTrainedModel):
 
             starts = tqdm(starts, desc=desc, unit="batch")
         try:
-            chunks = [encode_batch([texts[i] for i in order[s : s + batch_size]]).float().cpu() for s in starts]
+            with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
+                chunks = [encode_batch([texts[i] for i in order[s : s + batch_size]]).float().cpu() for s in starts]
         finally:
             self.train(was_training)
         if not chunks:
@@ -504,7 +500,8 @@ class RQ2Retriever(RQ2PreTrainedModel):
         declared = _sentence_transformers_defaults(name_or_path, cls.__name__, strict="pooling" not in overrides)
         for key, value in declared.items():
             overrides.setdefault(key, value)
-        overrides.setdefault("query_max_length", min(32, overrides.get("passage_max_length", 32)))
+        default = cls.config_class.query_max_length  # never beyond what the folder says a sequence may be
+        overrides.setdefault("query_max_length", min(default, overrides.get("passage_max_length", default)))
         return cls.config_class(encoder_config=encoder_config, **overrides)
 
     def _towers(self) -> list[nn.Module]:

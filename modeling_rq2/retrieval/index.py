@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..models.modeling_rq2 import Passage, RQ2Retriever, check_item
+from ..models.modeling_rq2 import Passage, RQ2Retriever, check_item, title_and_text
 
 SHARDS_META = "shards.json"
 
@@ -150,7 +150,7 @@ def corpus_fingerprint(doc_ids: Sequence[str], passages: Iterable[Passage]) -> s
     total = 0
     for position, (doc, passage) in enumerate(zip(doc_ids, passages, strict=True)):
         check_item(passage, "passage", f"passage {position} (id {doc!r})")
-        title, text = ("", passage) if isinstance(passage, str) else (passage.get("title") or "", passage["text"])
+        title, text = title_and_text(passage)
         digest = hashlib.blake2b(f"{doc}\x1f{title}\x1f{text}".encode(), digest_size=16).digest()
         total = (total + int.from_bytes(digest, "little")) % (1 << 128)
     return f"{total:032x}"
@@ -230,6 +230,7 @@ class DenseIndex:
         fingerprint: str = "",
         train_sample: int = 200_000,
         seed: int = 0,
+        corpus: str = "",
     ) -> "DenseIndex":
         """An index over ``embeddings`` (n, dim); IVF-PQ is first trained on up to ``train_sample`` of them."""
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -244,7 +245,7 @@ class DenseIndex:
             train_sample,
             seed,
         )
-        dense = cls(embeddings.shape[1], model_name, index, options=options, fingerprint=fingerprint)
+        dense = cls(embeddings.shape[1], model_name, index, options=options, fingerprint=fingerprint, corpus=corpus)
         dense.add(embeddings, list(doc_ids))
         return dense
 
@@ -545,9 +546,7 @@ def build_index(
                 index.add(retriever.encode_passages(passages[start:end], batch_size, False), list(doc_ids[start:end]))
             return index  # memory: the index and one shard's embeddings, not the corpus' three times over
         embeddings = retriever.encode_passages(passages, batch_size, show_progress_bar)
-        index = DenseIndex.build(embeddings, doc_ids, options, name, fingerprint)
-        index.corpus = corpus
-        return index
+        return DenseIndex.build(embeddings, doc_ids, options, name, fingerprint, corpus=corpus)
     if shard_folder is None:
         raise ValueError("encoding across several processes needs a shard_folder they all can write")
     process_index = accelerator.process_index if accelerator is not None else 0

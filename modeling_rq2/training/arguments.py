@@ -8,7 +8,7 @@ import importlib.util
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +22,33 @@ PROBABILITIES = ("platt", "sigmoid")
 SHORT_LISTS = ("pad", "error")
 LR_SCHEDULERS = ("constant_with_warmup", "linear", "constant")
 PRECISIONS = ("no", "bf16", "fp16")
+SETTING_CHOICES = {
+    "pooling": POOLING_MODES,
+    "similarity": SIMILARITIES,
+    "reranker_pooling": POOLING_MODES,
+    "input_format": INPUT_FORMATS,
+    "short_lists": SHORT_LISTS,
+    "lr_scheduler": LR_SCHEDULERS,
+    "mixed_precision": PRECISIONS,
+    "augment_warmup": WARMUPS,
+    "instance_mix": MIXES,
+    "probability": PROBABILITIES,
+    "direction": DIRECTIONS,
+    "reduction": REDUCTIONS,
+}
+"""The settings that take one of a few values, and those values: checked in each section, listed by ``--help``."""
+
+
+def check_choices(section) -> None:
+    """Every few-valued setting of a settings dataclass is one of its values (or unset, where its default is)."""
+    for item in fields(section):
+        choices = SETTING_CHOICES.get(item.name)
+        if choices is not None:
+            value = getattr(section, item.name)
+            allowed = (*choices, None) if item.default is None else choices
+            check_setting(value in allowed, item.name, f"must be one of {choices}, got {value!r}")
+
+
 HELDOUT = "heldout"
 """The ``--eval_split`` that names the training queries ``--heldout_queries`` carves out."""
 
@@ -69,15 +96,7 @@ class ModelArguments:
             "attention_dropout",
             f"must be in [0, 1), got {self.attention_dropout}",
         )
-        for name, choices in (
-            ("input_format", INPUT_FORMATS),
-            ("pooling", POOLING_MODES),
-            ("similarity", SIMILARITIES),
-            ("reranker_pooling", POOLING_MODES),
-        ):  # a bad choice failed with a traceback once the data had loaded
-            value = getattr(self, name)
-            allowed = choices if name == "reranker_pooling" else (None, *choices)
-            check_setting(value in allowed, name, f"must be one of {choices}, got {value!r}")
+        check_choices(self)  # a bad pooling failed with a traceback once the data had loaded
 
 
 @dataclass
@@ -129,9 +148,7 @@ class DataArguments:
         for name in ("max_train_queries", "max_triples"):  # 0 read as "all" before
             value = getattr(self, name)
             check_setting(value is None or value >= 1, name, f"must be >= 1 (or unset: all), got {value}")
-        check_setting(
-            self.short_lists in SHORT_LISTS, "short_lists", f"must be one of {SHORT_LISTS}, got {self.short_lists!r}"
-        )
+        check_choices(self)
         if self.eval_split in ("", "none", "None"):
             self.eval_split = None
         check_setting(self.heldout_queries >= 0, "heldout_queries", f"must be >= 0, got {self.heldout_queries}")
@@ -311,9 +328,13 @@ class JointTrainingArguments:
     def _take_accelerate_defaults(self) -> None:
         """Settings left unset take what ``accelerate launch`` (its flags, ``accelerate config``) put in the
         environment, as ``Accelerator`` would, so the run's plan, schedule, config and cards state what it trains."""
-        self._from_accelerate = self.mixed_precision is None and "ACCELERATE_MIXED_PRECISION" in os.environ
         if self.mixed_precision is None:
             self.mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+            check_setting(
+                self.mixed_precision in PRECISIONS,
+                "mixed_precision",
+                f"must be one of {PRECISIONS}, got {self.mixed_precision!r} (from accelerate launch / its config)",
+            )
         if self.gradient_accumulation_steps is None:
             steps = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
             check_setting(steps.isdigit(), "gradient_accumulation_steps", f"accelerate launch gave {steps!r}")
@@ -353,17 +374,7 @@ class JointTrainingArguments:
         )
         check_setting(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         check_setting(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        check_setting(
-            self.mixed_precision in PRECISIONS,
-            "mixed_precision",
-            f"must be no|bf16|fp16, got {self.mixed_precision!r}"
-            + (" (from accelerate launch / accelerate config)" if self._from_accelerate else ""),
-        )
-        check_setting(
-            self.lr_scheduler in LR_SCHEDULERS,
-            "lr_scheduler",
-            f"must be constant_with_warmup|linear|constant, got {self.lr_scheduler!r}",
-        )
+        check_choices(self)
 
 
 @dataclass
@@ -403,9 +414,7 @@ class AugmentationArguments:
 
     def __post_init__(self):
         check_numbers(self)
-        check_setting(
-            self.augment_warmup in WARMUPS, "augment_warmup", f"must be one of {WARMUPS}, got {self.augment_warmup!r}"
-        )
+        check_choices(self)
         for name in ("augment_warmup_epochs", "augment_top_n", "augment_batch_size"):
             check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         check_setting(
@@ -418,30 +427,6 @@ class AugmentationArguments:
             "negative_below / --positive_above",
             f"need 0 < negative_below <= positive_above < 1, got {self.negative_below} / {self.positive_above}",
         )
-        check_setting(self.instance_mix in MIXES, "instance_mix", f"must be one of {MIXES}, got {self.instance_mix!r}")
-        check_setting(
-            self.probability in PROBABILITIES,
-            "probability",
-            f"must be one of {PROBABILITIES}, got {self.probability!r}",
-        )
-
-
-def setting_choices() -> dict[str, tuple[str, ...]]:
-    """The settings that take one of a few values, and those values (``--help`` lists them)."""
-    return {
-        "pooling": POOLING_MODES,
-        "similarity": SIMILARITIES,
-        "reranker_pooling": POOLING_MODES,
-        "input_format": INPUT_FORMATS,
-        "short_lists": SHORT_LISTS,
-        "lr_scheduler": LR_SCHEDULERS,
-        "mixed_precision": PRECISIONS,
-        "augment_warmup": WARMUPS,
-        "instance_mix": MIXES,
-        "probability": PROBABILITIES,
-        "direction": DIRECTIONS,
-        "reduction": REDUCTIONS,
-    }
 
 
 RESUME_MAY_CHANGE = frozenset(

@@ -8,7 +8,6 @@ where it stopped (``latest``: the newest intact checkpoint).
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ import torch
 from accelerate import Accelerator
 from safetensors import SafetensorError
 from torch import nn
+
+from ..models.modeling_rq2 import file_sha256
 
 CHECKPOINT_PREFIX = "checkpoint-"
 PROGRESS_FILE = "progress.json"
@@ -66,15 +67,6 @@ def list_checkpoints(folder: Path) -> list[Path]:
         if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / PROGRESS_FILE).is_file()
     ]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_manifest(folder: Path) -> None:
@@ -164,14 +156,11 @@ def output_lock(output_dir: str) -> Iterator[None]:
         return
     check_writable(output_dir)
     with open(Path(output_dir) / LOCK_FILE, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            owner = f.read().strip() or "another process"
+        owner = _lock(f)
+        if owner:
             raise RuntimeError(
                 f"--output_dir {output_dir}: in use by another run ({owner}); wait for it to end or use another folder"
-            ) from None
+            )
         f.truncate(0)
         f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         f.flush()
@@ -187,12 +176,19 @@ def lock_holder(output_dir: str | Path) -> str | None:
     if fcntl is None or not path.is_file():
         return None
     with open(path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            return f.read().strip() or "another process"
-        fcntl.flock(f, fcntl.LOCK_UN)
+        owner = _lock(f)
+        if owner is None:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return owner
+
+
+def _lock(f) -> str | None:
+    """Take the lock of the open lock file ``f``: None when taken, else who holds it (the line it wrote)."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        return f.read().strip() or "another process"
     return None
 
 

@@ -10,12 +10,11 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from .arguments import RunConfig, setting_choices
+from .arguments import SETTING_CHOICES, RunConfig
 from .losses import DESCRIPTION_KEYS
 
 ARGUMENT_CLASSES = tuple(RunConfig.__annotations__.values())
 """The sections' classes in ``RunConfig`` order: what the parser fills."""
-CHOICES = setting_choices()
 
 
 class _ArgumentParser(HfArgumentParser):
@@ -27,8 +26,8 @@ class _ArgumentParser(HfArgumentParser):
     def _parse_dataclass_field(parser, field) -> None:
         trimmed = copy.copy(field)
         metadata = {k: v for k, v in field.metadata.items() if k not in DESCRIPTION_KEYS}
-        if field.name in CHOICES:
-            metadata["choices"] = CHOICES[field.name]
+        if field.name in SETTING_CHOICES:
+            metadata["choices"] = SETTING_CHOICES[field.name]
         trimmed.metadata = types.MappingProxyType(metadata)
         HfArgumentParser._parse_dataclass_field(parser, trimmed)
 
