@@ -160,7 +160,7 @@ def train_argv(train_setup, output_dir, *extra) -> list[str]:
         "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
         "--output_dir", str(output_dir), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
         "--passage_max_length", "32", "--train_passage_max_length", "32", "--reranker_max_length", "48",
-        "--rerank_top_k", "5", "--eval_top_k", "20", "--negatives_top_n", "10", "--epochs", "1", *extra,
+        "--rerank_top_k", "5", "--top_k", "20", "--negatives_top_n", "10", "--epochs", "1", *extra,
     ]
 
 

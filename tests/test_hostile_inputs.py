@@ -854,6 +854,27 @@ def test_each_console_script_names_a_command_whose_help_shows_the_defaults(scrip
     assert exit_.value.code == 0 and "(default:" in capsys.readouterr().out
 
 
+def _help_flags(script: str, capsys, monkeypatch) -> set[str]:
+    import importlib
+    import re
+    import sys
+
+    module, _, function = _pyproject()["project"]["scripts"][script].partition(":")
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit):
+        getattr(importlib.import_module(module), function)()
+    return set(re.findall(r"^  (--[a-z_]+)", capsys.readouterr().out, re.M))
+
+
+def test_each_command_lists_only_its_own_flags_and_shares_the_names_that_mean_the_same(capsys, monkeypatch):
+    """rq2-augment mines and denoises: the chain's stage flags (--augment, --augment_warmup*) did nothing there; the
+    depth evaluated is --top_k in both train.py and rq2-evaluate, and both write into --output_dir."""
+    train, evaluate, augment = (_help_flags(s, capsys, monkeypatch) for s in ("rq2-train", "rq2-evaluate", "rq2-augment"))
+    assert not augment & {"--augment", "--augment_warmup", "--augment_warmup_epochs", "--augment_warmup_list_size"}
+    assert {"--augment_top_n", "--negative_below", "--positive_above", "--instance_mix"} <= augment
+    assert {"--top_k", "--rerank_top_k", "--fusion", "--output_dir"} <= train & evaluate and "--eval_top_k" not in train
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -164,8 +164,12 @@ def test_metrics_and_cards_record_the_lists_and_temperature_as_trained(train_set
     assert metrics["train"]["retriever_temperature"] == 1.0
     assert json.loads((tmp_path / "metrics.json").read_text())["train"]["lists"]["padding"] == 0.5
     card = (tmp_path / "retriever" / "README.md").read_text()
-    assert "lists of 8 passages (1 positive); as trained: 4 passages a list on average, at least 4 (50.0% padding)." in card
+    assert "| passages a list | 8 (1 positive); as trained: 4 passages a list on average, at least 4 (50.0% padding) |" in card
     assert "temperatures: retriever 1, re-ranker 1" in card
+    # the card's training examples and framework versions come from the run's record
+    first = metrics["train"]["examples"][0]
+    assert len(metrics["train"]["examples"]) == 3 and len(first["negatives"]) == 2 and set(first["positive"]) == {"title", "text"}
+    assert first["query"] in card and metrics["hardware"]["versions"]["PyTorch"] == torch.__version__
 
 
 COMBINATIONS = [  # (static, reranker_kl_gradient, kl_warmup_ratio, retriever_supervised_weight, kl_weight, supervised_weight)

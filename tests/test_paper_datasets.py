@@ -199,7 +199,7 @@ def test_paper_config_runs_the_chain_on_tiny_files_in_the_official_formats(train
         "--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
         "--output_dir", str(tmp_path / "run"), "--report_to", "none", "--list_size", "3", "--batch_size", "4",
         "--epochs", "1", "--mixed_precision", "no", "--reranker_max_length", "48", "--passage_max_length", "32",
-        "--train_passage_max_length", "32", "--eval_top_k", "20", "--rerank_top_k", "5", "--augment_top_n", "5",
+        "--train_passage_max_length", "32", "--top_k", "20", "--rerank_top_k", "5", "--augment_top_n", "5",
     ]
     if preset == "msmarco.yaml":  # a triple a query: shorter lists than the preset allows (see test_method_at_scale)
         overrides += ["--negatives", str(data / "triples.train.small.tsv"), "--short_lists", "pad"]

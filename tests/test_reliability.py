@@ -90,10 +90,10 @@ def test_a_non_finite_loss_stops_before_the_weights_change(train_setup, tmp_path
     "flags, message",
     [
         (["--list_size", "25"], "--list_size: 25 is more than the 20 passages"),
-        (["--eval_top_k", "50"], "--eval_top_k: 50 is more than the 20 passages"),
+        (["--top_k", "50"], "--top_k: 50 is more than the 20 passages"),
         (["--negatives_top_n", "20"], "--negatives_top_n: must be below the corpus size 20"),
-        (["--rerank_top_k", "25"], "--rerank_top_k: must be <= --eval_top_k 20"),
-        (["--eval_top_k", "10"], "--eval_top_k 10 is below the deepest metric cutoff \\(100"),
+        (["--rerank_top_k", "25"], "--rerank_top_k: must be <= --top_k 20"),
+        (["--top_k", "10"], "--top_k 10 is below the deepest metric cutoff \\(100"),
         (["--augment", "true", "--negative_below", "0.95"], "negative_below <= positive_above"),
     ],
 )

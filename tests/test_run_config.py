@@ -83,3 +83,16 @@ def test_the_schedule_knows_the_phases():
     assert (schedule.steps_per_epoch, schedule.total_steps, schedule.kl_warmup_end) == (10, 30, 20)
     assert [schedule.phase(e) for e in range(3)] == ["warmup", "joint", "joint"]
     assert schedule.teacher_phase(19) and not schedule.teacher_phase(20)
+
+
+def test_train_and_evaluate_share_top_k_and_the_old_name_is_named(tmp_path):
+    """train.py's --eval_top_k became --top_k (evaluate's name for the same thing): saved runs still read, and the old
+    flag or config key is refused with its new name."""
+    assert parse_arguments(["--top_k", "50"]).training.top_k == 50
+    saved = RunConfig.from_dict({"format_version": 1, "training": {"eval_top_k": 30}})
+    assert saved.training.top_k == 30
+    with pytest.raises(ValueError, match="--eval_top_k is now --top_k"):
+        parse_arguments(["--eval_top_k", "50"])
+    (tmp_path / "old.yaml").write_text("eval_top_k: 50\n")
+    with pytest.raises(ValueError, match="old.yaml: unknown keys .*eval_top_k is now top_k"):
+        parse_arguments([str(tmp_path / "old.yaml")])

@@ -370,7 +370,7 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
         data["eval_split"],
         "--seed",
         str(config["seed"]),
-        "--eval_top_k",
+        "--top_k",
         str(config["top_k"]),
         "--rerank_top_k",
         str(config["rerank_top_k"]),

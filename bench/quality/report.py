@@ -263,6 +263,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "recipe": recipe(),
         "systems": {name: {**s, "seeds": {str(k): v for k, v in s["seeds"].items()}} for name, s in systems.items()},
         "summaries": summaries,
+        "titles": {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS},
         "table": table_block(summaries),
         "comparisons": comparisons(summaries, args.rerank_top_k, args.fusion),
         "goals": goals(summaries, full_scifact),

@@ -17,13 +17,15 @@ CHAIN = "ours_augmented"
 class BenchSystem:
     """One row group of the report.
 
-    ``job``: the job function family that runs it (a key of ``jobs.JOBS``); ``group``: peer, ours or ablation;
-    ``flags``: ``run_training`` flags (ours and the ablations); ``baseline``: the system an ablation changes one thing
-    of; ``teacher``: the system whose trained re-ranker (same seed) is this one's frozen teacher.
+    ``title``: the display name (model cards, README); ``job``: the job function family that runs it (a key of
+    ``jobs.JOBS``); ``group``: peer, ours or ablation; ``flags``: ``run_training`` flags (ours and the ablations);
+    ``baseline``: the system an ablation changes one thing of; ``teacher``: the system whose trained re-ranker (same
+    seed) is this one's frozen teacher.
     """
 
     name: str
     description: str
+    title: str
     job: str
     group: str
     flags: tuple[str, ...] = ()
@@ -35,16 +37,18 @@ class BenchSystem:
         return self.group == PEER
 
 
-def _peer(name: str, description: str) -> BenchSystem:
-    return BenchSystem(name, description, job=name, group=PEER)
+def _peer(name: str, title: str, description: str) -> BenchSystem:
+    return BenchSystem(name, description, title, job=name, group=PEER)
 
 
-def _ours(name: str, description: str, flags: tuple[str, ...]) -> BenchSystem:
-    return BenchSystem(name, description, job="rq2", group=OURS_GROUP, flags=flags)
+def _ours(name: str, title: str, description: str, flags: tuple[str, ...]) -> BenchSystem:
+    return BenchSystem(name, description, title, job="rq2", group=OURS_GROUP, flags=flags)
 
 
-def _ablation(name: str, description: str, flags: tuple[str, ...], baseline: str = BASELINE, **extra) -> BenchSystem:
-    return BenchSystem(name, description, job="rq2", group=ABLATION, flags=flags, baseline=baseline, **extra)
+def _ablation(
+    name: str, title: str, description: str, flags: tuple[str, ...], baseline: str = BASELINE, **extra
+) -> BenchSystem:
+    return BenchSystem(name, description, title, job="rq2", group=ABLATION, flags=flags, baseline=baseline, **extra)
 
 
 def _flag_value(value: Any) -> str:
@@ -61,28 +65,43 @@ ablation then changes two things of its baseline (which has the warm-up); their 
 NO_KL_WARMUP_NOTE = " (and no KL warm-up, which would train nothing here: the KL trains the retriever from step 1)"
 
 
-def loss_ablation(name: str, option: str, value: Any, extra: tuple[str, ...] = (), note: str = "") -> BenchSystem:
+def loss_ablation(
+    name: str, title: str, option: str, value: Any, extra: tuple[str, ...] = (), note: str = ""
+) -> BenchSystem:
     """``ours_1_epoch`` with one ``DistillationOptions`` field changed: flags and description from (option, value);
     ``extra`` flags a change needs, said in ``note``."""
     description = f"{BASELINE} {DistillationOptions.ablation(option, value)}{note}"
-    return _ablation(name, description, (*ONE_EPOCH, f"--{option}", _flag_value(value), *extra))
+    return _ablation(name, title, description, (*ONE_EPOCH, f"--{option}", _flag_value(value), *extra))
 
 
 _REGISTRY = (
-    _peer("bm25", BM25),
-    _peer("zeroshot", "the backbone untrained, as a dense retriever"),
-    _peer("st_biencoder", "sentence-transformers bi-encoder, MultipleNegativesRankingLoss on the same lists"),
+    _peer("bm25", "BM25", BM25),
+    _peer("zeroshot", "all-MiniLM-L6-v2, zero-shot", "the backbone untrained, as a dense retriever"),
     _peer(
-        "st_crossencoder", "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates"
+        "st_biencoder",
+        "sentence-transformers bi-encoder (MNRL)",
+        "sentence-transformers bi-encoder, MultipleNegativesRankingLoss on the same lists",
+    ),
+    _peer(
+        "st_crossencoder",
+        "sentence-transformers CrossEncoder",
+        "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates",
     ),
     _ours(
         "ours",
+        "RocketQAv2 joint training, 3 epochs (ours, default)",
         "our default recipe: joint training, 3 epochs on BM25 lists (about the augmented chain's optimizer steps)",
         (),
     ),
-    _ours(BASELINE, "joint training, 1 epoch (the peers' budget; the baseline of the ablations)", ONE_EPOCH),
+    _ours(
+        BASELINE,
+        "RocketQAv2 joint training, 1 epoch (ours)",
+        "joint training, 1 epoch (the peers' budget; the baseline of the ablations)",
+        ONE_EPOCH,
+    ),
     _ours(
         CHAIN,
+        "RocketQAv2 chain with hybrid augmentation (ours)",
         "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger lists",
         AUGMENTED,
     ),
@@ -90,22 +109,44 @@ _REGISTRY = (
     # nothing), here the one ours_1_epoch trained at the same seed; a fresh retriever learns from it for one epoch
     _ablation(
         "static",
+        "ablation: static distillation",
         "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained "
         "re-ranker (static distillation; the teacher's training is not in train s)" + NO_KL_WARMUP_NOTE,
         (*ONE_EPOCH, "--static", "true", *NO_KL_WARMUP),
         teacher=BASELINE,
     ),
-    loss_ablation("direction_reranker_to_retriever", "direction", "reranker_to_retriever"),
-    loss_ablation("no_reranker_kl_gradient", "reranker_kl_gradient", False, NO_KL_WARMUP, NO_KL_WARMUP_NOTE),
+    loss_ablation(
+        "direction_reranker_to_retriever", "ablation: KL(re-ranker, retriever)", "direction", "reranker_to_retriever"
+    ),
+    loss_ablation(
+        "no_reranker_kl_gradient",
+        "ablation: no KL gradient into the re-ranker",
+        "reranker_kl_gradient",
+        False,
+        NO_KL_WARMUP,
+        NO_KL_WARMUP_NOTE,
+    ),
     _ablation(
         "paper_loss",
+        "ablation: the paper's loss alone",
         "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch negatives, no KL warm-up)",
         (*ONE_EPOCH, "--retriever_supervised_weight", "0", "--in_batch_negatives", "false", "--kl_warmup_ratio", "0"),
     ),
-    _ablation("list_size_8", "ours_1_epoch with lists of 8 passages (default 4)", (*ONE_EPOCH, "--list_size", "8")),
-    _ablation("list_size_16", "ours_1_epoch with lists of 16 passages", (*ONE_EPOCH, "--list_size", "16")),
+    _ablation(
+        "list_size_8",
+        "ablation: lists of 8",
+        "ours_1_epoch with lists of 8 passages (default 4)",
+        (*ONE_EPOCH, "--list_size", "8"),
+    ),
+    _ablation(
+        "list_size_16",
+        "ablation: lists of 16",
+        "ours_1_epoch with lists of 16 passages",
+        (*ONE_EPOCH, "--list_size", "16"),
+    ),
     _ablation(
         "undenoised",
+        "ablation: undenoised instances only",
         "ours_augmented with undenoised instances only (no re-ranker pass; half its second stage's lists and steps)",
         (*AUGMENTED, "--instance_mix", "undenoised"),
         baseline=CHAIN,

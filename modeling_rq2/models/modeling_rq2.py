@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -299,17 +300,40 @@ class RQ2PreTrainedModel(PreTrainedModel):
         raise NotImplementedError
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save config, safetensors weights, the modeling code (for ``trust_remote_code``) and the tokenizer."""
+        """Save config, safetensors weights, the modeling code (for ``trust_remote_code``) and the tokenizer; the
+        backbone's local path (the encoder config's ``_name_or_path``) is written as its last component."""
         if self._auto_class is not None:
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
             for auto_class in self._extra_auto_classes:
                 auto_map[auto_class] = f"modeling_rq2.{type(self).__name__}"
             self.config.auto_map = auto_map
-        super().save_pretrained(save_directory, *args, **kwargs)
+        encoder = getattr(self.config, "encoder_config", None)
+        source = getattr(encoder, "_name_or_path", "")
+        if source and os.path.isabs(source):  # a local path is no name to publish: its last component
+            encoder._name_or_path = Path(source).name
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if source:
+                encoder._name_or_path = source
         if kwargs.get("is_main_process", True):
             write_weights_manifest(save_directory)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> Any:
+        """Upload this model as ``push_to_hub.py`` stages one: weights, code, tokenizer, the sentence-transformers
+        files and a model card (kept when the repo already has one). Keyword options as transformers'
+        ``push_to_hub`` (``private``, ``token``, ``revision``, ``create_pr``, ``commit_message``, ``tags``, ...).
+        Staging needs the ``modeling_rq2`` package (``pip install modeling-rq2``)."""
+        try:
+            from modeling_rq2.hub.publish import push_model
+        except ImportError as err:
+            raise ImportError(
+                f"{type(self).__name__}.push_to_hub stages the sentence-transformers files and the model card with "
+                "the modeling_rq2 package: pip install modeling-rq2"
+            ) from err
+        return push_model(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(

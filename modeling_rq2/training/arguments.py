@@ -304,7 +304,9 @@ class JointTrainingArguments:
     eval_steps: int = field(
         default=0, metadata={"help": "evaluate on the eval split every N optimizer steps (0: only at the end)"}
     )
-    eval_top_k: int = 100
+    top_k: int = field(
+        default=100, metadata={"help": "passages retrieved per evaluation query (as python -m modeling_rq2.evaluate)"}
+    )
     ddp_timeout: int = field(
         default=1800,
         metadata={
@@ -359,7 +361,7 @@ class JointTrainingArguments:
         check_numbers(self)
         check_setting(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
         check_setting(self.epochs + self.warmup_epochs >= 1, "epochs", "epochs + warmup_epochs must be >= 1")
-        for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "eval_top_k", "eval_batch_size"):
+        for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "top_k", "eval_batch_size"):
             check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_epochs", "save_steps", "save_total_limit", "rerank_top_k", "eval_steps"):
             check_setting(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
@@ -368,9 +370,9 @@ class JointTrainingArguments:
         check_setting(self.ddp_timeout >= 1, "ddp_timeout", f"must be >= 1 second, got {self.ddp_timeout}")
         check_setting(0 <= self.fusion <= 1, "fusion", f"must be in [0, 1], got {self.fusion}")
         check_setting(
-            self.rerank_top_k <= self.eval_top_k,
+            self.rerank_top_k <= self.top_k,
             "rerank_top_k",
-            f"must be <= --eval_top_k {self.eval_top_k}, got {self.rerank_top_k}",
+            f"must be <= --top_k {self.top_k}, got {self.rerank_top_k}",
         )
         check_setting(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         check_setting(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
@@ -378,8 +380,39 @@ class JointTrainingArguments:
 
 
 @dataclass
-class AugmentationArguments:
-    """Hybrid data augmentation: where lists come from and how the re-ranker cleans them."""
+class MiningArguments:
+    """Mining and denoising lists with a retriever and a re-ranker (``python -m modeling_rq2.training.augmentation``
+    takes these alone; ``train.py`` takes them with the chain's own, ``AugmentationArguments``)."""
+
+    augment_top_n: int = field(
+        default=50, metadata={"help": "retrieved passages per query (RocketQA: 50 MS MARCO, 100 NQ)"}
+    )
+    negative_below: float = field(
+        default=0.1, metadata={"help": "denoised: keep a negative only if P(relevant) < this"}
+    )
+    positive_above: float = field(
+        default=0.9, metadata={"help": "denoised: add an unlabelled passage as positive if P > this"}
+    )
+    instance_mix: str = field(default="both", metadata={"help": f"which instances to keep per query: {MIXES}"})
+    probability: str = field(default="platt", metadata={"help": f"re-ranker logit -> probability: {PROBABILITIES}"})
+    augment_batch_size: int = 64
+
+    def __post_init__(self):
+        check_numbers(self)
+        check_choices(self)
+        for name in ("augment_top_n", "augment_batch_size"):
+            check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        check_setting(
+            0 < self.negative_below <= self.positive_above < 1,
+            "negative_below / --positive_above",
+            f"need 0 < negative_below <= positive_above < 1, got {self.negative_below} / {self.positive_above}",
+        )
+
+
+@dataclass
+class AugmentationArguments(MiningArguments):
+    """Hybrid data augmentation in train.py's chain: its stages, where lists come from and how the re-ranker cleans
+    them."""
 
     augment: bool = field(
         default=False, metadata={"help": "train.py: warm-up -> hybrid augmentation -> joint training"}
@@ -399,33 +432,18 @@ class AugmentationArguments:
             "(BM25, a triples file: often shallower than the mined pools the joint lists of 128 / 32 need)"
         },
     )
-    augment_top_n: int = field(
-        default=50, metadata={"help": "retrieved passages per query (RocketQA: 50 MS MARCO, 100 NQ)"}
-    )
-    negative_below: float = field(
-        default=0.1, metadata={"help": "denoised: keep a negative only if P(relevant) < this"}
-    )
-    positive_above: float = field(
-        default=0.9, metadata={"help": "denoised: add an unlabelled passage as positive if P > this"}
-    )
-    instance_mix: str = field(default="both", metadata={"help": f"which instances to keep per query: {MIXES}"})
-    probability: str = field(default="platt", metadata={"help": f"re-ranker logit -> probability: {PROBABILITIES}"})
-    augment_batch_size: int = 64
 
     def __post_init__(self):
-        check_numbers(self)
-        check_choices(self)
-        for name in ("augment_warmup_epochs", "augment_top_n", "augment_batch_size"):
-            check_setting(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        super().__post_init__()
+        check_setting(
+            self.augment_warmup_epochs >= 1,
+            "augment_warmup_epochs",
+            f"must be >= 1, got {self.augment_warmup_epochs}",
+        )
         check_setting(
             self.augment_warmup_list_size is None or self.augment_warmup_list_size >= 2,
             "augment_warmup_list_size",
             f"must be >= 2 (a positive and a negative), got {self.augment_warmup_list_size}",
-        )
-        check_setting(
-            0 < self.negative_below <= self.positive_above < 1,
-            "negative_below / --positive_above",
-            f"need 0 < negative_below <= positive_above < 1, got {self.negative_below} / {self.positive_above}",
         )
 
 
@@ -440,7 +458,7 @@ RESUME_MAY_CHANGE = frozenset(
         "save_total_limit",
         "report_to",
         "eval_steps",
-        "eval_top_k",
+        "top_k",
         "eval_batch_size",
         "rerank_top_k",
         "fusion",
@@ -540,6 +558,8 @@ class RunConfig(NamedTuple):
 
     FORMAT_VERSION = 1
     FILE = "training_config.json"
+    RENAMED = {"training": {"eval_top_k": "top_k"}}
+    """Settings saved under an earlier name, read under today's."""
     LEGACY_SECTIONS = {
         "ModelArguments": "model",
         "DataArguments": "data",
@@ -567,6 +587,10 @@ class RunConfig(NamedTuple):
                 f"{source}: training config format_version {version!r}, this code reads {cls.FORMAT_VERSION}"
             )
         kinds = cls.__annotations__
+        for section, renamed in cls.RENAMED.items():
+            fields_ = values.get(section)
+            if isinstance(fields_, dict):
+                values = {**values, section: {renamed.get(key, key): value for key, value in fields_.items()}}
         try:
             return cls(**{name: kinds[name](**values.get(name, {})) for name in cls._fields})
         except (TypeError, ValueError) as err:  # a key of another version, or a value no run could have had

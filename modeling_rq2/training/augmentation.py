@@ -27,7 +27,7 @@ from ..data import RetrievalData
 from ..data.corpus import lookup_passages
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from ..retrieval.index import DenseIndex, build_index
-from .arguments import AugmentationArguments
+from .arguments import MiningArguments
 from .lists import INSTANCE_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _probabilities(
     retrieved: list,
     corpus,
     reranker: RQ2Reranker,
-    args: AugmentationArguments,
+    args: MiningArguments,
     show_progress_bar: bool | None,
 ) -> tuple[dict[tuple[int, str], float], tuple[float, float]]:
     """The re-ranker's probability of relevance of every retrieved pair ({(query position, doc id): p}) and the
@@ -86,7 +86,7 @@ def augment_instances(
     data: RetrievalData,
     retriever: RQ2Retriever,
     reranker: RQ2Reranker | None,
-    args: AugmentationArguments | None = None,
+    args: MiningArguments | None = None,
     *,
     index: DenseIndex | None = None,
     relevance_threshold: int = 1,
@@ -97,7 +97,7 @@ def augment_instances(
     ``index``: the corpus already encoded by ``retriever`` (encoded here otherwise). ``reranker`` may be None for
     ``instance_mix undenoised``, which never consults it (the report then has no denoising counts).
     """
-    args = args or AugmentationArguments()
+    args = args or MiningArguments()
     corpus = data.passages()
     corpus_ids = corpus.doc_ids()
     if index is None:
@@ -153,7 +153,7 @@ def _queries_with_positives(data: RetrievalData, relevance_threshold: int) -> tu
 
 
 def _instance_rows(
-    queries: list[tuple], retrieved: list, probability: dict, args: AugmentationArguments, *, denoise: bool
+    queries: list[tuple], retrieved: list, probability: dict, args: MiningArguments, *, denoise: bool
 ) -> tuple[list[dict], dict[str, int]]:
     """The instances of each query (undenoised: every retrieved non-gold passage a negative; denoised: the
     re-ranker's likely false negatives removed, its confident positives added) and the counts of what changed."""
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ..data import load_data
     from ..models.loading import load_reranker, load_retriever
 
-    command, args = HfArgumentParser((AugmentCommandArguments, AugmentationArguments)).parse_args_into_dataclasses(
+    command, args = HfArgumentParser((AugmentCommandArguments, MiningArguments)).parse_args_into_dataclasses(
         args=argv
     )
     data = load_data(command.data, command.split)

@@ -177,9 +177,11 @@ def parse_arguments(argv: list[str]) -> RunConfig:
             raise FileNotFoundError(f"config file {path} not found")
         values = _read_config(path)
         known = {name: kind for cls in ARGUMENT_CLASSES for name, kind in typing.get_type_hints(cls).items()}
+        renamed = {old: new for names in RunConfig.RENAMED.values() for old, new in names.items()}
         unknown = sorted(str(key) for key in set(values) - set(known))
         if unknown:
-            raise ValueError(f"{path}: unknown keys {_short(unknown)}")
+            hint = "".join(f"; {key} is now {renamed[key]}" for key in unknown if key in renamed)
+            raise ValueError(f"{path}: unknown keys {_short(unknown)}{hint}")
         parser.set_defaults(**{key: _typed(path, key, known[key], value) for key, value in values.items()})
     *sections, unused = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unused:
@@ -190,7 +192,10 @@ def parse_arguments(argv: list[str]) -> RunConfig:
 def _closest_flag(parser: HfArgumentParser, unused: list[str]) -> str:
     """ "; did you mean --epochs?" for the first unknown flag close to a known one."""
     flags = [option for action in parser._actions for option in action.option_strings]
+    renamed = {f"--{old}": f"--{new}" for names in RunConfig.RENAMED.values() for old, new in names.items()}
     for token in unused:
+        if token.partition("=")[0] in renamed:
+            return f"; {token.partition('=')[0]} is now {renamed[token.partition('=')[0]]}"
         close = difflib.get_close_matches(token.partition("=")[0], flags, n=1) if token.startswith("--") else []
         if close:
             return f"; did you mean {close[0]}?"

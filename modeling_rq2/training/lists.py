@@ -25,7 +25,7 @@ from ..data import DataFormatError, RetrievalData
 from ..data.corpus import lookup_passages
 from ..data.msmarco import read_triples
 from ..data.records import arrow_dataset, file_fingerprint, read_lines
-from ..models.modeling_rq2 import Passage
+from ..models.modeling_rq2 import Passage, title_and_text
 from ..retrieval.bm25 import bm25_search
 from .arguments import DataArguments, check_setting
 
@@ -225,10 +225,23 @@ class ListwiseDataset(Dataset):
             "padding": round(float(1 - lengths.mean() / self.list_size), 4),
         }
 
+    def examples(self, count: int = 3, *, negatives: int = 2) -> list[dict]:
+        """The first ``count`` lists of epoch 0 as the cards show them: the query, its positive and ``negatives``
+        negatives, as ``{"title", "text"}`` passages (what a reader needs to see what the model learnt from)."""
+        rows = []
+        for index in range(min(count, len(self))):
+            row = self.instances[index]
+            passages = lookup_passages(self.passages, self._sample(index, row, epoch=0)[: 1 + negatives])
+            title_text = [dict(zip(("title", "text"), title_and_text(p), strict=True)) for p in passages]
+            rows.append({"query": row["query"], "positive": title_text[0], "negatives": title_text[1:]})
+        return rows
+
     def sample(self, index: int, row: dict | None = None) -> list[str]:
         """The doc ids of item ``index``'s list this epoch: positive first (``row``: the instance, if already read)."""
-        row = row if row is not None else self.instances[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self._sample(index, row if row is not None else self.instances[index], epoch=self.epoch)
+
+    def _sample(self, index: int, row: dict, *, epoch: int) -> list[str]:
+        rng = np.random.default_rng([self.seed, epoch, index])
         positive = row["positives"][rng.integers(len(row["positives"]))]
         negatives = row["negatives"]
         count = min(self.list_size - 1, len(negatives))

@@ -35,7 +35,7 @@ from ..data import RetrievalData, hold_out, load_data
 from ..data.corpus import CorpusPassages
 from ..evaluation.evaluate import bm25_baseline, check_cutoffs, evaluate_retrieval
 from ..evaluation.systems import BM25, by_name, markdown_table
-from ..hub.model_card import write_cards
+from ..hub.model_card import framework_versions, write_cards
 from ..models.loading import load_reranker, load_retriever
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from .arguments import (
@@ -129,11 +129,11 @@ def prepare_data(data_args: DataArguments, args: JointTrainingArguments, acceler
         )
     if evaluation is not None:
         check_setting(
-            args.eval_top_k <= len(evaluation.corpus),
-            "eval_top_k",
-            f"{args.eval_top_k} is more than the {len(evaluation.corpus)} passages of {evaluation.name}",
+            args.top_k <= len(evaluation.corpus),
+            "top_k",
+            f"{args.top_k} is more than the {len(evaluation.corpus)} passages of {evaluation.name}",
         )
-        check_cutoffs(evaluation.metrics, args.eval_top_k, len(evaluation.corpus), flag="--eval_top_k")
+        check_cutoffs(evaluation.metrics, args.top_k, len(evaluation.corpus), flag="--top_k")
     return TrainingData(instances, CorpusPassages(train.corpus), evaluation)
 
 
@@ -199,7 +199,12 @@ def hardware(accelerator: Accelerator) -> dict:
         device = (
             f"{accelerator.device.type.upper()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads per process)"
         )
-    return {"device": device, "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision}
+    return {
+        "device": device,
+        "processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "versions": framework_versions(),
+    }
 
 
 def _accelerator(args: JointTrainingArguments) -> Accelerator:
@@ -479,7 +484,7 @@ class JointTrainer:
                 model.retriever,
                 evaluation,
                 model.reranker,
-                top_k=args.eval_top_k,
+                top_k=args.top_k,
                 rerank_top_k=args.rerank_top_k,
                 metrics=evaluation.metrics,
                 batch_size=args.eval_batch_size,
@@ -505,6 +510,7 @@ class JointTrainer:
                 "last_log": self.last_log,
                 "lists": self.dataset.list_lengths(),
                 "retriever_temperature": self.retriever_temperature,
+                "examples": self.dataset.examples(),
             }
         }
         _check_finite_weights(state, self.progress.global_step)
@@ -538,7 +544,7 @@ class JointTrainer:
         }
         if self.accelerator.is_main_process and len(evaluation.corpus) <= BM25_BASELINE_MAX_PASSAGES:
             report["baselines"] = {
-                BM25: bm25_baseline(evaluation, metrics=evaluation.metrics, top_k=self.config.training.eval_top_k)
+                BM25: bm25_baseline(evaluation, metrics=evaluation.metrics, top_k=self.config.training.top_k)
             }
         return report
 
