@@ -748,6 +748,8 @@ def test_a_pipeline_searched_with_one_string_gives_one_ranked_list(retriever, re
     "call, message",
     [
         (lambda r, c: r.encode_queries(["fine", None]), "query 1 must be a string, got NoneType"),
+        (lambda r, c: r.encode_queries(None), "expected a string or a list of them, got NoneType"),
+        (lambda r, c: r.encode(7), "expected a string, a {'title', 'text'} dict or a list of them, got int: 7"),
         (lambda r, c: r.encode_queries(["fine", 7]), "query 1 must be a string, got int: 7"),
         (lambda r, c: r.encode_queries([["nested", "list"]]), "query 0 must be a string, got list"),
         (lambda r, c: r.encode_passages([{"title": "t", "text": None}]), "passage 0 must be a string or a"),
@@ -842,28 +844,51 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-@pytest.mark.parametrize("script", ["rq2-train", "rq2-evaluate", "rq2-augment", "rq2-push"])
-def test_each_console_script_names_a_command_whose_help_shows_the_defaults(script, capsys, monkeypatch):
+def _script_help(script: str, capsys, monkeypatch, *argv: str) -> tuple[int, str, str]:
+    """Run a console script's function with ``argv``: (exit status, stdout, stderr)."""
     import importlib
     import sys
 
     module, _, function = _pyproject()["project"]["scripts"][script].partition(":")
-    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    monkeypatch.setattr(sys, "argv", [script, *argv])
     with pytest.raises(SystemExit) as exit_:
         getattr(importlib.import_module(module), function)()
-    assert exit_.value.code == 0 and "(default:" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+@pytest.mark.parametrize("script", ["rq2-train", "rq2-evaluate", "rq2-augment", "rq2-push"])
+def test_each_console_script_names_a_command_whose_help_shows_every_default_and_choice(script, capsys, monkeypatch):
+    """Every flag of --help states its default once (or that it is required), and few-valued settings their
+    choices: help-less flags showed no default, and some helped ones showed two."""
+    import re
+
+    status, out, _ = _script_help(script, capsys, monkeypatch, "--help")
+    assert status == 0
+    blocks = re.split(r"\n  (?=--)", out.split("options:", 1)[1])[1:]
+    assert blocks
+    for block in blocks:
+        text = " ".join(block.split())
+        assert text.count("(default:") + text.count("(required)") == 1, text
+    choices = {"rq2-train": "--pooling {cls,mean}", "rq2-evaluate": "--index_type {flat,flat16,hnsw,ivfpq}",
+               "rq2-augment": "--instance_mix {both,denoised,undenoised}", "rq2-push": "--dry_run"}
+    assert choices[script] in out
+
+
+@pytest.mark.parametrize(
+    "script, prefix",
+    [("rq2-train", "--epoch"), ("rq2-evaluate", "--retr"), ("rq2-augment", "--augment_top"), ("rq2-push", "--dry_r")],
+)
+def test_no_console_script_takes_an_abbreviated_flag(script, prefix, capsys, monkeypatch):
+    """argparse's prefix matching took --retr for --retriever; a typo must not become another flag."""
+    status, _, err = _script_help(script, capsys, monkeypatch, prefix, "x")
+    assert status == 2 and "error:" in err and "Traceback" not in err
 
 
 def _help_flags(script: str, capsys, monkeypatch) -> set[str]:
-    import importlib
     import re
-    import sys
 
-    module, _, function = _pyproject()["project"]["scripts"][script].partition(":")
-    monkeypatch.setattr(sys, "argv", [script, "--help"])
-    with pytest.raises(SystemExit):
-        getattr(importlib.import_module(module), function)()
-    return set(re.findall(r"^  (--[a-z_]+)", capsys.readouterr().out, re.M))
+    return set(re.findall(r"^  (--[a-z_]+)", _script_help(script, capsys, monkeypatch, "--help")[1], re.M))
 
 
 def test_each_command_lists_only_its_own_flags_and_shares_the_names_that_mean_the_same(capsys, monkeypatch):
@@ -873,6 +898,7 @@ def test_each_command_lists_only_its_own_flags_and_shares_the_names_that_mean_th
     assert not augment & {"--augment", "--augment_warmup", "--augment_warmup_epochs", "--augment_warmup_list_size"}
     assert {"--augment_top_n", "--negative_below", "--positive_above", "--instance_mix"} <= augment
     assert {"--top_k", "--rerank_top_k", "--fusion", "--output_dir"} <= train & evaluate and "--eval_top_k" not in train
+    assert "--output_dir" in _help_flags("rq2-push", capsys, monkeypatch)  # where it stages (--local_dir: an alias)
 
 
 @pytest.mark.parametrize(
@@ -890,6 +916,13 @@ def test_a_command_line_mistake_is_one_line_not_a_traceback(argv, message):
 
     done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_the_package_links_the_paper_and_the_official_code():
+    urls = _pyproject()["project"]["urls"]
+    assert urls["Paper"] == "https://arxiv.org/abs/2110.07367" and "PaddlePaddle/RocketQA" in urls[
+        "Official code (PaddlePaddle)"
+    ]
 
 
 def test_every_third_party_import_of_the_package_is_a_declared_dependency():

@@ -76,7 +76,7 @@ def test_every_usage_snippet_of_both_cards_runs_against_the_staged_folders(run_d
         for name in ("sentence-transformers", "transformers"):
             run_without_package(snippets[name], tmp_path)
         exec(compile(snippets["modeling_rq2"], "card-snippet", "exec"), {})
-    assert "pip install modeling-rq2" in (staged["retriever"] / "README.md").read_text()
+    assert "`modeling_rq2` package installed (`pip install .` in a checkout" in (staged["retriever"] / "README.md").read_text()
 
 
 def test_publish_creates_repos_and_uploads_each_folder(run_dir, tmp_path):
@@ -306,3 +306,32 @@ def test_the_committed_benchmark_report_renders_with_display_names():
     assert "| RocketQAv2 joint training, 3 epochs (ours, default) | 0.7333 |" in retriever
     assert "| sentence-transformers CrossEncoder, re-ranking its retriever's top 20 |" in reranker
     assert not [name for name in report["summaries"] if f"| {name}" in retriever + reranker]  # no job names
+
+
+def test_a_pushed_models_card_claims_no_training_it_has_no_record_of(tmp_path, retriever):
+    """model.push_to_hub's card: no 'trained jointly' / 'fine-tuned on one collection' claims, the base model's
+    licence stated as such, and the data's licence (when the uploader names it) decides the metadata."""
+    from modeling_rq2.hub.model_card import render_model_card
+    from modeling_rq2.models.loading import DEFAULT_BACKBONE_ID
+
+    retriever.config.encoder_config._name_or_path = DEFAULT_BACKBONE_ID
+    card = render_model_card(retriever, "me/solo")
+    assert card.data.license == "apache-2.0" and "trained **jointly**" not in card.text
+    assert "no record of how this model was trained" in card.text and "Fine-tuned on one collection" not in card.text
+    assert "The base model's licence is `apache-2.0`." in card.text and "the more restrictive" not in card.text
+    assert "no record of the data the model was trained on" in card.text
+    card = render_model_card(retriever, "me/solo", data_license="cc-by-nc-2.0", datasets=["BeIR/scifact"])
+    assert card.data.license == "cc-by-nc-2.0" and card.data.datasets == ["BeIR/scifact"]
+    assert "(BeIR/scifact) is under `cc-by-nc-2.0`" in card.text and "`cc-by-nc-2.0` (the more restrictive" in card.text
+
+
+def test_cards_state_the_lengths_the_model_reads(tiny_tokenizer, tmp_path):
+    """A length beyond the encoder's position embeddings (128 here) is capped by the model; the card said 160."""
+    from modeling_rq2.hub.model_card import render_model_card
+
+    from conftest import tiny_reranker, tiny_retriever
+
+    card = render_model_card(tiny_reranker(tiny_tokenizer, max_length=160), "me/rr")
+    assert "| Maximum length | query + passage 128 tokens |" in card.text and "160" not in card.text
+    card = render_model_card(tiny_retriever(tiny_tokenizer, query_max_length=32, passage_max_length=512), "me/r")
+    assert "| Maximum length | queries 32, passages 128 tokens |" in card.text

@@ -79,6 +79,9 @@ def test_retrieve_then_rerank_reorders_only_the_head(retriever, reranker):
         tail_gaps = np.diff([s for _, s in after[3:]])
         assert np.allclose(tail_gaps, np.diff([s for _, s in before[3:]]), atol=1e-6)  # similarities, shifted
         assert all(a[1] > b[1] for a, b in zip(after, after[1:]))  # comparable down the whole list
+    for fusion in (0.5, 1.0):  # fused z-scores in the head, shifted similarities in the tail: still decreasing
+        for hits in pipe.search(queries, top_k=5, rerank_top_k=3, fusion=fusion):
+            assert len(hits) == 5 and all(a[1] > b[1] for a, b in zip(hits, hits[1:])), fusion
     run = to_run(["a", "b"], reranked)
     assert list(run["a"]) == [doc for doc, _ in reranked[0]] and run["a"] == dict(reranked[0])
 

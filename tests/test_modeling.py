@@ -311,3 +311,38 @@ def test_the_prompts_a_sentence_transformers_folder_declares_are_honoured(tmp_pa
     )
     model.save_pretrained(tmp_path / "saved")
     assert RQ2Retriever.from_pretrained(tmp_path / "saved").config.query_prompt == "query: "
+
+
+@pytest.mark.parametrize(
+    "similarity_fn_name, normalize, expected",
+    [(None, False, "cosine"), ("dot", False, "dot"), ("dot", True, "cosine"), ("cosine", False, "cosine")],
+)
+def test_from_backbone_scores_as_the_sentence_transformers_folder_does(
+    tmp_path, tiny_tokenizer, similarity_fn_name, normalize, expected
+):
+    """A folder without Normalize scores by cosine in sentence-transformers (its default) unless it names dot: it
+    became dot before (old msmarco-distilbert-style models)."""
+    extra = [{"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    folder = _st_folder(tmp_path, tiny_tokenizer, {"pooling_mode": "mean"}, *(extra if normalize else []))
+    if similarity_fn_name:
+        (folder / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": similarity_fn_name}))
+    assert RQ2Retriever.from_backbone(folder).config.similarity == expected
+    assert RQ2Retriever.from_backbone(folder, similarity="dot").config.similarity == "dot"  # the caller's choice
+
+
+def test_a_sentence_transformers_similarity_we_lack_is_refused_unless_one_is_given(tmp_path, tiny_tokenizer):
+    folder = _st_folder(tmp_path, tiny_tokenizer, {"pooling_mode": "mean"})
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "euclidean"}))
+    with pytest.raises(ValueError, match="scores by euclidean similarity, which RQ2Retriever does not"):
+        RQ2Retriever.from_backbone(folder)
+    assert RQ2Retriever.from_backbone(folder, similarity="cosine").config.similarity == "cosine"
+
+
+def test_a_dense_projection_left_out_for_a_given_pooling_is_logged(tmp_path, tiny_tokenizer, caplog):
+    import logging
+
+    dense = {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    folder = _st_folder(tmp_path, tiny_tokenizer, {"pooling_mode": "mean"}, dense)
+    with caplog.at_level(logging.WARNING, logger="modeling_rq2.models.modeling_rq2"):
+        RQ2Retriever.from_backbone(folder, pooling="mean")
+    assert "its Dense projection (2_Dense) is left out (pooling given)" in caplog.text

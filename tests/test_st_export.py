@@ -154,6 +154,21 @@ def test_an_official_input_format_retriever_takes_title_text_pairs_in_sentence_t
     np.testing.assert_allclose(loaded.encode_document(PASSAGES), model.encode_passages(PASSAGES), atol=ATOL)
 
 
+def _kinds(value) -> tuple:
+    """The container and shape of a sentence-transformers result: (type, shape) or ("list", item kinds)."""
+    if isinstance(value, list):
+        return ("list", len(value), _kinds(value[0]) if value else None)
+    return (type(value).__name__, tuple(getattr(value, "shape", ())))
+
+
+def _array(value) -> np.ndarray:
+    import torch
+
+    if isinstance(value, list):
+        return np.stack([_array(v) for v in value])
+    return value.float().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+
+
 @pytest.mark.parametrize("prompts", [{}, {"query_prompt": "query: ", "passage_prompt": "passage: "}], ids=["", "e5"])
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "separate"])
 def test_our_retriever_answers_sentence_transformers_calls_as_the_exported_folder_does(
@@ -174,6 +189,11 @@ def test_our_retriever_answers_sentence_transformers_calls_as_the_exported_folde
         assert getattr(model, call)(texts[0]).shape == getattr(loaded, call)(texts[0]).shape == (model.embedding_dim,)
         tensor = getattr(model, call)(texts, convert_to_tensor=True)
         assert torch.is_tensor(tensor) and tensor.shape == (len(texts), model.embedding_dim)
+        for inputs in (texts, texts[0]):  # the return types of sentence-transformers, a batch or one input alone
+            for options in ({"convert_to_numpy": False}, {"convert_to_tensor": True}):
+                ours, theirs = getattr(model, call)(inputs, **options), getattr(loaded, call)(inputs, **options)
+                assert _kinds(ours) == _kinds(theirs), (call, options, inputs is texts)
+                np.testing.assert_allclose(_array(ours), _array(theirs), atol=ATOL)
     q, p = model.encode_query(QUERIES), model.encode_document(PASSAGES)
     np.testing.assert_allclose(model.similarity(q, p).numpy(), loaded.similarity(q, p).numpy(), atol=ATOL)
     with pytest.raises(ValueError, match=r"prompt_name must be one of this model's prompts \['document', 'query'\]"):
@@ -191,6 +211,11 @@ def test_our_reranker_answers_cross_encoder_calls_as_the_exported_folder_does(ti
     np.testing.assert_allclose(
         model.predict(pairs, activation_fn=torch.sigmoid), loaded.predict(pairs, activation_fn=torch.sigmoid), atol=ATOL
     )
+    for inputs in (pairs, pairs[1]):
+        for options in ({"convert_to_numpy": False}, {"convert_to_tensor": True}):
+            ours, theirs = model.predict(inputs, **options), loaded.predict(inputs, **options)
+            assert _kinds(ours) == _kinds(theirs), (options, inputs is pairs)
+            np.testing.assert_allclose(_array(ours), _array(theirs), atol=ATOL)
     ours = model.rank(QUERIES[0], PASSAGES, top_k=2, return_documents=True)
     theirs = loaded.rank(QUERIES[0], PASSAGES, top_k=2, return_documents=True)
     assert [(r["corpus_id"], r["text"]) for r in ours] == [(r["corpus_id"], r["text"]) for r in theirs]

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from accelerate import Accelerator
-from transformers import HfArgumentParser
 
+from ..argparsing import CommandParser
 from ..data import RetrievalData, load_data
 from ..data.corpus import CorpusPassages, lookup_passages
 from ..models.loading import DEFAULT_BACKBONE, load_reranker, load_retriever
@@ -316,7 +316,8 @@ def write_runs(runs: Mapping[System, dict[str, dict[str, float]]], folder: Path)
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (``python -m modeling_rq2.evaluate``)."""
-    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
+    choices = {"index_type": INDEX_TYPES, "answer_match": MATCH_TYPES}
+    (args,) = CommandParser(EvaluateArguments, choices=choices).parse_args_into_dataclasses(args=argv)
     run_evaluation(args)
 
 

@@ -42,6 +42,8 @@ _MODEL_LICENSES = {_MINILM: "apache-2.0"}
 _RESTRICTIVENESS = ("mit", "apache-2.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-4.0")
 """Licences from the most to the least permissive; anything else (``other``, unknown) counts as the most
 restrictive, since a card must never promise more than the data or the base model allows."""
+INSTALL = "`pip install .` in a checkout of its source; it is not on PyPI yet"
+"""How a card's reader installs this package (a name not on PyPI would fail, or install someone else's package)."""
 LIBRARY_NAME = "sentence-transformers"
 """The Hub's "Use this model" button and its widget follow ``library_name``: sentence-transformers loads both staged
 folders (``SentenceTransformer`` / ``CrossEncoder``), is what most retrieval users already call, and its snippet runs
@@ -456,13 +458,22 @@ def results_table(results: dict, baselines: dict, role: str) -> str:
     return markdown_table(rows, columns)
 
 
-def license_text(base_license: str | None, data_license: str | None, data_name: str | None) -> str:
-    """Both licences in words (the metadata carries the more restrictive)."""
-    base = f"the base model's licence is `{base_license}`" if base_license else "the base model's licence applies"
+def license_text(
+    base_license: str | None, data_license: str | None, data_name: str | None, *, metadata: str | None
+) -> str:
+    """Both licences in words, and what the metadata states (``metadata``): a card never promises more than the
+    base model or the data allows."""
+    base = f"The base model's licence is `{base_license}`." if base_license else "The base model's licence applies."
     if data_name is None:
-        return f"{base}; the licence of the data it was fine-tuned on applies too."
-    data = f"`{data_license}`" if data_license and data_license != "other" else "its own terms (check them)"
-    return f"{base}; the training data ({data_name}) is under {data}, which applies to this model too."
+        data = " This card has no record of the data the model was trained on: that data's licence applies too."
+    elif data_license and data_license != "other":
+        data = f" The training data ({data_name}) is under `{data_license}`, which applies to this model too."
+    else:
+        data = f" The training data ({data_name}) comes with its own terms (check them), which apply to this model too."
+    if metadata is None:
+        return f"{base}{data} The metadata states no licence."
+    both = " (the more restrictive of the two)" if data_name is not None or data_license else ""
+    return f"{base}{data} The metadata states `{metadata}`{both}."
 
 
 def _template() -> str:
@@ -481,6 +492,29 @@ def _card_data(role: str, repo_id: str, *, base_model, license_, dataset, eval_r
         model_name=repo_id,
         eval_results=eval_results or None,
     )
+
+
+LENGTH_FIELDS = ("query_max_length", "passage_max_length", "max_length")
+
+
+def lengths_as_used(model_config: dict, tokenizer_max: int | None) -> dict:
+    """``model_config`` with its maximum lengths capped as the model caps them (``RQ2PreTrainedModel._length``):
+    by the encoder's position embeddings and the tokenizer's ``model_max_length`` (a card stated 160 tokens for a
+    re-ranker that reads 128)."""
+    limits = [(model_config.get("encoder_config") or {}).get("max_position_embeddings")]
+    limits.append(tokenizer_max if tokenizer_max and tokenizer_max < 1_000_000 else None)
+    capped = dict(model_config)
+    for name in LENGTH_FIELDS:
+        if isinstance(capped.get(name), int):
+            capped[name] = min(capped[name], *(limit for limit in limits if isinstance(limit, int)))
+    return capped
+
+
+def saved_tokenizer_max(folder: Path) -> int | None:
+    """The ``model_max_length`` of the tokenizer saved in ``folder`` (None without one)."""
+    path = folder / "tokenizer_config.json"
+    value = json.loads(path.read_text(encoding="utf-8")).get("model_max_length") if path.is_file() else None
+    return value if isinstance(value, int) else None
 
 
 def saved_sep_token(folder: Path) -> str:
@@ -504,6 +538,7 @@ def _common(model_config: dict, role: str, repos: dict[str, str], *, sep_token: 
         "query_max_length": model_config.get("query_max_length"),
         "passage_input": passage_input(model_config, role),
         "official_input": model_config.get("input_format") == "official",
+        "install": INSTALL,
     }
 
 
@@ -536,6 +571,7 @@ def render_card(
     if config is None:
         raise FileNotFoundError(f"{run_dir / RunConfig.FILE}: missing; the card states the recipe a run saved")
     model_config = json.loads((run_dir / role / "config.json").read_text(encoding="utf-8"))
+    model_config = lengths_as_used(model_config, saved_tokenizer_max(run_dir / role))
     base_model = hub_base_model(getattr(config.model, role))
     data_name = str(config.data.data or evaluation.get("dataset", ""))
     hub_dataset = _HUB_DATASETS.get(data_name, data_name if "/" in data_name and not Path(data_name).exists() else None)
@@ -555,13 +591,9 @@ def render_card(
         for metric, value in (results.get(system, {}) if system else {}).items()
         if role == "retriever" or changed_by_reranking(metric, System.parse(system).rerank_top_k)
     ]
+    license_ = most_restrictive([base_license, data_license])
     card_data = _card_data(
-        role,
-        repos[role],
-        base_model=base_model,
-        license_=most_restrictive([base_license, data_license]),
-        dataset=hub_dataset,
-        eval_results=eval_results,
+        role, repos[role], base_model=base_model, license_=license_, dataset=hub_dataset, eval_results=eval_results
     )
     return ModelCard.from_template(
         card_data,
@@ -581,21 +613,32 @@ def render_card(
         ),
         has_curve=(run_dir / role / CURVE_FILE).is_file() if with_curve is None else with_curve,
         training_details=_training_details(public_config(config, run_dir), metrics, model_config, role),
-        license_text=license_text(base_license, data_license, public_path(data_name, run_dir) or None),
+        license_text=license_text(
+            base_license, data_license, public_path(data_name, run_dir) or None, metadata=license_
+        ),
         benchmark=benchmark_section(benchmark, role) if benchmark else None,
     )
 
 
-def render_model_card(model: RQ2Retriever | RQ2Reranker, repo_id: str) -> ModelCard:
+def render_model_card(
+    model: RQ2Retriever | RQ2Reranker,
+    repo_id: str,
+    *,
+    data_license: str | None = None,
+    datasets: list[str] | None = None,
+) -> ModelCard:
     """A card for one model pushed on its own (``model.push_to_hub``): what it is, how to use it, its shape; no
-    results or recipe (they live in a training run: ``push_to_hub.py`` publishes those)."""
+    results or recipe (they live in a training run: ``push_to_hub.py`` publishes those). ``data_license`` /
+    ``datasets``: the licence and Hub ids of the data it was trained on, which the model alone does not record; the
+    metadata states the more restrictive of that licence and the base model's."""
     role = "retriever" if isinstance(model, RQ2Retriever) else "reranker"
-    model_config = model.config.to_dict()
+    model_config = lengths_as_used(model.config.to_dict(), getattr(model.tokenizer, "model_max_length", None))
     base_model = hub_base_model((model_config.get("encoder_config") or {}).get("_name_or_path"))
     base_license = _MODEL_LICENSES.get(base_model)
-    card_data = _card_data(
-        role, repo_id, base_model=base_model, license_=base_license or "other", dataset=None, eval_results=None
-    )
+    license_ = most_restrictive([base_license, data_license]) if data_license else base_license
+    card_data = _card_data(role, repo_id, base_model=base_model, license_=license_, dataset=None, eval_results=None)
+    card_data.datasets = list(datasets) if datasets else None
+    data_name = ", ".join(datasets) if datasets else ("the data its uploader named" if data_license else None)
     return ModelCard.from_template(
         card_data,
         template_str=_template(),
@@ -609,7 +652,7 @@ def render_model_card(model: RQ2Retriever | RQ2Reranker, repo_id: str) -> ModelC
             base_model=base_model,
             versions=framework_versions(),
         ),
-        license_text=license_text(base_license, None, None),
+        license_text=license_text(base_license, data_license, data_name, metadata=license_),
     )
 
 

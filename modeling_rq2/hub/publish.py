@@ -96,16 +96,25 @@ def _export(model: RQ2Retriever | RQ2Reranker, folder: Path) -> None:
         logger.warning("%s: not exported for sentence-transformers (%s)", folder, err)
 
 
-def stage_model(model: RQ2Retriever | RQ2Reranker, folder: str | Path, repo_id: str, *, card: bool = True) -> Path:
+def stage_model(
+    model: RQ2Retriever | RQ2Reranker,
+    folder: str | Path,
+    repo_id: str,
+    *,
+    card: bool = True,
+    data_license: str | None = None,
+    datasets: list[str] | None = None,
+) -> Path:
     """What ``model.push_to_hub`` uploads, written into the new or empty ``folder``: ``save_pretrained``'s files
-    (weights, code, tokenizer), the sentence-transformers files and, with ``card``, a model card."""
+    (weights, code, tokenizer), the sentence-transformers files and, with ``card``, a model card (``data_license`` /
+    ``datasets``: as ``render_model_card``)."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder}: not empty; staging writes into a new or empty folder")
     model.save_pretrained(folder)
     _export(model, folder)
     if card:
-        render_model_card(model, repo_id).save(folder / "README.md")
+        render_model_card(model, repo_id, data_license=data_license, datasets=datasets).save(folder / "README.md")
     return folder
 
 
@@ -120,12 +129,15 @@ def push_model(
     revision: str | None = None,
     create_pr: bool = False,
     tags: list[str] | None = None,
+    data_license: str | None = None,
+    datasets: list[str] | None = None,
     api: HfApi | None = None,
     **unused,
 ):
     """``model.push_to_hub``: create (or reuse) the repo, stage the model (``stage_model``) and upload it in one
-    commit; a README.md the repo already has is kept (a card written by hand is not replaced). Returns the commit
-    info, as transformers' ``push_to_hub`` does."""
+    commit; a README.md the repo already has is kept (a card written by hand is not replaced). ``data_license`` /
+    ``datasets``: the licence and Hub ids of the training data, for the card (the model does not record them).
+    Returns the commit info, as transformers' ``push_to_hub`` does."""
     if unused:
         logger.warning("push_to_hub: %s not used (the weights are saved as safetensors, unsharded)", sorted(unused))
     api = api or HfApi()
@@ -134,7 +146,9 @@ def push_model(
         api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
     has_card = api.file_exists(repo_id, "README.md", revision=revision, token=token)
     with tempfile.TemporaryDirectory(prefix="rq2-push-") as tmp:
-        folder = stage_model(model, Path(tmp) / "model", repo_id, card=not has_card)
+        folder = stage_model(
+            model, Path(tmp) / "model", repo_id, card=not has_card, data_license=data_license, datasets=datasets
+        )
         if tags and not has_card:
             card = ModelCard.load(folder / "README.md")
             card.data.tags = [*(card.data.tags or []), *(tag for tag in tags if tag not in (card.data.tags or []))]

@@ -2,13 +2,12 @@
 
     rq2-push --run_dir outputs/scifact --retriever_repo me/rq2-scifact-retriever \\
         --reranker_repo me/rq2-scifact-reranker --benchmark bench/results/quality.json \\
-        --dry_run true --local_dir staged/
+        --dry_run true --output_dir staged/
 """
 
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
-
+from ..argparsing import CommandParser
 from .publish import describe, publish, stage_run
 
 
@@ -24,7 +23,10 @@ class PushArguments:
     revision: str | None = field(default=None, metadata={"help": "branch to push to"})
     commit_message: str = "Upload RocketQAv2 model trained with modeling_rq2"
     dry_run: bool = field(default=False, metadata={"help": "stage only; print what would be uploaded"})
-    local_dir: str | None = field(default=None, metadata={"help": "where to stage (default: a temporary folder)"})
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "where to stage (default: a temporary folder)", "aliases": ["--local_dir", "--local-dir"]},
+    )
     benchmark: str | None = field(
         default=None, metadata={"help": "bench.quality report (JSON) whose table goes into the cards"}
     )
@@ -32,9 +34,9 @@ class PushArguments:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (``push_to_hub.py``, ``rq2-push``)."""
-    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = CommandParser(PushArguments).parse_args_into_dataclasses(args=argv)
     repos = {"retriever": args.retriever_repo, "reranker": args.reranker_repo}
-    staged = stage_run(args.run_dir, repos, args.local_dir, benchmark=args.benchmark)
+    staged = stage_run(args.run_dir, repos, args.output_dir, benchmark=args.benchmark)
     print(describe(staged))
     if args.dry_run:
         print(f"dry run: staged in {staged['retriever'].parent}, nothing uploaded")

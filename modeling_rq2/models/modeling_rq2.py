@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,9 @@ def as_batch(values, what: str) -> tuple[list, bool]:
     passages strings or ``{"title", "text"}`` dicts of strings; anything else is refused naming its position
     (``None`` or a number became the text "None" or "7")."""
     single = isinstance(values, str) or (what == "passage" and isinstance(values, dict))
+    if not single and not isinstance(values, Iterable):
+        expected = "a string" if what == "query" else "a string, a {'title', 'text'} dict"
+        raise TypeError(f"expected {expected} or a list of them, got {type(values).__name__}: {values!r:.80}")
     items = [values] if single else list(values)
     for position, item in enumerate(items):
         check_item(item, what, f"{what} {position}")
@@ -325,13 +328,14 @@ class RQ2PreTrainedModel(PreTrainedModel):
         """Upload this model as ``push_to_hub.py`` stages one: weights, code, tokenizer, the sentence-transformers
         files and a model card (kept when the repo already has one). Keyword options as transformers'
         ``push_to_hub`` (``private``, ``token``, ``revision``, ``create_pr``, ``commit_message``, ``tags``, ...).
-        Staging needs the ``modeling_rq2`` package (``pip install modeling-rq2``)."""
+        Staging needs the ``modeling_rq2`` package installed (a folder loaded with ``trust_remote_code`` has only
+        its modeling code)."""
         try:
             from modeling_rq2.hub.publish import push_model
         except ImportError as err:
             raise ImportError(
                 f"{type(self).__name__}.push_to_hub stages the sentence-transformers files and the model card with "
-                "the modeling_rq2 package: pip install modeling-rq2"
+                "the modeling_rq2 package, which is not installed here (install it from its source: pip install .)"
             ) from err
         return push_model(self, repo_id, **kwargs)
 
@@ -521,7 +525,9 @@ class RQ2Retriever(RQ2PreTrainedModel):
     def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
         """Take pooling, similarity and passage length from a sentence-transformers folder unless the caller set
         them (a pooling the caller sets skips the folder's)."""
-        declared = _sentence_transformers_defaults(name_or_path, cls.__name__, strict="pooling" not in overrides)
+        declared = _sentence_transformers_defaults(
+            name_or_path, cls.__name__, strict="pooling" not in overrides, read_similarity="similarity" not in overrides
+        )
         for key, value in declared.items():
             overrides.setdefault(key, value)
         default = cls.config_class.query_max_length  # never beyond what the folder says a sequence may be
@@ -719,10 +725,7 @@ class RQ2Retriever(RQ2PreTrainedModel):
         embeddings = torch.from_numpy(encode(items, batch_size, show_progress_bar, prompt=prompt))
         if normalize_embeddings:
             embeddings = nn.functional.normalize(embeddings, dim=-1)
-        embeddings = embeddings[0] if single else embeddings
-        if convert_to_tensor:
-            return embeddings
-        return embeddings.numpy() if convert_to_numpy else list(embeddings)
+        return _st_output(embeddings, single, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor)
 
     def similarity(self, a, b) -> torch.Tensor:
         """``SentenceTransformer.similarity``: (n, m) scores of embeddings ``a`` against ``b`` with this model's
@@ -734,6 +737,16 @@ class RQ2Retriever(RQ2PreTrainedModel):
         if self.config.similarity == "cosine":
             a, b = nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
         return a @ b.T
+
+
+def _st_output(values: torch.Tensor, single: bool, *, convert_to_numpy: bool, convert_to_tensor: bool):
+    """sentence-transformers' return types: a tensor (``convert_to_tensor``), an array (``convert_to_numpy``) or a
+    list of tensors, then the first item where one input came alone."""
+    if convert_to_tensor:
+        out = values
+    else:
+        out = values.numpy() if convert_to_numpy else list(values)
+    return out[0] if single else out
 
 
 class RQ2Reranker(RQ2PreTrainedModel):
@@ -860,11 +873,10 @@ class RQ2Reranker(RQ2PreTrainedModel):
             self.to(device)
         if isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs):
             inputs = tuple(inputs)  # one pair written as a list, as CrossEncoder takes it
-        scores = torch.as_tensor(self.score_pairs(inputs, batch_size, show_progress_bar))
+        single = isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)
+        scores = torch.as_tensor(self.score_pairs([inputs] if single else inputs, batch_size, show_progress_bar))
         scores = activation_fn(scores) if activation_fn is not None else scores
-        if convert_to_tensor:
-            return scores
-        return scores.numpy() if convert_to_numpy else list(scores)
+        return _st_output(scores, single, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor)
 
     def rank(
         self,
@@ -907,12 +919,28 @@ def _st_json(name_or_path: str, filename: str) -> dict | list | None:
         return json.load(f)
 
 
-def _sentence_transformers_defaults(name_or_path: str, cls_name: str = "RQ2Retriever", *, strict: bool = True) -> dict:
+def _st_similarity(name: str | None, normalized: bool, name_or_path: str, cls_name: str) -> str:
+    """The similarity a sentence-transformers folder scores with: its ``similarity_fn_name`` (cosine when unnamed,
+    sentence-transformers' default; dot on normalised embeddings is cosine); euclidean / manhattan are refused."""
+    if name in (None, "cosine") or normalized and name == "dot":
+        return "cosine"
+    if name == "dot":
+        return "dot"
+    raise ValueError(
+        f"{name_or_path}: scores by {name} similarity, which {cls_name} does not (dot, cosine): pass similarity="
+        "'dot' or 'cosine' to start from its encoder anyway"
+    )
+
+
+def _sentence_transformers_defaults(
+    name_or_path: str, cls_name: str = "RQ2Retriever", *, strict: bool = True, read_similarity: bool = True
+) -> dict:
     """What a sentence-transformers folder declares (empty if it is not one): its pooling (``cls`` / ``mean``;
-    another mode is refused, naming it: it became ``cls`` before), cosine when it normalises, its
+    another mode is refused, naming it: it became ``cls`` before), its similarity (``_st_similarity``), its
     ``max_seq_length`` as the passage length, its query and document prompts; a ``Dense`` projection, which these
-    towers do not carry, is refused. ``strict=False`` (the caller chose the pooling): nothing is refused, the pooling
-    is not read."""
+    towers do not carry, is refused. ``strict=False`` (the caller chose the pooling): the pooling is not read and a
+    Dense projection is left out, logged; ``read_similarity=False`` (the caller chose it): the similarity is not
+    read."""
     modules = _st_json(name_or_path, "modules.json")
     if modules is None:
         return {}
@@ -935,18 +963,24 @@ def _sentence_transformers_defaults(name_or_path: str, cls_name: str = "RQ2Retri
                 )
             if modes:
                 defaults["pooling"] = modes[0]
-        elif kind.endswith("Normalize"):
-            defaults["similarity"] = "cosine"
         elif kind.endswith("Dense") and strict:
             raise ValueError(
                 f"{name_or_path}: its embeddings go through a Dense projection ({module.get('path')}), which "
                 f"{cls_name} does not carry; start from the encoder alone with pooling and similarity given, or use "
                 "a model without one"
             )
+        elif kind.endswith("Dense"):
+            logger.warning(
+                "%s: its Dense projection (%s) is left out (pooling given)", name_or_path, module.get("path")
+            )
+    normalized = any(module.get("type", "").endswith("Normalize") for module in modules)
+    settings = _st_json(name_or_path, "config_sentence_transformers.json") or {}
+    if read_similarity:
+        defaults["similarity"] = _st_similarity(settings.get("similarity_fn_name"), normalized, name_or_path, cls_name)
     length = (_st_json(name_or_path, "sentence_bert_config.json") or {}).get("max_seq_length")
     if isinstance(length, int) and length > 0:
         defaults["passage_max_length"] = length
-    prompts = (_st_json(name_or_path, "config_sentence_transformers.json") or {}).get("prompts") or {}
+    prompts = settings.get("prompts") or {}
     for field, names in (("query_prompt", ("query",)), ("passage_prompt", ("document", "passage", "corpus"))):
         found = next((prompts[name] for name in names if isinstance(prompts.get(name), str) and prompts[name]), None)
         if found:  # e5's "query: " / "passage: ": a model trained with them reads worse without

@@ -201,8 +201,12 @@ class RetrieveThenRerank:
     def search(
         self, queries: str | Sequence[str], top_k: int = 100, rerank_top_k: int = 50, *, fusion: float = 0.0
     ) -> list[list[tuple[str, float]]]:
-        """Ranked (doc id, score) lists: retrieve top_k, then re-rank the head when there is a re-ranker; one query
-        string gives its one list."""
+        """Ranked (doc id, score) lists of ``top_k`` passages: retrieve, then re-rank the first ``rerank_top_k`` when
+        there is a re-ranker; one query string gives its one list.
+
+        Scores decrease strictly down each whole list, so they sort as the list does: the head carries the
+        re-ranker's logits (with ``fusion`` > 0, the interpolated z-scores of logit and similarity), the tail the
+        retriever's similarities shifted below the head's lowest score (their gaps kept)."""
         if isinstance(queries, str):
             return self.search([queries], top_k, rerank_top_k, fusion=fusion)[0]
         candidates = self.retrieve(queries, top_k)

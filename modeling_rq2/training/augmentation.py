@@ -27,7 +27,7 @@ from ..data import RetrievalData
 from ..data.corpus import lookup_passages
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from ..retrieval.index import DenseIndex, build_index
-from .arguments import MiningArguments
+from .arguments import SETTING_CHOICES, MiningArguments
 from .lists import INSTANCE_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -214,14 +214,12 @@ class AugmentCommandArguments:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; prints and returns the report."""
-    from transformers import HfArgumentParser
-
+    from ..argparsing import CommandParser
     from ..data import load_data
     from ..models.loading import load_reranker, load_retriever
 
-    command, args = HfArgumentParser((AugmentCommandArguments, MiningArguments)).parse_args_into_dataclasses(
-        args=argv
-    )
+    parser = CommandParser((AugmentCommandArguments, MiningArguments), choices=SETTING_CHOICES)
+    command, args = parser.parse_args_into_dataclasses(args=argv)
     data = load_data(command.data, command.split)
     instances, report = augment_instances(
         data, load_retriever(command.retriever), load_reranker(command.reranker), args

@@ -1,6 +1,5 @@
 """The command line of ``train.py``: flags, optionally after a YAML or JSON preset (``configs/``) they override."""
 
-import copy
 import difflib
 import json
 import types
@@ -8,31 +7,14 @@ import typing
 from pathlib import Path
 
 import yaml
-from transformers import HfArgumentParser
 
+from ..argparsing import CommandParser
 from .arguments import SETTING_CHOICES, RunConfig
-from .losses import DESCRIPTION_KEYS
 
 ARGUMENT_CLASSES = tuple(RunConfig.__annotations__.values())
 """The sections' classes in ``RunConfig`` order: what the parser fills."""
 
-
-class _ArgumentParser(HfArgumentParser):
-    """``HfArgumentParser`` given only the argparse part of each field's metadata (loss options also carry
-    their card and benchmark descriptions, ``losses.loss_option``, which argparse does not take), the choices of
-    the few-valued settings (``--help`` lists them), and a bad flag raised as a ValueError (argparse exits)."""
-
-    @staticmethod
-    def _parse_dataclass_field(parser, field) -> None:
-        trimmed = copy.copy(field)
-        metadata = {k: v for k, v in field.metadata.items() if k not in DESCRIPTION_KEYS}
-        if field.name in SETTING_CHOICES:
-            metadata["choices"] = SETTING_CHOICES[field.name]
-        trimmed.metadata = types.MappingProxyType(metadata)
-        HfArgumentParser._parse_dataclass_field(parser, trimmed)
-
-    def error(self, message: str):
-        raise ValueError(message)
+USAGE = "%(prog)s [CONFIG.yaml | --config CONFIG.yaml] [--flag value ...]  (flags override the config file's values)"
 
 
 MAX_CONFIG_NODES = 10_000
@@ -170,7 +152,7 @@ def parse_arguments(argv: list[str]) -> RunConfig:
 
     Unknown keys and invalid values raise before any data or model is loaded.
     """
-    parser = _ArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False)
+    parser = CommandParser(ARGUMENT_CLASSES, choices=SETTING_CHOICES, usage=USAGE)
     path, argv = split_config_file(argv)
     if path is not None:
         if not path.is_file():
@@ -189,7 +171,7 @@ def parse_arguments(argv: list[str]) -> RunConfig:
     return RunConfig(*sections)
 
 
-def _closest_flag(parser: HfArgumentParser, unused: list[str]) -> str:
+def _closest_flag(parser: CommandParser, unused: list[str]) -> str:
     """ "; did you mean --epochs?" for the first unknown flag close to a known one."""
     flags = [option for action in parser._actions for option in action.option_strings]
     renamed = {f"--{old}": f"--{new}" for names in RunConfig.RENAMED.values() for old, new in names.items()}
