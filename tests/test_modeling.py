@@ -290,8 +290,38 @@ def test_inference_precision_autocasts_and_returns_float32(retriever, reranker, 
     for native, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(modeling, "native_bf16", lambda device, native=native: native)
         assert modeling.inference_dtype("auto", torch.device("cpu")) is expected
-    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'fp16'\)"):
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'fp16', 'int8'\)"):
         retriever.encode_queries(texts, precision="int4")
+
+
+def test_int8_quantises_the_encoders_once_and_keeps_the_model_as_it_was(retriever, reranker):
+    """int8: dynamic quantisation of the linear layers (feed-forward outputs kept float), made once per model and
+    remade after a weight changes; the model itself, its state dict and its outputs in fp32 are untouched."""
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    texts = ["what causes scurvy", "the sun is a star and gives light and energy to earth"]
+    fp32, state = retriever.encode_passages(texts), {k: v.clone() for k, v in retriever.state_dict().items()}
+    int8 = retriever.encode_passages(texts, precision="int8")
+    assert int8.dtype == np.float32 and not np.array_equal(int8, fp32)
+    cosine = (int8 * fp32).sum(1) / np.linalg.norm(int8, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() > 0.98
+    towers = retriever.int8_towers()
+    layer = towers["query_encoder"].encoder.layer[0]
+    assert isinstance(layer.intermediate.dense, Int8Linear) and isinstance(layer.attention.self.query, Int8Linear)
+    assert type(layer.output.dense) is torch.nn.Linear  # the feed-forward output stays float
+    assert retriever.int8_towers() is towers  # cached
+    assert type(retriever.query_encoder.encoder.layer[0].intermediate.dense) is torch.nn.Linear
+    assert all(torch.equal(v, state[k]) for k, v in retriever.state_dict().items())
+    np.testing.assert_array_equal(retriever.encode_passages(texts), fp32)
+    with torch.no_grad():
+        retriever.query_encoder.embeddings.word_embeddings.weight.mul_(1.0)  # a training step's in-place update
+    assert retriever.int8_towers() is not towers
+    pairs = [(t, t) for t in texts]
+    assert np.allclose(reranker.score_pairs(pairs, precision="int8"), reranker.score_pairs(pairs), atol=0.1)
+    with pytest.raises(ValueError, match="int8 is dynamic quantisation for the CPU"):
+        import modeling_rq2.models.modeling_rq2 as modeling
+
+        modeling.inference_dtype("int8", torch.device("cuda"))
 
 
 def test_the_prompts_a_sentence_transformers_folder_declares_are_honoured(tmp_path, tiny_tokenizer):

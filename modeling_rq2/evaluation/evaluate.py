@@ -56,8 +56,8 @@ class EvaluateArguments:
     precision: str = field(
         default="fp32",
         metadata={
-            "help": "how the models encode and score: fp32, bf16 / fp16 autocast, or auto (bf16 where the GPU or CPU "
-            "runs it natively, else fp32)",
+            "help": "how the models encode and score: fp32, bf16 / fp16 autocast, int8 (CPU: dynamic quantisation), "
+            "or auto (bf16 where the GPU or CPU runs it natively, else fp32)",
             "choices": INFERENCE_PRECISIONS,
         },
     )

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from ..models.configuration_rq2 import INPUT_FORMATS, POOLING_MODES, SIMILARITIES
 from ..models.loading import DEFAULT_BACKBONE
+from ..models.modeling_rq2 import INFERENCE_PRECISIONS
 from .losses import DIRECTIONS, REDUCTIONS, DistillationOptions, check_numbers, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
@@ -30,6 +31,7 @@ SETTING_CHOICES = {
     "short_lists": SHORT_LISTS,
     "lr_scheduler": LR_SCHEDULERS,
     "mixed_precision": PRECISIONS,
+    "precision": INFERENCE_PRECISIONS,
     "augment_warmup": WARMUPS,
     "instance_mix": MIXES,
     "probability": PROBABILITIES,
@@ -319,6 +321,13 @@ class JointTrainingArguments:
         default=0.5, metadata={"help": "also evaluate the head ordered by (1-a) z(reranker) + a z(retriever); 0: off"}
     )
     eval_batch_size: int = 64
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "how evaluation and the chain's mining encode and score (training: --mixed_precision): fp32, "
+            "bf16 / fp16 autocast, int8 (CPU), or auto (bf16 where the GPU or CPU runs it natively, else fp32)"
+        },
+    )
     plan: bool = field(
         default=False,
         metadata={

@@ -210,6 +210,10 @@ class AugmentCommandArguments:
     output: str = field(metadata={"help": "datasets folder, or a .jsonl file"})
     data: str = "scifact"
     split: str = "train"
+    precision: str = field(
+        default="fp32",
+        metadata={"help": "how the models encode and score: fp32, bf16 / fp16 autocast, int8 (CPU), or auto"},
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -221,9 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = CommandParser((AugmentCommandArguments, MiningArguments), choices=SETTING_CHOICES)
     command, args = parser.parse_args_into_dataclasses(args=argv)
     data = load_data(command.data, command.split)
-    instances, report = augment_instances(
-        data, load_retriever(command.retriever), load_reranker(command.reranker), args
-    )
+    retriever, reranker = load_retriever(command.retriever), load_reranker(command.reranker)
+    retriever.inference_precision = reranker.inference_precision = command.precision
+    instances, report = augment_instances(data, retriever, reranker, args)
     save_instances(instances, command.output, report)
     print(json.dumps({k: v for k, v in report.items() if k != "arguments"}, indent=2))
     print(f"wrote {len(instances)} instances to {command.output}")

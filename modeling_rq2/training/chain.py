@@ -124,12 +124,10 @@ def _augment(config: RunConfig, warm: Path, augmented: Path) -> None:
             data = replace(
                 data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries))))
             )
+        retriever, reranker = load_retriever(warm / "retriever"), load_reranker(warm / "reranker")
+        retriever.inference_precision = reranker.inference_precision = config.training.precision
         instances, report = augment_instances(
-            data,
-            load_retriever(warm / "retriever"),
-            load_reranker(warm / "reranker"),
-            config.augmentation,
-            show_progress_bar=state.is_local_main_process,
+            data, retriever, reranker, config.augmentation, show_progress_bar=state.is_local_main_process
         )
         save_instances(instances, augmented, report)
         state.print(f"augmentation: {json.dumps({k: v for k, v in report.items() if k != 'arguments'})}")

@@ -480,6 +480,8 @@ class JointTrainer:
         args, evaluation, results = self.config.training, self.data.evaluation, {}
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.joint)
+            for tower in (model.retriever, model.reranker):
+                tower.inference_precision = args.precision
             scored = evaluate_retrieval(
                 model.retriever,
                 evaluation,

@@ -1,0 +1,40 @@
+"""Inference precision reaches every command that encodes or scores: train.py's evaluation, rq2-augment's mining."""
+
+import pytest
+
+import modeling_rq2.models.modeling_rq2 as modeling
+
+from conftest import train_argv
+
+
+@pytest.fixture
+def quantised(monkeypatch) -> list[str]:
+    """The class names of the encoders int8 quantised in the test (``quantize_int8`` counted)."""
+    calls, original = [], modeling.quantize_int8
+
+    def counted(module):
+        calls.append(type(module).__name__)
+        return original(module)
+
+    monkeypatch.setattr(modeling, "quantize_int8", counted)
+    return calls
+
+
+def test_train_evaluates_at_the_precision_asked(train_setup, tmp_path, quantised):
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    metrics = run_training(*parse_arguments(train_argv(train_setup, tmp_path, "--max_steps", "1", "--precision", "int8")))
+    assert quantised and metrics["eval"]["results"]  # the final evaluation encoded and scored in int8
+    with pytest.raises(ValueError, match="--precision: invalid choice: 'int4'"):
+        parse_arguments(train_argv(train_setup, tmp_path, "--precision", "int4"))
+
+
+def test_augment_mines_at_the_precision_asked(train_setup, tmp_path, quantised, capsys):
+    from modeling_rq2.training.augmentation import main
+
+    root, data = train_setup
+    argv = ["--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
+            "--output", str(tmp_path / "mined.jsonl"), "--augment_top_n", "5", "--precision", "int8"]  # fmt: skip
+    report = main(argv)
+    assert len(quantised) == 2 and report["queries"] > 0 and (tmp_path / "mined.jsonl").is_file()
