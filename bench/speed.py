@@ -23,7 +23,25 @@ from reporting import write_report  # bench/reporting.py (scripts run as python 
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CASES = ("encode_ours", "encode_st", "train_ours", "train_st", "profile_ours", "search_ours", "search_faiss", "scaling")
+CASES = (
+    "encode_ours",
+    "encode_ours_bf16",
+    "encode_ours_int8",
+    "encode_st",
+    "encode_st_bf16",
+    "rerank_ours",
+    "rerank_ours_bf16",
+    "rerank_ours_int8",
+    "rerank_st",
+    "train_ours",
+    "train_ours_bf16",
+    "train_st",
+    "profile_ours",
+    "search_ours",
+    "search_faiss",
+    "scaling",
+)
+NOT_NATIVE = {"skipped": "no native bf16 on this CPU (emulated bf16 runs slower than fp32)"}
 
 
 def _passages(n: int) -> list[dict]:
@@ -52,26 +70,104 @@ def _timed(fn, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def case_encode_ours(args) -> dict:
+def _native_bf16() -> bool:
+    import torch
+
+    from modeling_rq2.models.modeling_rq2 import native_bf16
+
+    return native_bf16(torch.device("cpu"))
+
+
+def _encode_ours(args, precision: str) -> dict:
     from modeling_rq2.models.loading import load_retriever
 
+    if precision == "bf16" and not _native_bf16():
+        return dict(NOT_NATIVE)
     model = load_retriever("default", passage_max_length=args.max_length)
     passages = _passages(args.passages)
-    seconds = _timed(lambda: model.encode_passages(passages, args.batch_size, show_progress_bar=False), 1)
+    seconds = _timed(lambda: model.encode_passages(passages, args.batch_size, False, precision=precision), 1)
     return {"passages_per_s": len(passages) / seconds}
 
 
-def case_encode_st(args) -> dict:
+def case_encode_ours(args) -> dict:
+    return _encode_ours(args, "fp32")
+
+
+def case_encode_ours_bf16(args) -> dict:
+    return _encode_ours(args, "bf16")
+
+
+def case_encode_ours_int8(args) -> dict:
+    return _encode_ours(args, "int8")
+
+
+def _encode_st(args, dtype: str | None) -> dict:
     from sentence_transformers import SentenceTransformer
 
     from modeling_rq2.models.loading import default_backbone_path
     from modeling_rq2.models.modeling_rq2 import format_passage
 
-    model = SentenceTransformer(default_backbone_path(), device="cpu")
+    if dtype == "bfloat16" and not _native_bf16():
+        return dict(NOT_NATIVE)
+    kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}
+    model = SentenceTransformer(default_backbone_path(), device="cpu", **kwargs)
     model.max_seq_length = args.max_length
     texts = [format_passage(p, "[SEP]") for p in _passages(args.passages)]
     seconds = _timed(lambda: model.encode(texts, batch_size=args.batch_size, show_progress_bar=False), 1)
     return {"passages_per_s": len(texts) / seconds}
+
+
+def case_encode_st(args) -> dict:
+    return _encode_st(args, None)
+
+
+def case_encode_st_bf16(args) -> dict:
+    return _encode_st(args, "bfloat16")
+
+
+def _pairs(args) -> list[tuple[str, dict]]:
+    """(claim, passage) pairs: SciFact train claims, each with passages of the corpus in turn."""
+    from modeling_rq2.data import load_beir
+
+    data = load_beir("scifact", "train")
+    passages, claims = _passages(args.pairs), data.queries["text"]
+    return [(claims[i % len(claims)], passage) for i, passage in enumerate(passages)]
+
+
+def _rerank_ours(args, precision: str) -> dict:
+    from modeling_rq2.models.loading import load_reranker
+
+    if precision == "bf16" and not _native_bf16():
+        return dict(NOT_NATIVE)
+    model = load_reranker("default", max_length=args.max_length)
+    pairs = _pairs(args)
+    seconds = _timed(lambda: model.score_pairs(pairs, args.batch_size, False, precision=precision), 1)
+    return {"pairs_per_s": len(pairs) / seconds}
+
+
+def case_rerank_ours(args) -> dict:
+    return _rerank_ours(args, "fp32")
+
+
+def case_rerank_ours_bf16(args) -> dict:
+    return _rerank_ours(args, "bf16")
+
+
+def case_rerank_ours_int8(args) -> dict:
+    return _rerank_ours(args, "int8")
+
+
+def case_rerank_st(args) -> dict:
+    """``CrossEncoder.predict`` on the same pairs (our re-ranker's input form: ``title [SEP] text``)."""
+    from sentence_transformers import CrossEncoder
+
+    from modeling_rq2.models.loading import default_backbone_path
+    from modeling_rq2.models.modeling_rq2 import format_passage
+
+    model = CrossEncoder(default_backbone_path(), num_labels=1, device="cpu", max_length=args.max_length)
+    pairs = [(q, format_passage(p, "[SEP]")) for q, p in _pairs(args)]
+    seconds = _timed(lambda: model.predict(pairs, batch_size=args.batch_size, show_progress_bar=False), 1)
+    return {"pairs_per_s": len(pairs) / seconds}
 
 
 def _joint_setup(args):
@@ -95,19 +191,34 @@ def _joint_setup(args):
     return torch, collate, joint, optimizer, items, loss_args, step_losses
 
 
-def case_train_ours(args) -> dict:
+def _train_ours(args, bf16: bool) -> dict:
+    """Joint steps as the trainer takes them: the forward under bf16 autocast when asked, the loss in float32."""
+    if bf16 and not _native_bf16():
+        return dict(NOT_NATIVE)
     torch, collate, joint, optimizer, items, loss_args, step_losses = _joint_setup(args)
+    losses = []
 
     def step():
         batch = collate(items)
-        output = joint(batch)
-        loss = step_losses(output.retriever, output.reranker_scores, batch.list_mask, "joint", False, loss_args, 0.05)
-        loss["loss"].backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            output = joint(batch)
+        scores = output.reranker_scores.float()
+        loss = step_losses(output.retriever, scores, batch.list_mask, "joint", False, loss_args, 0.05)["loss"]
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        losses.append(loss.item())
 
     seconds = _timed(step, args.steps)
-    return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds}
+    return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds, "losses": losses}
+
+
+def case_train_ours(args) -> dict:
+    return _train_ours(args, bf16=False)
+
+
+def case_train_ours_bf16(args) -> dict:
+    return _train_ours(args, bf16=True)
 
 
 def case_profile_ours(args) -> dict:
@@ -245,8 +356,18 @@ def _median_run(runs: list[dict]) -> dict:
     return {**ordered[len(ordered) // 2], "rounds": [run[key] for run in runs]}
 
 
+def _cpu_flags() -> list[str]:
+    """The processor's vector and matrix flags that decide bf16 / int8 speed (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return []
+    return sorted({f for f in flags if f.startswith(("avx2", "avx512", "amx", "avx_vnni", "avx512_vnni"))})
+
+
 def _ratio(results: dict, ours: str, peer: str, key: str) -> float | None:
-    if ours in results and peer in results:
+    """ours / peer on ``key``; None where either did not run (skipped, or not asked for)."""
+    if key in results.get(ours, {}) and key in results.get(peer, {}):
         return results[ours][key] / results[peer][key]
     return None
 
@@ -254,14 +375,22 @@ def _ratio(results: dict, ours: str, peer: str, key: str) -> float | None:
 def markdown(report: dict) -> str:
     """The report as a Markdown table of cases and the ratios."""
     r = report["results"]
-    lines = ["| case | throughput | peak RSS (MB) |", "|---|---|---|"]
+    machine = report["machine"]
+    lines = [
+        f"{machine['platform']}, {machine['threads']} threads, CPU flags: {' '.join(machine.get('cpu_flags', []))}; "
+        "quality at each precision: bench/results/precision.md",
+        "",
+        "| case | throughput | peak RSS (MB) |",
+        "|---|---|---|",
+    ]
     for name, values in r.items():
         rate = next((f"{values[k]:.1f} {k.replace('_per_s', '')}/s" for k in values if k.endswith("_per_s")), "")
+        rate = rate or values.get("skipped", "")
         if name == "scaling":
             rate = f"build exponent {values['build_exponent']:.2f}, search exponent {values['search_exponent']:.2f}"
         if name == "profile_ours":
             rate = ", ".join(f"{k} {v:.0%}" for k, v in values["share"].items())
-        lines.append(f"| {name} | {rate} | {values['peak_rss_mb']:.0f} |")
+        lines.append(f"| {name} | {rate} | {values.get('peak_rss_mb', 0):.0f} |")
     lines += ["", "| ratio (ours / peer) | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in report["ratios"].items() if v is not None]
     return "\n".join(lines)
@@ -271,6 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--passages", type=int, default=1024, help="SciFact passages encoded")
+    parser.add_argument("--pairs", type=int, default=512, help="(claim, passage) pairs re-ranked")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_length", type=int, default=256, help="passage length when encoding")
     parser.add_argument("--train_length", type=int, default=128, help="passage and pair length in training steps")
@@ -306,11 +436,30 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name}: {runs[name][-1]} ({time.perf_counter() - started:.0f} s)", flush=True)
     results = {name: _median_run(found) for name, found in runs.items()}
     report = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "cpu_flags": _cpu_flags(),
+        },
         "settings": {k: v for k, v in vars(args).items() if k not in ("case", "output")},
         "results": results,
         "ratios": {
             "encoding ours/sentence-transformers": _ratio(results, "encode_ours", "encode_st", "passages_per_s"),
+            "encoding ours int8 / sentence-transformers fp32": _ratio(
+                results, "encode_ours_int8", "encode_st", "passages_per_s"
+            ),
+            "encoding ours bf16 / sentence-transformers fp32": _ratio(
+                results, "encode_ours_bf16", "encode_st", "passages_per_s"
+            ),
+            "encoding ours bf16 / sentence-transformers bf16": _ratio(
+                results, "encode_ours_bf16", "encode_st_bf16", "passages_per_s"
+            ),
+            "re-ranking ours / CrossEncoder.predict": _ratio(results, "rerank_ours", "rerank_st", "pairs_per_s"),
+            "re-ranking ours int8 / CrossEncoder.predict fp32": _ratio(
+                results, "rerank_ours_int8", "rerank_st", "pairs_per_s"
+            ),
+            "joint step bf16 / fp32": _ratio(results, "train_ours_bf16", "train_ours", "queries_per_s"),
             "training ours (joint) / sentence-transformers (bi + cross)": _ratio(
                 results, "train_ours", "train_st", "queries_per_s"
             ),

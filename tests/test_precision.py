@@ -38,3 +38,16 @@ def test_augment_mines_at_the_precision_asked(train_setup, tmp_path, quantised, 
             "--output", str(tmp_path / "mined.jsonl"), "--augment_top_n", "5", "--precision", "int8"]  # fmt: skip
     report = main(argv)
     assert len(quantised) == 2 and report["queries"] > 0 and (tmp_path / "mined.jsonl").is_file()
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "no")])
+def test_mixed_precision_auto_trains_in_bf16_only_where_the_hardware_runs_it(train_setup, tmp_path, monkeypatch,
+                                                                             native, expected):
+    """An AVX2-only CPU emulates bf16 (12x slower than fp32 here, measured by bench/gpu_check.py --smoke): auto is no
+    there; the resolved value is what the plan, config and cards state."""
+    import modeling_rq2.training.arguments as arguments
+    from modeling_rq2.training.config_files import parse_arguments
+
+    monkeypatch.setattr(arguments, "native_bf16", lambda device: native)
+    args = parse_arguments(train_argv(train_setup, tmp_path, "--mixed_precision", "auto")).training
+    assert args.mixed_precision == expected

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from ..models.configuration_rq2 import INPUT_FORMATS, POOLING_MODES, SIMILARITIES
 from ..models.loading import DEFAULT_BACKBONE
-from ..models.modeling_rq2 import INFERENCE_PRECISIONS
+from ..models.modeling_rq2 import INFERENCE_PRECISIONS, native_bf16
 from .losses import DIRECTIONS, REDUCTIONS, DistillationOptions, check_numbers, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
@@ -23,6 +23,8 @@ PROBABILITIES = ("platt", "sigmoid")
 SHORT_LISTS = ("pad", "error")
 LR_SCHEDULERS = ("constant_with_warmup", "linear", "constant")
 PRECISIONS = ("no", "bf16", "fp16")
+TRAINING_PRECISIONS = (*PRECISIONS, "auto")
+"""``--mixed_precision``: Accelerate's values, or ``auto`` (bf16 where the GPU or the CPU runs it natively, else no)."""
 SETTING_CHOICES = {
     "pooling": POOLING_MODES,
     "similarity": SIMILARITIES,
@@ -30,7 +32,7 @@ SETTING_CHOICES = {
     "input_format": INPUT_FORMATS,
     "short_lists": SHORT_LISTS,
     "lr_scheduler": LR_SCHEDULERS,
-    "mixed_precision": PRECISIONS,
+    "mixed_precision": TRAINING_PRECISIONS,
     "precision": INFERENCE_PRECISIONS,
     "augment_warmup": WARMUPS,
     "instance_mix": MIXES,
@@ -39,6 +41,15 @@ SETTING_CHOICES = {
     "reduction": REDUCTIONS,
 }
 """The settings that take one of a few values, and those values: checked in each section, listed by ``--help``."""
+
+
+def _training_device():
+    """The ``torch.device`` Accelerate will train on: a GPU when one is visible (and not refused by ``accelerate
+    launch --cpu``), else the CPU."""
+    import torch
+
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
 def check_choices(section) -> None:
@@ -278,8 +289,9 @@ class JointTrainingArguments:
     mixed_precision: str | None = field(
         default=None,
         metadata={
-            "help": "no | bf16 | fp16 (default: Accelerate's: accelerate launch --mixed_precision or accelerate "
-            "config, else no)"
+            "help": "no | bf16 | fp16 | auto (bf16 where the GPU or CPU runs it natively: AVX512-BF16 / AMX, else no; "
+            "an AVX2-only CPU emulates bf16, slower than fp32) (default: Accelerate's: accelerate launch "
+            "--mixed_precision or accelerate config, else no)"
         },
     )
     gradient_checkpointing: bool = False
@@ -346,6 +358,8 @@ class JointTrainingArguments:
                 "mixed_precision",
                 f"must be one of {PRECISIONS}, got {self.mixed_precision!r} (from accelerate launch / its config)",
             )
+        if self.mixed_precision == "auto":  # resolved here, so plan, config and cards state what trains
+            self.mixed_precision = "bf16" if native_bf16(_training_device()) else "no"
         if self.gradient_accumulation_steps is None:
             steps = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
             check_setting(steps.isdigit(), "gradient_accumulation_steps", f"accelerate launch gave {steps!r}")
