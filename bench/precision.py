@@ -93,7 +93,7 @@ def reranker_rows(reranker, data, hits, precisions: list[str], top_k: int, batch
 def markdown(report: dict) -> str:
     lines = [
         f"Machine: {report['machine']['processor']}, {report['machine']['threads']} threads, native bf16: "
-        f"{report['machine']['native_bf16']}. Retriever: `{report['retriever']}`; re-ranker: `{report['reranker']}`.",
+        f"{report['machine']['native_bf16']}. Retriever: {report['retriever']}; re-ranker: {report['reranker']}.",
         "",
         "| retriever precision | passages/s | x fp32 | nDCG@10 train | nDCG@10 test | R@100 test | cosine to fp32 |",
         "|---|---|---|---|---|---|---|",
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--output", default=str(RESULTS / "precision"))
+    parser.add_argument("--label", help="what the models are, for the report (default: their paths)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     precisions, skipped = ["fp32"], []
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
             "native_bf16": native_bf16(torch.device("cpu")),
             "torch": torch.__version__,
         },
-        "retriever": args.retriever,
-        "reranker": args.reranker,
+        "retriever": args.label or args.retriever,
+        "reranker": args.label or args.reranker,
         "retriever_rows": rows,
         "skipped": skipped,
     }

@@ -71,11 +71,12 @@ def _timed(fn, repeats: int) -> float:
 
 
 def _native_bf16() -> bool:
+    """Whether bf16 cases run: the CPU computes bf16 natively, or ``--allow_emulated_bf16`` asks to see the cost."""
     import torch
 
     from modeling_rq2.models.modeling_rq2 import native_bf16
 
-    return native_bf16(torch.device("cpu"))
+    return native_bf16(torch.device("cpu")) or os.environ.get("RQ2_BENCH_EMULATED_BF16") == "1"
 
 
 def _encode_ours(args, precision: str) -> dict:
@@ -413,6 +414,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--repeats", type=int, default=1, help="rounds over the cases; each case reports its median round"
     )
+    parser.add_argument(
+        "--allow_emulated_bf16", action="store_true", help="run the bf16 cases on a CPU without native bf16 too"
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case and print its JSON
     parser.add_argument("--output", default=str(RESULTS / "speed"))
     args = parser.parse_args(argv)
@@ -423,6 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a]
     forwarded = [a for a in forwarded if a != "--cases" and a not in CASES]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["RQ2_BENCH_EMULATED_BF16"] = "1" if args.allow_emulated_bf16 else "0"
     runs: dict[str, list[dict]] = {name: [] for name in args.cases}
     for _ in range(args.repeats):  # rounds over all cases, so a slow spell of the machine hits both sides
         for name in args.cases:
