@@ -17,4 +17,5 @@ else
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import transformers, modeling_rq2; print('transformers', transformers.__version__)"  # fail fast
 timeout 470 python3 bench/gpu_check.py --budget 400 --output "${OUT:-bench/results}" "$@"

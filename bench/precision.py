@@ -7,7 +7,7 @@ noisy machine), with the quality each gives.
 The retriever encodes the bundled SciFact corpus (5,183 passages at 256 tokens) at each precision and is scored on
 the train split's 809 claims and on test's 300; the re-ranker re-orders the fp32 retriever's top 20 of the test
 claims at each precision (the same candidates, so only the re-ranker's precision differs). bf16 runs only where the
-processor has it natively (an AVX2-only CPU emulates it, about 12x slower than fp32): the report says which. Writes
+processor has it natively (an AVX2-only CPU emulates it, 7.9x slower than fp32: speed-bf16-emulated.md). Writes
 OUTPUT.json / .md. Never run in CI.
 """
 

@@ -335,3 +335,10 @@ def test_cards_state_the_lengths_the_model_reads(tiny_tokenizer, tmp_path):
     assert "| Maximum length | query + passage 128 tokens |" in card.text and "160" not in card.text
     card = render_model_card(tiny_retriever(tiny_tokenizer, query_max_length=32, passage_max_length=512), "me/r")
     assert "| Maximum length | queries 32, passages 128 tokens |" in card.text
+
+
+def test_card_lengths_with_no_known_limit_are_the_configured_ones():
+    from modeling_rq2.hub.model_card import lengths_as_used
+
+    config = {"encoder_config": {}, "query_max_length": 32, "passage_max_length": 256}
+    assert lengths_as_used(config, None) == config  # min() of one value crashed

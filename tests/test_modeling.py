@@ -318,10 +318,48 @@ def test_int8_quantises_the_encoders_once_and_keeps_the_model_as_it_was(retrieve
     assert retriever.int8_towers() is not towers
     pairs = [(t, t) for t in texts]
     assert np.allclose(reranker.score_pairs(pairs, precision="int8"), reranker.score_pairs(pairs), atol=0.1)
+    assert isinstance(reranker.int8_towers()["encoder"].encoder.layer[0].intermediate.dense, Int8Linear)
     with pytest.raises(ValueError, match="int8 is dynamic quantisation for the CPU"):
         import modeling_rq2.models.modeling_rq2 as modeling
 
         modeling.inference_dtype("int8", torch.device("cuda"))
+
+
+def test_the_int8_copies_are_dropped_whenever_the_weights_may_change(retriever):
+    """A fused AdamW step or a ``.data`` update leaves a tensor's version as it was: the copies must not outlive
+    training mode, ``load_state_dict`` or ``.to()``."""
+    towers = retriever.int8_towers()
+    retriever.train()
+    assert retriever.int8_towers() is not towers
+    towers = retriever.int8_towers()
+    retriever.load_state_dict(retriever.state_dict())
+    assert retriever.int8_towers() is not towers
+    towers = retriever.int8_towers()
+    retriever.to(torch.float32)
+    assert retriever.int8_towers() is not towers
+    retriever.eval()
+
+
+def test_a_failing_int8_call_leaves_the_model_as_it_was(retriever, monkeypatch):
+    import modeling_rq2.models.modeling_rq2 as modeling
+
+    retriever.train()
+    encoder = retriever.query_encoder
+    monkeypatch.setattr(modeling, "quantize_int8", lambda module: (_ for _ in ()).throw(RuntimeError("no kernel")))
+    with pytest.raises(RuntimeError, match="no kernel"):
+        retriever.encode_queries(["q"], precision="int8")
+    assert retriever.training and retriever.query_encoder is encoder
+    retriever.eval()
+
+
+@pytest.mark.parametrize("capability, native", [((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_only_a_gpu_that_computes_bf16_counts_as_native(monkeypatch, capability, native):
+    """torch.cuda.is_bf16_supported() also says yes for a V100 / T4, which emulate bf16: auto chose it there."""
+    import modeling_rq2.models.modeling_rq2 as modeling
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert modeling.native_bf16(torch.device("cuda")) is native
 
 
 def test_the_prompts_a_sentence_transformers_folder_declares_are_honoured(tmp_path, tiny_tokenizer):

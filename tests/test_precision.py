@@ -43,7 +43,7 @@ def test_augment_mines_at_the_precision_asked(train_setup, tmp_path, quantised, 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "no")])
 def test_mixed_precision_auto_trains_in_bf16_only_where_the_hardware_runs_it(train_setup, tmp_path, monkeypatch,
                                                                              native, expected):
-    """An AVX2-only CPU emulates bf16 (12x slower than fp32 here, measured by bench/gpu_check.py --smoke): auto is no
+    """An AVX2-only CPU emulates bf16 (7.9x slower than fp32 there: bench/results/speed-bf16-emulated.md): auto is no
     there; the resolved value is what the plan, config and cards state."""
     import modeling_rq2.training.arguments as arguments
     from modeling_rq2.training.config_files import parse_arguments
@@ -51,3 +51,19 @@ def test_mixed_precision_auto_trains_in_bf16_only_where_the_hardware_runs_it(tra
     monkeypatch.setattr(arguments, "native_bf16", lambda device: native)
     args = parse_arguments(train_argv(train_setup, tmp_path, "--mixed_precision", "auto")).training
     assert args.mixed_precision == expected
+
+
+def test_int8_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(train_setup, tmp_path, monkeypatch):
+    """It failed at the first evaluation, by default after the whole training."""
+    import torch
+
+    import modeling_rq2.evaluation.evaluate as evaluate
+    import modeling_rq2.training.arguments as arguments
+    from modeling_rq2.training.config_files import parse_arguments
+
+    for module in (arguments, evaluate):
+        monkeypatch.setattr(module, "default_device", lambda: torch.device("cuda"))
+    with pytest.raises(ValueError, match="--precision: precision int8 is dynamic quantisation for the CPU"):
+        parse_arguments(train_argv(train_setup, tmp_path, "--precision", "int8"))
+    with pytest.raises(ValueError, match="--precision: precision int8 is dynamic quantisation for the CPU"):
+        evaluate.EvaluateArguments(retriever="default", precision="int8")

@@ -25,7 +25,14 @@ from ..argparsing import CommandParser
 from ..data import RetrievalData, load_data
 from ..data.corpus import CorpusPassages, lookup_passages
 from ..models.loading import DEFAULT_BACKBONE, load_reranker, load_retriever
-from ..models.modeling_rq2 import INFERENCE_PRECISIONS, Passage, RQ2Reranker, RQ2Retriever
+from ..models.modeling_rq2 import (
+    INFERENCE_PRECISIONS,
+    Passage,
+    RQ2Reranker,
+    RQ2Retriever,
+    check_precision,
+    default_device,
+)
 from ..retrieval.bm25 import bm25_search
 from ..retrieval.index import INDEX_TYPES, IndexOptions, encode_corpus_shards
 from ..retrieval.pipeline import Reranker, RetrieveThenRerank, to_run
@@ -93,8 +100,10 @@ class EvaluateArguments:
                 raise ValueError(f"--{name} must be >= 1 (or unset: the model's own), got {getattr(self, name)}")
         if self.reranker is not None and not 0 <= self.rerank_top_k <= self.top_k:
             raise ValueError(f"--rerank_top_k must be in [0, --top_k={self.top_k}], got {self.rerank_top_k}")
-        if self.precision not in INFERENCE_PRECISIONS:
-            raise ValueError(f"--precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
+        try:  # before data and models load: int8 is for the CPU
+            check_precision(self.precision, default_device())
+        except ValueError as err:
+            raise ValueError(f"--precision: {err}") from None
         if not 0 <= self.fusion <= 1:  # also refuses nan
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
         for metric in self.metrics or []:

@@ -506,7 +506,7 @@ def lengths_as_used(model_config: dict, tokenizer_max: int | None) -> dict:
     capped = dict(model_config)
     for name in LENGTH_FIELDS:
         if isinstance(capped.get(name), int):
-            capped[name] = min(capped[name], *(limit for limit in limits if isinstance(limit, int)))
+            capped[name] = min([capped[name], *(limit for limit in limits if isinstance(limit, int))])
     return capped
 
 

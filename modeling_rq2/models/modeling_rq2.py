@@ -142,10 +142,11 @@ is dynamic quantisation of the CPU model's linear layers (``int8_towers``)."""
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively: a GPU that supports it, a CPU with AVX512-BF16 or AMX (asked of
-    the processor at run time: an AVX2-only CPU emulates bf16, slower than fp32)."""
+    """Whether ``device`` computes bf16 natively: a GPU of compute capability 8.0 or more (``is_bf16_supported`` also
+    says yes for a V100 or T4, which emulate it), a CPU with AVX512-BF16 or AMX (asked of the processor at run time:
+    an AVX2-only CPU emulates bf16, slower than fp32)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
@@ -163,11 +164,24 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "int8": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def default_device() -> torch.device:
+    """The device a run will compute on: a GPU when one is visible (and ``accelerate launch --cpu`` did not refuse
+    it), else the CPU."""
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision ``device`` cannot run, before anything loads or trains (int8 is for the CPU)."""
+    inference_dtype(precision, device)
+
+
 def _keeps_float(name: str) -> bool:
     """Linear layers int8 leaves in float32: each layer's feed-forward output (``output.dense``, whose GELU inputs
     have outliers a per-tensor activation scale crushes). Measured on all-MiniLM-L6-v2, 128 SciFact passages at 256
     tokens: every linear layer in int8 gave a cosine to fp32 of 0.924 on average (0.882 at worst); these kept in
-    float32, 0.991 (0.986)."""
+    float32, 0.991 (0.986). BERT's layer names: another architecture's (DistilBERT's ``ffn.lin2``) is all
+    quantised, the 0.92 case."""
     return name.endswith("output.dense") and ".attention." not in f".{name}"
 
 
@@ -294,14 +308,30 @@ class RQ2PreTrainedModel(PreTrainedModel):
         self._warned_caps: set[tuple[int, int]] = set()
         self.inference_precision = "fp32"
         """What encoding and scoring calls use when they are given no ``precision`` (``INFERENCE_PRECISIONS``)."""
+        self.register_load_state_dict_post_hook(self._drop_int8)
 
     @classmethod
     def _config_from_backbone(cls, name_or_path: str, encoder_config, overrides: dict):
         return cls.config_class(encoder_config=encoder_config, **overrides)
 
+    def _drop_int8(self, *_) -> None:
+        self.__dict__.pop("_int8_cache", None)
+
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``; training mode also drops the int8 copies (the weights are about to change, by
+        updates a tensor's version does not always count: fused optimizers, ``.data``)."""
+        if mode:
+            self._drop_int8()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._drop_int8()  # .to(), .float(), .cuda(): the copies no longer match
+        return super()._apply(fn, *args, **kwargs)
+
     def int8_towers(self) -> dict[str, nn.Module]:
         """The encoders' int8 copies (``quantize_int8``) by attribute name, made once and kept in memory until a
-        weight changes (training, ``load_state_dict``: each in-place update bumps a tensor's version)."""
+        weight may change: training mode, ``load_state_dict``, ``.to()``, or any in-place update a tensor's version
+        counts."""
         encoders = {name: getattr(self, name) for name in self._encoder_names if getattr(self, name) is not None}
         stamp = tuple((id(p), p._version) for module in encoders.values() for p in module.parameters())
         cached = self.__dict__.get("_int8_cache")
@@ -520,9 +550,10 @@ class RQ2PreTrainedModel(PreTrainedModel):
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=desc, unit="batch")
-        towers = self.int8_towers() if precision == "int8" else {}
-        originals = {name: getattr(self, name) for name in towers}
+        originals = {}
         try:
+            towers = self.int8_towers() if precision == "int8" else {}
+            originals = {name: getattr(self, name) for name in towers}
             self._modules.update(towers)  # the quantised copies stand in for the towers during the call
             with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
                 chunks = [encode_batch([texts[i] for i in order[s : s + batch_size]]).float().cpu() for s in starts]

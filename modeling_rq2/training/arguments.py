@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from ..models.configuration_rq2 import INPUT_FORMATS, POOLING_MODES, SIMILARITIES
 from ..models.loading import DEFAULT_BACKBONE
-from ..models.modeling_rq2 import INFERENCE_PRECISIONS, native_bf16
+from ..models.modeling_rq2 import INFERENCE_PRECISIONS, check_precision, default_device, native_bf16
 from .losses import DIRECTIONS, REDUCTIONS, DistillationOptions, check_numbers, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
@@ -41,15 +41,6 @@ SETTING_CHOICES = {
     "reduction": REDUCTIONS,
 }
 """The settings that take one of a few values, and those values: checked in each section, listed by ``--help``."""
-
-
-def _training_device():
-    """The ``torch.device`` Accelerate will train on: a GPU when one is visible (and not refused by ``accelerate
-    launch --cpu``), else the CPU."""
-    import torch
-
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
 def check_choices(section) -> None:
@@ -359,7 +350,7 @@ class JointTrainingArguments:
                 f"must be one of {PRECISIONS}, got {self.mixed_precision!r} (from accelerate launch / its config)",
             )
         if self.mixed_precision == "auto":  # resolved here, so plan, config and cards state what trains
-            self.mixed_precision = "bf16" if native_bf16(_training_device()) else "no"
+            self.mixed_precision = "bf16" if native_bf16(default_device()) else "no"
         if self.gradient_accumulation_steps is None:
             steps = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
             check_setting(steps.isdigit(), "gradient_accumulation_steps", f"accelerate launch gave {steps!r}")
@@ -400,6 +391,10 @@ class JointTrainingArguments:
         check_setting(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
         check_setting(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         check_choices(self)
+        try:  # before anything trains: int8 on a GPU failed at the first evaluation, after training
+            check_precision(self.precision, default_device())
+        except ValueError as err:
+            raise ValueError(f"--precision: {err}") from None
 
 
 @dataclass
