@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,27 +80,20 @@ def _native_bf16() -> bool:
     return native_bf16(torch.device("cpu")) or os.environ.get("RQ2_BENCH_EMULATED_BF16") == "1"
 
 
-def _encode_ours(args, precision: str) -> dict:
-    from modeling_rq2.models.loading import load_retriever
+def _ours(args, task: str, precision: str) -> dict:
+    """Our retriever encoding passages (``task`` encode) or our re-ranker scoring pairs (rerank) at ``precision``."""
+    from modeling_rq2.models.loading import load_reranker, load_retriever
 
     if precision == "bf16" and not _native_bf16():
         return dict(NOT_NATIVE)
-    model = load_retriever("default", passage_max_length=args.max_length)
-    passages = _passages(args.passages)
-    seconds = _timed(lambda: model.encode_passages(passages, args.batch_size, False, precision=precision), 1)
-    return {"passages_per_s": len(passages) / seconds}
-
-
-def case_encode_ours(args) -> dict:
-    return _encode_ours(args, "fp32")
-
-
-def case_encode_ours_bf16(args) -> dict:
-    return _encode_ours(args, "bf16")
-
-
-def case_encode_ours_int8(args) -> dict:
-    return _encode_ours(args, "int8")
+    if task == "encode":
+        model, items = load_retriever("default", passage_max_length=args.max_length), _passages(args.passages)
+        call, unit = model.encode_passages, "passages_per_s"
+    else:
+        model, items = load_reranker("default", max_length=args.max_length), _pairs(args)
+        call, unit = model.score_pairs, "pairs_per_s"
+    seconds = _timed(lambda: call(items, args.batch_size, False, precision=precision), 1)
+    return {unit: len(items) / seconds}
 
 
 def _encode_st(args, dtype: str | None) -> dict:
@@ -118,14 +112,6 @@ def _encode_st(args, dtype: str | None) -> dict:
     return {"passages_per_s": len(texts) / seconds}
 
 
-def case_encode_st(args) -> dict:
-    return _encode_st(args, None)
-
-
-def case_encode_st_bf16(args) -> dict:
-    return _encode_st(args, "bfloat16")
-
-
 def _pairs(args) -> list[tuple[str, dict]]:
     """(claim, passage) pairs: SciFact train claims, each with passages of the corpus in turn."""
     from modeling_rq2.data import load_beir
@@ -133,29 +119,6 @@ def _pairs(args) -> list[tuple[str, dict]]:
     data = load_beir("scifact", "train")
     passages, claims = _passages(args.pairs), data.queries["text"]
     return [(claims[i % len(claims)], passage) for i, passage in enumerate(passages)]
-
-
-def _rerank_ours(args, precision: str) -> dict:
-    from modeling_rq2.models.loading import load_reranker
-
-    if precision == "bf16" and not _native_bf16():
-        return dict(NOT_NATIVE)
-    model = load_reranker("default", max_length=args.max_length)
-    pairs = _pairs(args)
-    seconds = _timed(lambda: model.score_pairs(pairs, args.batch_size, False, precision=precision), 1)
-    return {"pairs_per_s": len(pairs) / seconds}
-
-
-def case_rerank_ours(args) -> dict:
-    return _rerank_ours(args, "fp32")
-
-
-def case_rerank_ours_bf16(args) -> dict:
-    return _rerank_ours(args, "bf16")
-
-
-def case_rerank_ours_int8(args) -> dict:
-    return _rerank_ours(args, "int8")
 
 
 def case_rerank_st(args) -> dict:
@@ -212,14 +175,6 @@ def _train_ours(args, bf16: bool) -> dict:
 
     seconds = _timed(step, args.steps)
     return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds, "losses": losses}
-
-
-def case_train_ours(args) -> dict:
-    return _train_ours(args, bf16=False)
-
-
-def case_train_ours_bf16(args) -> dict:
-    return _train_ours(args, bf16=True)
 
 
 def case_profile_ours(args) -> dict:
@@ -338,12 +293,27 @@ def case_scaling(args) -> dict:
     }
 
 
+VARIANTS = {
+    "encode_ours": partial(_ours, task="encode", precision="fp32"),
+    "encode_ours_bf16": partial(_ours, task="encode", precision="bf16"),
+    "encode_ours_int8": partial(_ours, task="encode", precision="int8"),
+    "encode_st": partial(_encode_st, dtype=None),
+    "encode_st_bf16": partial(_encode_st, dtype="bfloat16"),
+    "rerank_ours": partial(_ours, task="rerank", precision="fp32"),
+    "rerank_ours_bf16": partial(_ours, task="rerank", precision="bf16"),
+    "rerank_ours_int8": partial(_ours, task="rerank", precision="int8"),
+    "train_ours": partial(_train_ours, bf16=False),
+    "train_ours_bf16": partial(_train_ours, bf16=True),
+}
+"""The cases that are one function at a setting; the others are ``case_<name>``."""
+
+
 def run_case(name: str, args) -> dict:
     """One case in this process; adds its peak resident memory."""
     import torch
 
     torch.set_num_threads(args.threads)
-    result = globals()[f"case_{name}"](args)
+    result = (VARIANTS[name] if name in VARIANTS else globals()[f"case_{name}"])(args)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
