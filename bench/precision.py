@@ -35,6 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ["ndcg@10", "recall@100"]
 
 
+def _options(label: str) -> dict:
+    """A report row's call options: a precision, or ``openvino`` (that backend, in fp32)."""
+    return {"backend": "openvino", "precision": "fp32"} if label == "openvino" else {"precision": label}
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> dict:
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     return {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
@@ -46,14 +51,15 @@ def retriever_rows(retriever, splits: dict, precisions: list[str], batch_size: i
     passages, ids = corpus.passages(), list(corpus.corpus["_id"])
     rows, embeddings, fp32_hits = {}, {}, {}
     for precision in precisions:
-        retriever.encode_passages(list(passages[:batch_size]), batch_size, False, precision=precision)  # warm
+        options = _options(precision)
+        retriever.encode_passages(list(passages[:batch_size]), batch_size, False, **options)  # warm
         start = time.perf_counter()
-        embeddings[precision] = retriever.encode_passages(passages, batch_size, False, precision=precision)
+        embeddings[precision] = retriever.encode_passages(passages, batch_size, False, **options)
         seconds = time.perf_counter() - start
         index = DenseIndex.build(embeddings[precision], ids)
         row = {"encode_seconds": round(seconds, 1), "passages_per_s": round(len(ids) / seconds, 2)}
         for name, data in splits.items():
-            hits = index.search(retriever.encode_queries(data.queries["text"], precision=precision), 100)
+            hits = index.search(retriever.encode_queries(data.queries["text"], **options), 100)
             metrics, _ = evaluate_run(to_run(data.queries["_id"], hits), data.qrels, METRICS)
             row[name] = {k: round(v, 4) for k, v in metrics.items()}
             if precision == "fp32":
@@ -72,9 +78,10 @@ def reranker_rows(reranker, data, hits, precisions: list[str], top_k: int, batch
     pairs = [(query, by_id[doc]) for query, docs in zip(data.queries["text"], heads, strict=True) for doc in docs]
     rows, logits = {}, {}
     for precision in precisions:
-        reranker.score_pairs(pairs[:batch_size], batch_size, False, precision=precision)  # warm
+        options = _options(precision)
+        reranker.score_pairs(pairs[:batch_size], batch_size, False, **options)  # warm
         start = time.perf_counter()
-        logits[precision] = reranker.score_pairs(pairs, batch_size, False, precision=precision)
+        logits[precision] = reranker.score_pairs(pairs, batch_size, False, **options)
         seconds = time.perf_counter() - start
         scores, ranked = iter(logits[precision].tolist()), []
         for docs in heads:
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retriever", default="default")
     parser.add_argument("--reranker", default=None, help="a trained re-ranker folder (an untrained head says nothing)")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8", "openvino"])
     parser.add_argument("--rerank_top_k", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count())

@@ -28,11 +28,13 @@ CASES = (
     "encode_ours",
     "encode_ours_bf16",
     "encode_ours_int8",
+    "encode_ours_openvino",
     "encode_st",
     "encode_st_bf16",
     "rerank_ours",
     "rerank_ours_bf16",
     "rerank_ours_int8",
+    "rerank_ours_openvino",
     "rerank_st",
     "train_ours",
     "train_ours_bf16",
@@ -80,8 +82,9 @@ def _native_bf16() -> bool:
     return native_bf16(torch.device("cpu")) or os.environ.get("RQ2_BENCH_EMULATED_BF16") == "1"
 
 
-def _ours(args, task: str, precision: str) -> dict:
-    """Our retriever encoding passages (``task`` encode) or our re-ranker scoring pairs (rerank) at ``precision``."""
+def _ours(args, task: str, precision: str, backend: str = "torch") -> dict:
+    """Our retriever encoding passages (``task`` encode) or our re-ranker scoring pairs (rerank) at ``precision`` on
+    ``backend``."""
     from modeling_rq2.models.loading import load_reranker, load_retriever
 
     if precision == "bf16" and not _native_bf16():
@@ -92,7 +95,7 @@ def _ours(args, task: str, precision: str) -> dict:
     else:
         model, items = load_reranker("default", max_length=args.max_length), _pairs(args)
         call, unit = model.score_pairs, "pairs_per_s"
-    seconds = _timed(lambda: call(items, args.batch_size, False, precision=precision), 1)
+    seconds = _timed(lambda: call(items, args.batch_size, False, precision=precision, backend=backend), 1)
     return {unit: len(items) / seconds}
 
 
@@ -297,11 +300,13 @@ VARIANTS = {
     "encode_ours": partial(_ours, task="encode", precision="fp32"),
     "encode_ours_bf16": partial(_ours, task="encode", precision="bf16"),
     "encode_ours_int8": partial(_ours, task="encode", precision="int8"),
+    "encode_ours_openvino": partial(_ours, task="encode", precision="fp32", backend="openvino"),
     "encode_st": partial(_encode_st, dtype=None),
     "encode_st_bf16": partial(_encode_st, dtype="bfloat16"),
     "rerank_ours": partial(_ours, task="rerank", precision="fp32"),
     "rerank_ours_bf16": partial(_ours, task="rerank", precision="bf16"),
     "rerank_ours_int8": partial(_ours, task="rerank", precision="int8"),
+    "rerank_ours_openvino": partial(_ours, task="rerank", precision="fp32", backend="openvino"),
     "train_ours": partial(_train_ours, bf16=False),
     "train_ours_bf16": partial(_train_ours, bf16=True),
 }
@@ -430,7 +435,13 @@ def main(argv: list[str] | None = None) -> dict:
             "encoding ours bf16 / sentence-transformers bf16": _ratio(
                 results, "encode_ours_bf16", "encode_st_bf16", "passages_per_s"
             ),
+            "encoding ours openvino / sentence-transformers fp32": _ratio(
+                results, "encode_ours_openvino", "encode_st", "passages_per_s"
+            ),
             "re-ranking ours / CrossEncoder.predict": _ratio(results, "rerank_ours", "rerank_st", "pairs_per_s"),
+            "re-ranking ours openvino / CrossEncoder.predict fp32": _ratio(
+                results, "rerank_ours_openvino", "rerank_st", "pairs_per_s"
+            ),
             "re-ranking ours int8 / CrossEncoder.predict fp32": _ratio(
                 results, "rerank_ours_int8", "rerank_st", "pairs_per_s"
             ),

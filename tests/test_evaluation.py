@@ -114,16 +114,16 @@ def test_evaluate_precision_reaches_both_models(beir_folder, retriever, reranker
 
     def spy(args):
         models = real(args)
-        seen.extend(model.inference_precision for model in models)
+        seen.extend((model.inference_precision, model.inference_backend) for model in models)
         return models
 
     monkeypatch.setattr(command, "_models", spy)
     report = command.run_evaluation(
         command.EvaluateArguments(
             retriever=str(tmp_path / "r"), reranker=str(tmp_path / "c"), data=str(beir_folder), top_k=5,
-            rerank_top_k=2, precision="bf16", output_dir=str(tmp_path / "out"),
+            rerank_top_k=2, precision="bf16", backend="openvino", output_dir=str(tmp_path / "out"),
         )
     )  # fmt: skip
-    assert seen == ["bf16", "bf16"] and report["arguments"]["precision"] == "bf16"
+    assert seen == [("bf16", "openvino")] * 2 and report["arguments"]["precision"] == "bf16"
     with pytest.raises(ValueError, match="--precision: precision must be one of"):
         command.EvaluateArguments(precision="int4")

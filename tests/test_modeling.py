@@ -414,3 +414,23 @@ def test_a_dense_projection_left_out_for_a_given_pooling_is_logged(tmp_path, tin
     with caplog.at_level(logging.WARNING, logger="modeling_rq2.models.modeling_rq2"):
         RQ2Retriever.from_backbone(folder, pooling="mean")
     assert "its Dense projection (2_Dense) is left out (pooling given)" in caplog.text
+
+
+def test_the_openvino_backend_gives_the_torch_outputs_and_compiles_once(retriever, reranker):
+    """backend='openvino': the encoders compiled by OpenVINO stand in for the towers (1.25x faster encoding on an
+    AVX2 CPU, bench/results/speed-precision.md); same embeddings and logits, float32, compiled once per model."""
+    pytest.importorskip("openvino")
+    texts = ["what causes scurvy", "the sun is a star and gives light and energy to earth"]
+    for call in (retriever.encode_queries, retriever.encode_passages):
+        ours = call(texts, backend="openvino")
+        assert ours.dtype == np.float32 and np.allclose(ours, call(texts), atol=1e-5)
+    assert retriever.openvino_towers() is retriever.openvino_towers()
+    pairs = [(t, t) for t in texts]
+    assert np.allclose(reranker.score_pairs(pairs, backend="openvino"), reranker.score_pairs(pairs), atol=1e-5)
+    retriever.inference_backend = "openvino"
+    assert np.allclose(retriever.encode_queries(texts[0]), retriever.encode_queries(texts[0], backend="torch"), atol=1e-5)
+    retriever.inference_backend = "torch"
+    with pytest.raises(ValueError, match="backend openvino runs on the CPU in fp32 or bf16, got int8"):
+        retriever.encode_queries(texts, precision="int8", backend="openvino")
+    with pytest.raises(ValueError, match=r"backend must be one of \('torch', 'openvino'\), got 'onnx'"):
+        retriever.encode_queries(texts, backend="onnx")

@@ -67,3 +67,20 @@ def test_int8_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(t
         parse_arguments(train_argv(train_setup, tmp_path, "--precision", "int8"))
     with pytest.raises(ValueError, match="--precision: precision int8 is dynamic quantisation for the CPU"):
         evaluate.EvaluateArguments(retriever="default", precision="int8")
+
+
+def test_the_openvino_backend_reaches_training_evaluation_and_mining(train_setup, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from modeling_rq2.training.augmentation import main as augment
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    compiled, original = [], modeling.compile_openvino
+    monkeypatch.setattr(modeling, "compile_openvino", lambda module, **kw: compiled.append(1) or original(module, **kw))
+    metrics = run_training(*parse_arguments(train_argv(train_setup, tmp_path / "t", "--max_steps", "1", "--backend", "openvino")))
+    assert compiled and metrics["eval"]["results"]
+    compiled.clear()
+    root, data = train_setup
+    augment(["--retriever", str(root / "retriever"), "--reranker", str(root / "reranker"), "--data", str(data),
+             "--output", str(tmp_path / "mined.jsonl"), "--augment_top_n", "5", "--backend", "openvino"])  # fmt: skip
+    assert len(compiled) == 2

@@ -26,6 +26,7 @@ from ..data import RetrievalData, load_data
 from ..data.corpus import CorpusPassages, lookup_passages
 from ..models.loading import DEFAULT_BACKBONE, load_reranker, load_retriever
 from ..models.modeling_rq2 import (
+    INFERENCE_BACKENDS,
     INFERENCE_PRECISIONS,
     Passage,
     RQ2Reranker,
@@ -67,6 +68,10 @@ class EvaluateArguments:
             "or auto (bf16 where the GPU or CPU runs it natively, else fp32)",
             "choices": INFERENCE_PRECISIONS,
         },
+    )
+    backend: str = field(
+        default="torch",
+        metadata={"help": "what runs the encoders: torch, or openvino (CPU; pip install openvino)"},
     )
     metrics: list[str] | None = field(
         default=None, metadata={"help": "default: the dataset's own (see the module doc)"}
@@ -281,7 +286,7 @@ def _models(args: EvaluateArguments) -> tuple[RQ2Retriever, RQ2Reranker | None]:
     reranker = load_reranker(args.reranker) if args.reranker else None
     for model in (retriever, reranker):
         if model is not None:
-            model.inference_precision = args.precision
+            model.inference_precision, model.inference_backend = args.precision, args.backend
     return retriever, reranker
 
 
@@ -325,7 +330,7 @@ def write_runs(runs: Mapping[System, dict[str, dict[str, float]]], folder: Path)
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (``python -m modeling_rq2.evaluate``)."""
-    choices = {"index_type": INDEX_TYPES, "answer_match": MATCH_TYPES}
+    choices = {"index_type": INDEX_TYPES, "answer_match": MATCH_TYPES, "backend": INFERENCE_BACKENDS}
     (args,) = CommandParser(EvaluateArguments, choices=choices).parse_args_into_dataclasses(args=argv)
     run_evaluation(args)
 

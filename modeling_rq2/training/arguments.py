@@ -14,7 +14,13 @@ from typing import NamedTuple
 
 from ..models.configuration_rq2 import INPUT_FORMATS, POOLING_MODES, SIMILARITIES
 from ..models.loading import DEFAULT_BACKBONE
-from ..models.modeling_rq2 import INFERENCE_PRECISIONS, check_precision, default_device, native_bf16
+from ..models.modeling_rq2 import (
+    INFERENCE_BACKENDS,
+    INFERENCE_PRECISIONS,
+    check_precision,
+    default_device,
+    native_bf16,
+)
 from .losses import DIRECTIONS, REDUCTIONS, DistillationOptions, check_numbers, check_setting, loss_option
 
 MIXES = ("both", "denoised", "undenoised")
@@ -34,6 +40,7 @@ SETTING_CHOICES = {
     "lr_scheduler": LR_SCHEDULERS,
     "mixed_precision": TRAINING_PRECISIONS,
     "precision": INFERENCE_PRECISIONS,
+    "backend": INFERENCE_BACKENDS,
     "augment_warmup": WARMUPS,
     "instance_mix": MIXES,
     "probability": PROBABILITIES,
@@ -329,6 +336,12 @@ class JointTrainingArguments:
         metadata={
             "help": "how evaluation and the chain's mining encode and score (training: --mixed_precision): fp32, "
             "bf16 / fp16 autocast, int8 (CPU), or auto (bf16 where the GPU or CPU runs it natively, else fp32)"
+        },
+    )
+    backend: str = field(
+        default="torch",
+        metadata={
+            "help": "what runs the encoders in evaluation and mining: torch, or openvino (CPU; pip install openvino)"
         },
     )
     plan: bool = field(

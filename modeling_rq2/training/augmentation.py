@@ -214,6 +214,9 @@ class AugmentCommandArguments:
         default="fp32",
         metadata={"help": "how the models encode and score: fp32, bf16 / fp16 autocast, int8 (CPU), or auto"},
     )
+    backend: str = field(
+        default="torch", metadata={"help": "what runs the encoders: torch, or openvino (CPU; pip install openvino)"}
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     command, args = parser.parse_args_into_dataclasses(args=argv)
     data = load_data(command.data, command.split)
     retriever, reranker = load_retriever(command.retriever), load_reranker(command.reranker)
-    retriever.inference_precision = reranker.inference_precision = command.precision
+    for model in (retriever, reranker):
+        model.inference_precision, model.inference_backend = command.precision, command.backend
     instances, report = augment_instances(data, retriever, reranker, args)
     save_instances(instances, command.output, report)
     print(json.dumps({k: v for k, v in report.items() if k != "arguments"}, indent=2))

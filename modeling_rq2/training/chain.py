@@ -125,7 +125,8 @@ def _augment(config: RunConfig, warm: Path, augmented: Path) -> None:
                 data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries))))
             )
         retriever, reranker = load_retriever(warm / "retriever"), load_reranker(warm / "reranker")
-        retriever.inference_precision = reranker.inference_precision = config.training.precision
+        for model in (retriever, reranker):
+            model.inference_precision, model.inference_backend = config.training.precision, config.training.backend
         instances, report = augment_instances(
             data, retriever, reranker, config.augmentation, show_progress_bar=state.is_local_main_process
         )

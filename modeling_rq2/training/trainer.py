@@ -481,7 +481,7 @@ class JointTrainer:
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.joint)
             for tower in (model.retriever, model.reranker):
-                tower.inference_precision = args.precision
+                tower.inference_precision, tower.inference_backend = args.precision, args.backend
             scored = evaluate_retrieval(
                 model.retriever,
                 evaluation,
