@@ -1,5 +1,5 @@
-"""Inference precision: our models' encoding and re-ranking at fp32, bf16 and int8, in one run (a ratio holds on a
-noisy machine), with the quality each gives.
+"""Inference precision: our models' encoding and re-ranking at fp32, bf16, int8 and on the OpenVINO backend, in one
+run (a ratio holds on a noisy machine), with the quality each gives.
 
     python bench/precision.py                                   # zero-shot MiniLM retriever only
     python bench/precision.py --retriever RUN/retriever --reranker RUN/reranker --output bench/results/precision

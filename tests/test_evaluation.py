@@ -125,5 +125,5 @@ def test_evaluate_precision_reaches_both_models(beir_folder, retriever, reranker
         )
     )  # fmt: skip
     assert seen == [("bf16", "openvino")] * 2 and report["arguments"]["precision"] == "bf16"
-    with pytest.raises(ValueError, match="--precision: precision must be one of"):
+    with pytest.raises(ValueError, match="--precision / --backend: precision must be one of"):
         command.EvaluateArguments(precision="int4")

@@ -424,7 +424,11 @@ def test_the_openvino_backend_gives_the_torch_outputs_and_compiles_once(retrieve
     for call in (retriever.encode_queries, retriever.encode_passages):
         ours = call(texts, backend="openvino")
         assert ours.dtype == np.float32 and np.allclose(ours, call(texts), atol=1e-5)
-    assert retriever.openvino_towers() is retriever.openvino_towers()
+    import modeling_rq2.models.modeling_rq2 as modeling
+
+    towers = retriever.__dict__["_inference_towers"]["openvino-fp32"][1]  # built by the calls above (equal outputs
+    assert isinstance(towers["query_encoder"], modeling.OpenVINOEncoder)  # alone would not show OpenVINO ran)
+    assert retriever.openvino_towers() is towers  # compiled once
     pairs = [(t, t) for t in texts]
     assert np.allclose(reranker.score_pairs(pairs, backend="openvino"), reranker.score_pairs(pairs), atol=1e-5)
     retriever.inference_backend = "openvino"

@@ -53,7 +53,7 @@ def test_mixed_precision_auto_trains_in_bf16_only_where_the_hardware_runs_it(tra
     assert args.mixed_precision == expected
 
 
-def test_int8_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(train_setup, tmp_path, monkeypatch):
+def test_int8_or_openvino_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(train_setup, tmp_path, monkeypatch):
     """It failed at the first evaluation, by default after the whole training."""
     import torch
 
@@ -63,10 +63,12 @@ def test_int8_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(t
 
     for module in (arguments, evaluate):
         monkeypatch.setattr(module, "default_device", lambda: torch.device("cuda"))
-    with pytest.raises(ValueError, match="--precision: precision int8 is dynamic quantisation for the CPU"):
+    with pytest.raises(ValueError, match="--precision / --backend: precision int8 is dynamic quantisation for the CPU"):
         parse_arguments(train_argv(train_setup, tmp_path, "--precision", "int8"))
-    with pytest.raises(ValueError, match="--precision: precision int8 is dynamic quantisation for the CPU"):
+    with pytest.raises(ValueError, match="--precision / --backend: precision int8 is dynamic quantisation for the CPU"):
         evaluate.EvaluateArguments(retriever="default", precision="int8")
+    with pytest.raises(ValueError, match="--precision / --backend: backend openvino runs on the CPU in fp32 or bf16"):
+        parse_arguments(train_argv(train_setup, tmp_path, "--backend", "openvino"))
 
 
 def test_the_openvino_backend_reaches_training_evaluation_and_mining(train_setup, tmp_path, monkeypatch):

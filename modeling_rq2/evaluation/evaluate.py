@@ -31,7 +31,7 @@ from ..models.modeling_rq2 import (
     Passage,
     RQ2Reranker,
     RQ2Retriever,
-    check_precision,
+    check_inference,
     default_device,
 )
 from ..retrieval.bm25 import bm25_search
@@ -105,10 +105,10 @@ class EvaluateArguments:
                 raise ValueError(f"--{name} must be >= 1 (or unset: the model's own), got {getattr(self, name)}")
         if self.reranker is not None and not 0 <= self.rerank_top_k <= self.top_k:
             raise ValueError(f"--rerank_top_k must be in [0, --top_k={self.top_k}], got {self.rerank_top_k}")
-        try:  # before data and models load: int8 is for the CPU
-            check_precision(self.precision, default_device())
+        try:  # before data and models load: int8 and OpenVINO are for the CPU
+            check_inference(self.precision, self.backend, default_device())
         except ValueError as err:
-            raise ValueError(f"--precision: {err}") from None
+            raise ValueError(f"--precision / --backend: {err}") from None
         if not 0 <= self.fusion <= 1:  # also refuses nan
             raise ValueError(f"--fusion must be in [0, 1], got {self.fusion}")
         for metric in self.metrics or []:

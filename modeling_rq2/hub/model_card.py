@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..evaluation.metrics import parse_metric
 from ..evaluation.systems import System, find, markdown_table
 from ..models.loading import DEFAULT_BACKBONE_ID, default_backbone_path
-from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, capped_length
 from ..training.arguments import RunConfig
 
 ROLES = ("retriever", "reranker")
@@ -498,15 +498,14 @@ LENGTH_FIELDS = ("query_max_length", "passage_max_length", "max_length")
 
 
 def lengths_as_used(model_config: dict, tokenizer_max: int | None) -> dict:
-    """``model_config`` with its maximum lengths capped as the model caps them (``RQ2PreTrainedModel._length``):
-    by the encoder's position embeddings and the tokenizer's ``model_max_length`` (a card stated 160 tokens for a
-    re-ranker that reads 128)."""
-    limits = [(model_config.get("encoder_config") or {}).get("max_position_embeddings")]
-    limits.append(tokenizer_max if tokenizer_max and tokenizer_max < 1_000_000 else None)
+    """``model_config`` with its maximum lengths capped as the model caps them (``capped_length``, by the encoder's
+    position embeddings and the tokenizer's ``model_max_length``: a card stated 160 tokens for a re-ranker that
+    reads 128)."""
+    positions = (model_config.get("encoder_config") or {}).get("max_position_embeddings")
     capped = dict(model_config)
     for name in LENGTH_FIELDS:
         if isinstance(capped.get(name), int):
-            capped[name] = min([capped[name], *(limit for limit in limits if isinstance(limit, int))])
+            capped[name] = capped_length(capped[name], positions, tokenizer_max)
     return capped
 
 

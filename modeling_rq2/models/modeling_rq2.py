@@ -222,9 +222,16 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision ``device`` cannot run, before anything loads or trains (int8 is for the CPU)."""
-    inference_dtype(precision, device)
+def check_inference(precision: str, backend: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``backend`` (None where the backend computes without autocast), or a
+    ValueError for a pair ``device`` cannot run (int8 and OpenVINO are for the CPU; OpenVINO in fp32 or bf16): the
+    one check of the models' calls and of the command lines, which run it before anything loads or trains."""
+    if backend not in INFERENCE_BACKENDS:
+        raise ValueError(f"backend must be one of {INFERENCE_BACKENDS}, got {backend!r}")
+    dtype = inference_dtype(precision, device)
+    if backend == "openvino" and (device.type != "cpu" or precision not in ("auto", "fp32", "bf16")):
+        raise ValueError(f"backend openvino runs on the CPU in fp32 or bf16, got {precision} on {device}")
+    return dtype
 
 
 def _keeps_float(name: str) -> bool:
@@ -248,6 +255,17 @@ def quantize_int8(module: nn.Module) -> nn.Module:
     with warnings.catch_warnings():  # torch.ao's deprecation notices, once per layer
         warnings.simplefilter("ignore")
         return quantize_dynamic(copy.deepcopy(module).float().eval(), names, dtype=torch.qint8)
+
+
+NO_TOKENIZER_LIMIT = 1_000_000
+"""A tokenizer's ``model_max_length`` at or above this is transformers' "no limit" placeholder (about 1e30)."""
+
+
+def capped_length(requested: int, positions: int | None, tokenizer_max: int | None) -> int:
+    """A max length the backbone can take: ``requested``, never beyond its position embeddings or its tokenizer's
+    ``model_max_length`` (where they are known)."""
+    limits = [positions, tokenizer_max if tokenizer_max is not None and tokenizer_max < NO_TOKENIZER_LIMIT else None]
+    return min([requested, *(limit for limit in limits if isinstance(limit, int))])
 
 
 def file_sha256(path: Path) -> str:
@@ -403,16 +421,11 @@ class RQ2PreTrainedModel(PreTrainedModel):
             f"openvino-{precision}", lambda module: compile_openvino(module, precision=precision)
         )
 
-    def _stand_ins(self, precision: str, backend: str) -> tuple[dict[str, nn.Module], torch.dtype | None]:
-        """The modules that stand in for the encoders during an inference call, and the autocast dtype around it."""
-        if backend not in INFERENCE_BACKENDS:
-            raise ValueError(f"backend must be one of {INFERENCE_BACKENDS}, got {backend!r}")
-        dtype = inference_dtype(precision, self.device)
-        if backend == "torch":
-            return (self.int8_towers() if precision == "int8" else {}), dtype
-        if self.device.type != "cpu" or precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"backend openvino runs on the CPU in fp32 or bf16, got {precision} on {self.device}")
-        return self.openvino_towers("bf16" if dtype == torch.bfloat16 else "fp32"), None
+    def _stand_ins(self, precision: str, backend: str, dtype: torch.dtype | None) -> dict[str, nn.Module]:
+        """The modules that stand in for the encoders during an inference call (``check_inference``'d values)."""
+        if backend == "openvino":
+            return self.openvino_towers("bf16" if dtype == torch.bfloat16 else "fp32")
+        return self.int8_towers() if precision == "int8" else {}
 
     @classmethod
     def from_backbone(
@@ -574,10 +587,9 @@ class RQ2PreTrainedModel(PreTrainedModel):
         A cap below the requested length is logged once (a tokenizer saved by sentence-transformers
         carries its ``max_seq_length`` as ``model_max_length``).
         """
-        limits = [requested, getattr(self.config.encoder_config, "max_position_embeddings", requested)]
-        if self.tokenizer is not None and self.tokenizer.model_max_length < 1_000_000:
-            limits.append(self.tokenizer.model_max_length)
-        length = min(limits)
+        positions = getattr(self.config.encoder_config, "max_position_embeddings", None)
+        tokenizer_max = getattr(self.tokenizer, "model_max_length", None)
+        length = capped_length(requested, positions, tokenizer_max)
         if length < requested and (requested, length) not in self._warned_caps:
             self._warned_caps.add((requested, length))
             logger.warning(
@@ -585,8 +597,8 @@ class RQ2PreTrainedModel(PreTrainedModel):
                 type(self).__name__,
                 requested,
                 length,
-                limits[1],
-                limits[2] if len(limits) > 2 else "-",
+                positions if positions is not None else "-",
+                tokenizer_max if tokenizer_max is not None and tokenizer_max < NO_TOKENIZER_LIMIT else "-",
             )
         return length
 
@@ -614,7 +626,7 @@ class RQ2PreTrainedModel(PreTrainedModel):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         precision, backend = precision or self.inference_precision, backend or self.inference_backend
-        inference_dtype(precision, self.device)  # a bad value named before anything is built
+        dtype = check_inference(precision, backend, self.device)  # a bad value named before anything is built
         order = np.argsort([-len(str(t)) for t in texts], kind="stable")
         was_training = self.training
         self.eval()
@@ -627,10 +639,11 @@ class RQ2PreTrainedModel(PreTrainedModel):
             starts = tqdm(starts, desc=desc, unit="batch")
         originals = {}
         try:
-            towers, dtype = self._stand_ins(precision, backend)
+            towers = self._stand_ins(precision, backend, dtype)
             originals = {name: getattr(self, name) for name in towers}
             self._modules.update(towers)  # the int8 / OpenVINO copies stand in for the encoders during the call
-            with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
+            autocast = dtype is not None and backend == "torch"  # OpenVINO computes at its own precision
+            with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=autocast):
                 chunks = [encode_batch([texts[i] for i in order[s : s + batch_size]]).float().cpu() for s in starts]
         finally:
             self._modules.update(originals)
@@ -1078,7 +1091,7 @@ def _st_json(name_or_path: str, filename: str) -> dict | list | None:
 def _st_similarity(name: str | None, normalized: bool, name_or_path: str, cls_name: str) -> str:
     """The similarity a sentence-transformers folder scores with: its ``similarity_fn_name`` (cosine when unnamed,
     sentence-transformers' default; dot on normalised embeddings is cosine); euclidean / manhattan are refused."""
-    if name in (None, "cosine") or normalized and name == "dot":
+    if name in (None, "cosine") or (normalized and name == "dot"):
         return "cosine"
     if name == "dot":
         return "dot"

@@ -17,7 +17,7 @@ from ..models.loading import DEFAULT_BACKBONE
 from ..models.modeling_rq2 import (
     INFERENCE_BACKENDS,
     INFERENCE_PRECISIONS,
-    check_precision,
+    check_inference,
     default_device,
     native_bf16,
 )
@@ -405,9 +405,9 @@ class JointTrainingArguments:
         check_setting(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         check_choices(self)
         try:  # before anything trains: int8 on a GPU failed at the first evaluation, after training
-            check_precision(self.precision, default_device())
+            check_inference(self.precision, self.backend, default_device())
         except ValueError as err:
-            raise ValueError(f"--precision: {err}") from None
+            raise ValueError(f"--precision / --backend: {err}") from None
 
 
 @dataclass
