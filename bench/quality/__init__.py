@@ -24,10 +24,14 @@ on the evaluation split itself (optimistic for the peers); with several ``--seed
 selected points run once per seed (the grid runs at the first seed) and the report gives mean ± standard deviation.
 
 Each job (system, grid point, seed) runs in a fresh subprocess and writes WORK_DIR/<job>/result.json (its
-settings included; model folders and a log beside it). A rerun with the same settings skips completed jobs, so a
-killed benchmark resumes where it stopped (our training runs resume from their last checkpoint). A change of
-this package's code does not invalidate the cache: delete WORK_DIR/<job> to rerun a job. WORK_DIR defaults to
-outputs/bench/<name of --output>. Writes OUTPUT.json and OUTPUT.md (default bench/results/quality). Never run in CI.
+settings and the commit it ran included; model folders and a log beside it), copied into the ledger
+(OUTPUT-jobs/<job>.json), which is committed with the report. A rerun with the same settings skips completed jobs,
+from WORK_DIR or, on another machine, from the ledger, so a killed benchmark resumes where it stopped (our training
+runs resume from their last checkpoint) and three seeds accumulate across sessions. A job that reads another's
+models (the cross-encoder its bi-encoder's, static distillation its teacher's) runs that job again where only its
+ledger entry is left. A change of this package's code does not invalidate the cache: delete WORK_DIR/<job> and its
+ledger entry to rerun a job. WORK_DIR defaults to outputs/bench/<name of --output>. Writes OUTPUT.json and
+OUTPUT.md (default bench/results/quality). Never run in CI.
 
 Modules: ``systems`` (the registry: what each system is, its flags, what it ablates), ``jobs`` (one function per
 kind of job, run in the subprocess), ``runner`` (job folders, the cache, grids, seeds), ``report`` (summaries,

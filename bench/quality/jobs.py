@@ -46,7 +46,8 @@ class Lengths(TypedDict):
 class JobConfig(TypedDict, total=False):
     """A job's settings, in the order its job.json lists them. bm25 and zeroshot: the first five; trained systems
     add the seed, budgets and re-ranking; the bi-encoder lr, epochs, batch_size_train; the cross-encoder lr, epochs,
-    loss, batch_queries and the bi-encoder it re-ranks (``{"folder", "config"}``); ours flags (and a teacher)."""
+    loss, batch_queries and the bi-encoder it re-ranks (``{"folder", "config"}``); ours flags (and a teacher, as the
+    bi-encoder); every job the evaluation backend."""
 
     data: DataSettings
     lengths: Lengths
@@ -65,7 +66,8 @@ class JobConfig(TypedDict, total=False):
     batch_queries: int
     biencoder: dict[str, Any]
     flags: list[str]
-    teacher: str
+    teacher: dict[str, Any]
+    backend: str
 
 
 class JobResult(TypedDict, total=False):
@@ -117,6 +119,7 @@ def _retriever(config: JobConfig, model: str | Path):
     retriever = load_retriever(
         model, query_max_length=lengths["query_max_length"], passage_max_length=lengths["passage_max_length"]
     )
+    retriever.inference_backend = config["backend"]
     return retriever.to(_device()).eval()
 
 
@@ -380,13 +383,15 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
         str(config["batch_size"]),
         "--resume_from_checkpoint",
         "latest",
+        "--backend",
+        config["backend"],
     ]
     budgets = (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
     argv += [a for flag, value in budgets if value for a in (flag, str(value))]
     if config.get("teacher"):  # static distillation: another job's trained re-ranker, frozen
-        teacher = folder.parent / config["teacher"] / "run" / "reranker"
+        teacher = folder.parent / config["teacher"]["folder"] / "run" / "reranker"
         if not (teacher / "config.json").is_file():
-            raise FileNotFoundError(f"{teacher}: the teacher job {config['teacher']} has not run; run it first")
+            raise FileNotFoundError(f"{teacher}: the teacher job {config['teacher']['folder']} has not run")
         argv += ["--reranker", str(teacher)]
     return argv
 

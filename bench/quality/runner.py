@@ -88,10 +88,16 @@ def run_child(folder: Path, threads: int) -> None:
     config = json.loads((folder / "job.json").read_text(encoding="utf-8"))
     set_seed(config.get("seed", 0))  # the peers' fresh heads are drawn before their trainers seed anything
     result = run_job_function(config, folder)
-    result["config"] = config
+    result["config"], result["commit"] = config, _commit()
     partial = folder / "result.json.partial"
     partial.write_text(json.dumps(result, indent=2), encoding="utf-8")
     partial.replace(folder / "result.json")
+
+
+def _commit() -> str:
+    """The code a job ran: this repository's commit, ``+changes`` when the tree differs from it."""
+    git = lambda *argv: subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+    return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if git("status", "--porcelain").strip() else "")
 
 
 def _read(path: Path):
@@ -109,17 +115,53 @@ def _spawn(key: str, folder: Path, threads: int) -> None:
         raise RuntimeError(f"job {key} failed (exit {proc.returncode}); end of {folder / 'log.txt'}:\n{tail}")
 
 
-def run_job(key: str, config: JobConfig, work: Path, args: argparse.Namespace) -> JobResult | None:
-    """A job's cached result when its settings match, else run it in a subprocess (log in WORK_DIR/<job>/log.txt);
-    None with ``--cached_only`` when it has not run."""
+def _cached(path: Path, config: JobConfig) -> JobResult | None:
+    """The result at ``path`` if it is there and was made with ``config``."""
+    if path.is_file() and (result := _read(path))["config"] == config:
+        return result
+    return None
+
+
+def ledger_path(ledger: Path, key: str) -> Path:
+    """Where the committed copy of job ``key``'s result lives."""
+    return ledger / f"{key}.json"
+
+
+def _record(ledger: Path, key: str, result: JobResult) -> None:
+    """A finished job's result copied into the ledger (committed with the report: a later session on another
+    machine reuses it, where WORK_DIR, models and all, is gone)."""
+    ledger.mkdir(parents=True, exist_ok=True)
+    partial = ledger_path(ledger, key).with_suffix(".json.partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    partial.replace(ledger_path(ledger, key))
+
+
+def run_job(
+    key: str, config: JobConfig, work: Path, args: argparse.Namespace, *, models: bool = False
+) -> JobResult | None:
+    """A job's cached result when its settings match (WORK_DIR/<job>/result.json, else the ledger's copy), else run
+    it in a subprocess (log in WORK_DIR/<job>/log.txt); None with ``--cached_only`` when it has not run.
+
+    ``models``: another job reads this one's models, so only a result whose folder holds them counts (a ledger
+    entry alone is run again). Before a job runs, the jobs whose models it reads are made sure of likewise.
+    """
     folder, config = work / key, json.loads(json.dumps(config))  # as it reads back from JSON
     cached = folder / "result.json"
-    if cached.is_file() and _read(cached)["config"] == config:
+    ledger = Path(args.ledger)
+    if (result := _cached(cached, config)) is not None:
         print(f"{key}: cached", flush=True)
-        return _read(cached)
+        if not ledger_path(ledger, key).is_file():
+            _record(ledger, key, result)
+        return result
+    if not models and (result := _cached(ledger_path(ledger, key), config)) is not None:
+        print(f"{key}: cached in {ledger}", flush=True)
+        return result
     if args.cached_only:
         print(f"{key}: not run (--cached_only)", flush=True)
         return None
+    for source, source_config in sources(config):
+        if run_job(source, source_config, work, args, models=True) is None:
+            return None
     spec = folder / "job.json"
     resumable = SYSTEMS[config["system"]].job == "rq2" and spec.is_file() and _read(spec) == config
     if folder.exists() and not resumable:  # stale models, indexes or checkpoints of other settings
@@ -129,6 +171,7 @@ def run_job(key: str, config: JobConfig, work: Path, args: argparse.Namespace) -
     started = time.perf_counter()
     _spawn(key, folder, args.threads)
     result = _read(cached)
+    _record(ledger, key, result)
     print(f"{key}: done in {time.perf_counter() - started:.0f} s", flush=True)
     return result
 
@@ -147,7 +190,13 @@ def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
         "corpus_limit": args.corpus_limit,
         "max_train_queries": args.max_train_queries if data_path != args.data else None,
     }
-    return {"data": data, "lengths": recipe(), "top_k": args.top_k, "batch_size": args.batch_size}
+    return {
+        "data": data,
+        "lengths": recipe(),
+        "top_k": args.top_k,
+        "batch_size": args.batch_size,
+        "backend": args.backend,
+    }
 
 
 def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: int) -> JobConfig:
@@ -202,7 +251,15 @@ def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: in
     """The job of one of our systems (or an ablation) at one seed: its flags, and its teacher's job if it has one."""
     system = SYSTEMS[name]
     config = {**_training(args, common, name, seed), "flags": list(system.flags)}
-    return {**config, "teacher": f"{system.teacher}-seed{seed}"} if system.teacher else config
+    if not system.teacher:
+        return config
+    teacher = {"folder": f"{system.teacher}-seed{seed}", "config": ours_config(args, common, system.teacher, seed)}
+    return {**config, "teacher": teacher}
+
+
+def sources(config: JobConfig) -> list[tuple[str, JobConfig]]:
+    """The jobs whose models ``config``'s job reads: (key, settings) of its bi-encoder or its teacher."""
+    return [(config[name]["folder"], config[name]["config"]) for name in ("biencoder", "teacher") if name in config]
 
 
 # ---------------------------------------------------------------- systems
