@@ -3,25 +3,31 @@
     python -m bench.quality                                   # peers + ours + ours_augmented, SciFact train -> test
     python -m bench.quality --systems all --seeds 42 43 44         # + ablations, 3 seeds
     python -m bench.quality --systems all --seeds 42 43 --cached_only   # the report of what has run, starting nothing
+    python -m bench.quality --systems ours list_size_8 --dev_queries 200 --dev_seed 0 --output /tmp/dev  # choose
     python -m bench.quality --systems bm25 zeroshot st_biencoder st_crossencoder ours --max_train_queries 16 \
         --max_steps 2 --eval_queries 10 --corpus_limit 300 --threads 1 --output /tmp/q_smoke  # smoke: ~6 min, 1 core
 
 Run from the repository root. Systems: ``bm25`` (bm25s); ``zeroshot`` (the backbone untrained); ``st_biencoder``
 (SentenceTransformer + MultipleNegativesRankingLoss on (anchor, positive, negative_1..3) rows, batch 16, grid
-``--st_lrs`` x ``--st_epochs``); ``st_crossencoder`` (CrossEncoder, BCE with pos_weight 3 or ListNet, 8 queries a
-step, grid ``--ce_lrs`` x ``--ce_epochs``, re-ranking the selected st_biencoder's top ``--rerank_top_k`` through our
-pipeline: pure and z-score fused as ours); ``ours`` (``run_training``, the default recipe: 3 joint epochs);
-``ours_1_epoch`` (the peers' budget); ``ours_augmented`` (the chain, 1 + 1 epochs: ``--augment true --augment_top_n
-30``; its warm-up stage is the ``ours_1_epoch`` job's models when that job ran with the same settings and seed;
-``ours`` is its control: about as many optimizer steps, no augmentation); the ablations of ``systems.SYSTEMS``
-(``--systems ablations``), each one change to ``ours_1_epoch`` (or, for ``undenoised``, to the chain).
+``--st_lrs`` x ``--st_epochs``); ``st_biencoder_mined`` (the same on negatives from sentence-transformers'
+``mine_hard_negatives`` with a positive-aware margin, at the selected bi-encoder point); ``st_crossencoder``
+(CrossEncoder, ListNet or BCE with pos_weight 3, 8 queries a step, grid ``--ce_losses`` x ``--ce_lrs`` x
+``--ce_epochs``, re-ranking the selected st_biencoder's top ``--rerank_top_k`` through our pipeline: pure and
+z-score fused as ours); ``ours`` (``run_training``, the default recipe: 3 joint epochs); ``ours_1_epoch`` (the
+peers' budget); ``ours_augmented`` (the chain, 1 + 1 epochs: ``--augment true --augment_top_n 30``; its warm-up
+stage is the ``ours_1_epoch`` job's models when that job ran with the same settings and seed; ``ours`` is its
+control: about as many optimizer steps, no augmentation); the ablations of ``systems.SYSTEMS`` (``--systems
+ablations``), each one change to ``ours_1_epoch`` (or, for ``undenoised`` and ``denoised``, to the chain).
 
 Every system starts from the same backbone (the offline all-MiniLM-L6-v2) and trains on the same lists (each
 training query, one positive and BM25 negatives from the top 50; ``build_instances`` + ``ListwiseDataset``, epoch 0)
 with our lengths (query 64, passage 128 in training, 256 at evaluation, pairs 128). All are scored by
 ``modeling_rq2``'s own evaluation (exact search, top 100, trec_eval definitions). The peers' grid points are selected
 on the evaluation split itself (optimistic for the peers); with several ``--seeds``, our systems and the peers'
-selected points run once per seed (the grid runs at the first seed) and the report gives mean ± standard deviation.
+selected points run once per seed (the grid runs at the first seed) and the report gives mean ± standard deviation,
+and each ablation's difference from its baseline paired by seed. ``--dev_queries N --dev_seed S``: every system
+trains on SciFact's training claims less N drawn with S and is scored on those N, where our settings are chosen;
+the test split is not read.
 
 Each job (system, grid point, seed) runs in a fresh subprocess and writes WORK_DIR/<job>/result.json (its
 settings and the commit it ran included; model folders and a log beside it), copied into the ledger

@@ -19,8 +19,9 @@ BM25_ROW = "BM25"
 """The bm25 job's row (its cached results name it so; the library's display name is ``systems.BM25``)."""
 
 
-class DataSettings(TypedDict):
-    """Which data every job reads (``path``: the data itself or the smaller copy of the smoke flags)."""
+class DataSettings(TypedDict, total=False):
+    """Which data every job reads (``path``: the data itself, or the smaller copy of the smoke flags, or the
+    ``--dev_queries`` copy, whose settings then join these)."""
 
     source: str
     path: str
@@ -29,6 +30,8 @@ class DataSettings(TypedDict):
     eval_queries: int | None
     corpus_limit: int | None
     max_train_queries: int | None
+    dev_queries: int
+    dev_seed: int
 
 
 class Lengths(TypedDict):
@@ -65,9 +68,11 @@ class JobConfig(TypedDict, total=False):
     loss: str
     batch_queries: int
     biencoder: dict[str, Any]
+    mining: dict[str, Any]
     flags: list[str]
     teacher: dict[str, Any]
     backend: str
+    out_of_domain: list[str]
 
 
 class JobResult(TypedDict, total=False):
@@ -77,6 +82,8 @@ class JobResult(TypedDict, total=False):
     train_seconds: float
     eval_seconds: float
     details: dict[str, Any]
+    out_of_domain: dict[str, dict[str, dict[str, float]]]
+    out_of_domain_seconds: float
     config: JobConfig
 
 
@@ -219,6 +226,52 @@ def _biencoder_columns(config: JobConfig, queries: list[str], texts: list[list[s
 
 def job_st_biencoder(config: JobConfig, folder: Path) -> JobResult:
     """SentenceTransformer + MultipleNegativesRankingLoss on (anchor, positive, negative_1..k) rows of our lists."""
+    queries, texts = training_lists(config)
+    return _train_biencoder(config, folder, queries, _biencoder_columns(config, queries, texts))
+
+
+def _mined_columns(config: JobConfig, queries: list[str], texts: list[list[str]]) -> tuple[dict, dict]:
+    """(anchor, positive, negative_1..k) columns whose negatives sentence-transformers' ``mine_hard_negatives``
+    finds with the zero-shot backbone over the whole training corpus (``config["mining"]``), and what it did."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from modeling_rq2.models.loading import default_backbone_path
+    from modeling_rq2.models.modeling_rq2 import format_passage
+
+    model = SentenceTransformer(default_backbone_path(), device=_device())
+    model.max_seq_length = config["lengths"]["train_passage_max_length"]
+    corpus = [format_passage(p, "[SEP]") for p in _load(config, "train_split").passages()]
+    pairs = Dataset.from_dict({"anchor": queries, "positive": [t[0] for t in texts]})
+    mined = mine_hard_negatives(
+        pairs,
+        model,
+        corpus=corpus,
+        num_negatives=config["lengths"]["list_size"] - 1,
+        output_format="n-tuple",
+        batch_size=config["batch_size"],
+        verbose=False,
+        **config["mining"],
+    )
+    return mined.to_dict(), {"pairs": len(pairs), "rows": len(mined), "corpus": len(corpus), **config["mining"]}
+
+
+def job_st_biencoder_mined(config: JobConfig, folder: Path) -> JobResult:
+    """The bi-encoder peer on ``mine_hard_negatives``' negatives in place of BM25's (the same queries, positives
+    and training settings): sentence-transformers' own answer to false negatives, beside our denoising."""
+    queries, texts = training_lists(config)
+    started = time.perf_counter()
+    columns, mining = _mined_columns(config, queries, texts)
+    mining["seconds"] = time.perf_counter() - started
+    result = _train_biencoder(config, folder, queries, columns)
+    result["train_seconds"] += mining["seconds"]
+    result["details"]["mining"] = mining
+    return result
+
+
+def _train_biencoder(config: JobConfig, folder: Path, queries: list[str], columns: dict[str, list[str]]) -> JobResult:
+    """Train a SentenceTransformer with MNRL on ``columns`` (anchor, positive, negative_1..k) and evaluate it."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -232,8 +285,6 @@ def job_st_biencoder(config: JobConfig, folder: Path) -> JobResult:
     from modeling_rq2.models.loading import default_backbone_path
 
     lengths = config["lengths"]
-    queries, texts = training_lists(config)
-    columns = _biencoder_columns(config, queries, texts)
     model = SentenceTransformer(default_backbone_path(), device=_device())
     model.max_seq_length = lengths["train_passage_max_length"]  # one length for all columns in ST
     long_queries = sum(len(ids) > lengths["query_max_length"] for ids in model.tokenizer(queries)["input_ids"])
@@ -457,12 +508,60 @@ JOBS: dict[str, Callable[[JobConfig, Path], JobResult]] = {
     "bm25": job_bm25,
     "zeroshot": job_zeroshot,
     "st_biencoder": job_st_biencoder,
+    "st_biencoder_mined": job_st_biencoder_mined,
     "st_crossencoder": job_st_crossencoder,
     "rq2": job_rq2,
 }
 """The job function of each family (``BenchSystem.job``)."""
 
 
+def _trained_models(config: JobConfig, folder: Path) -> tuple[Any, Any]:
+    """The (retriever, re-ranker or None) a finished job trained, as its evaluation used them."""
+    from sentence_transformers import CrossEncoder
+
+    from modeling_rq2.models.loading import load_reranker
+
+    family = SYSTEMS[config["system"]].job
+    if family == "zeroshot":
+        return _retriever(config, "default"), None
+    if family in ("st_biencoder", "st_biencoder_mined"):
+        return _retriever(config, folder / "model"), None
+    if family == "st_crossencoder":
+        biencoder = folder.parent / config["biencoder"]["folder"] / "model"
+        cross = CrossEncoder(str(folder / "model"), device=_device())
+        return _retriever(config, biencoder), CrossEncoderReranker(cross, config["batch_size"])
+    reranker = load_reranker(folder / "run" / "reranker")
+    reranker.inference_backend = config["backend"]
+    return _retriever(config, folder / "run" / "retriever"), reranker.to(_device()).eval()
+
+
+def out_of_domain(config: JobConfig, folder: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """The job's models scored on each ``config["out_of_domain"]`` collection (BEIR folder, its test split), with
+    the job's own settings (top 100 or the corpus, re-ranking and fusion): {collection: {row: metrics}}."""
+    from modeling_rq2.data import load_beir
+    from modeling_rq2.evaluation.evaluate import bm25_baseline
+    from modeling_rq2.evaluation.systems import System
+
+    scored = {}
+    models = None if config["system"] == "bm25" else _trained_models(config, folder)
+    for path in config["out_of_domain"]:
+        data = load_beir(path, "test")
+        local = {**config, "top_k": min(config["top_k"], len(data.corpus))}
+        if models is None:
+            rows = {BM25_ROW: bm25_baseline(data, metrics=METRICS, top_k=local["top_k"])}
+        else:
+            rows = {s.name: m for s, m in _evaluate(local, models[0], data, None, models[1]).metrics.items()}
+            if config["system"] == "st_crossencoder":  # its retriever is the bi-encoder's, reported there
+                rows.pop(System.retriever().name)
+        scored[data.name] = rows
+    return scored
+
+
 def run_job_function(config: JobConfig, folder: Path) -> JobResult:
-    """The job of ``config["system"]``, run in this process."""
-    return JOBS[SYSTEMS[config["system"]].job](config, folder)
+    """The job of ``config["system"]``, run in this process; then, if asked, its models outside the domain."""
+    result = JOBS[SYSTEMS[config["system"]].job](config, folder)
+    if config.get("out_of_domain"):
+        started = time.perf_counter()
+        result["out_of_domain"] = out_of_domain(config, folder)
+        result["out_of_domain_seconds"] = time.perf_counter() - started
+    return result

@@ -57,6 +57,8 @@ def prepare_data(args: argparse.Namespace, work: Path) -> str:
     the kept evaluation and training queries (the first ``--max_train_queries`` with a positive) plus the first
     N other passages.
     """
+    if args.dev_queries:
+        return _dev_copy(args, work)
     if not (args.eval_queries or args.corpus_limit):
         return args.data
     from modeling_rq2.data import DataFormatError, load_beir
@@ -73,7 +75,35 @@ def prepare_data(args: argparse.Namespace, work: Path) -> str:
     corpus = (row for row in evaluation.corpus if row["_id"] in judged or row["_id"] in others)
     folder = work / "data" / Path(args.data).name  # the folder name is the dataset's name in reports
     _write_beir(folder, splits, corpus)
-    return str(folder)
+    return _portable(folder)
+
+
+DEV_TRAIN, DEV = "train_rest", "dev"
+"""The splits of the ``--dev_queries`` copy: the training queries left to train on, and those held out."""
+
+
+def _dev_copy(args: argparse.Namespace, work: Path) -> str:
+    """A BEIR copy whose ``dev`` split is ``--dev_queries`` training queries drawn with ``--dev_seed``
+    (``hold_out``, as ``train.py --heldout_queries``) and ``train_rest`` the others; every system trains on the
+    latter and is scored on the former, so settings are chosen without reading the test split."""
+    from modeling_rq2.data import load_beir
+    from modeling_rq2.data.records import hold_out
+
+    if args.eval_queries or args.corpus_limit:
+        raise SystemExit("--dev_queries: not with the smoke flags --eval_queries / --corpus_limit")
+    rest, dev = hold_out(load_beir(args.data, args.train_split), args.dev_queries, seed=args.dev_seed)
+    folder = work / "data" / f"{Path(args.data).name}-dev{args.dev_queries}-seed{args.dev_seed}"
+    if not (folder / "qrels" / f"{DEV}.tsv").is_file():
+        _write_beir(folder, {DEV_TRAIN: rest, DEV: dev}, rest.corpus)
+    args.train_split, args.eval_split = DEV_TRAIN, DEV
+    return _portable(folder)
+
+
+def _portable(folder: Path) -> str:
+    """A data folder as jobs' settings name it: relative to the repository (where jobs run) when inside it, so
+    that a ledger entry made on one machine matches on another."""
+    folder = folder.resolve()
+    return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
 
 
 # ---------------------------------------------------------------- one job
@@ -189,14 +219,16 @@ def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
         "eval_queries": args.eval_queries,
         "corpus_limit": args.corpus_limit,
         "max_train_queries": args.max_train_queries if data_path != args.data else None,
+        **({"dev_queries": args.dev_queries, "dev_seed": args.dev_seed} if args.dev_queries else {}),
     }
-    return {
+    common = {
         "data": data,
         "lengths": recipe(),
         "top_k": args.top_k,
         "batch_size": args.batch_size,
         "backend": args.backend,
     }
+    return {**common, "out_of_domain": args.out_of_domain} if args.out_of_domain else common
 
 
 def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: int) -> JobConfig:
@@ -213,7 +245,7 @@ def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: in
 
 
 def st_points(args: argparse.Namespace, common: JobConfig, seed: int) -> dict[str, JobConfig]:
-    """The bi-encoder grid: learning rates x epochs."""
+    """The bi-encoder grid: learning rates x epochs (a fresh model for each point)."""
     training = _training(args, common, "st_biencoder", seed)
     return {
         f"st_biencoder-lr{lr:g}-ep{epochs}": {
@@ -234,14 +266,15 @@ def ce_points(args: argparse.Namespace, common: JobConfig, biencoder: dict, seed
     source = {"folder": f"{biencoder['best']}-seed{seed}", "config": biencoder["seeds"][seed]["config"]}
     training = _training(args, common, "st_crossencoder", seed)
     return {
-        f"st_crossencoder-{args.ce_loss}-lr{lr:g}-ep{epochs}": {
+        f"st_crossencoder-{loss}-lr{lr:g}-ep{epochs}": {
             **training,
             "lr": lr,
             "epochs": epochs,
-            "loss": args.ce_loss,
+            "loss": loss,
             "batch_queries": args.ce_batch_queries,
             "biencoder": source,
         }
+        for loss in args.ce_losses
         for lr in args.ce_lrs
         for epochs in args.ce_epochs
     }
@@ -304,15 +337,36 @@ def run_grid(args: argparse.Namespace, points: Points, row: str, work: Path) -> 
     }
 
 
+MINING = {"range_max": recipe()["negatives_top_n"], "relative_margin": 0.05, "sampling_strategy": "top"}
+"""``mine_hard_negatives``' settings: the top 50 (our BM25 depth), NV-Retriever's TopK-PercPos (95%), as its
+docstring recommends."""
+
+
+def _mined_peer(args: argparse.Namespace, work: Path, common: JobConfig, biencoder: dict) -> dict:
+    """The mined-negatives bi-encoder at each seed, with the selected bi-encoder point's learning rate and epochs."""
+    point = next(iter(biencoder["seeds"].values()))["config"]
+    runs = {}
+    for seed in args.seeds:
+        config = {
+            **_training(args, common, "st_biencoder_mined", seed),
+            **{key: point[key] for key in ("lr", "epochs", "batch_size_train")},
+            "mining": MINING,
+        }
+        runs[seed] = run_job(f"st_biencoder_mined-seed{seed}", config, work, args)
+    return {"seeds": _found(runs)}
+
+
 def _peer_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> dict[str, dict | None]:
     """The peers' runs: bm25 and zeroshot once, the bi-encoder grid, the cross-encoder grid on its selected point."""
     systems = {}
     for name in ("bm25", "zeroshot"):
         if name in args.systems:
             systems[name] = {"seeds": _found({None: run_job(name, {**common, "system": name}, work, args)})}
-    if {"st_biencoder", "st_crossencoder"} & set(args.systems):
+    if {"st_biencoder", "st_biencoder_mined", "st_crossencoder"} & set(args.systems):
         points = lambda seed: st_points(args, common, seed)
         systems["st_biencoder"] = run_grid(args, points, System.retriever().name, work)
+    if "st_biencoder_mined" in args.systems and systems["st_biencoder"]:
+        systems["st_biencoder_mined"] = _mined_peer(args, work, common, systems["st_biencoder"])
     if "st_crossencoder" in args.systems and systems["st_biencoder"]:
         biencoder = systems["st_biencoder"]
         points = lambda seed: ce_points(args, common, biencoder, seed)

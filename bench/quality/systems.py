@@ -87,6 +87,13 @@ _REGISTRY = (
         "sentence-transformers CrossEncoder",
         "sentence-transformers CrossEncoder trained alone, re-ranking the bi-encoder's candidates",
     ),
+    _peer(
+        "st_biencoder_mined",
+        "sentence-transformers bi-encoder, mine_hard_negatives (MNRL)",
+        "sentence-transformers bi-encoder, MNRL on negatives from its own mine_hard_negatives (the zero-shot "
+        "backbone's top 50, relative_margin 0.05, the top 3) in place of BM25's, at the selected bi-encoder's "
+        "learning rate and epochs",
+    ),
     _ours(
         "ours",
         "RocketQAv2 joint training, 3 epochs (ours, default)",
@@ -126,6 +133,23 @@ _REGISTRY = (
         NO_KL_WARMUP,
         NO_KL_WARMUP_NOTE,
     ),
+    loss_ablation("reduction_element", "ablation: KL averaged over list entries", "reduction", "element"),
+    _ablation(
+        "official_loss",
+        "ablation: the official code's KL",
+        f"{BASELINE} with the official code's KL: KL(re-ranker || retriever), no gradient into the re-ranker, "
+        "averaged over list entries" + NO_KL_WARMUP_NOTE,
+        (
+            *ONE_EPOCH,
+            "--direction",
+            "reranker_to_retriever",
+            "--reranker_kl_gradient",
+            "false",
+            "--reduction",
+            "element",
+            *NO_KL_WARMUP,
+        ),
+    ),
     _ablation(
         "paper_loss",
         "ablation: the paper's loss alone",
@@ -149,6 +173,16 @@ _REGISTRY = (
         "ablation: undenoised instances only",
         "ours_augmented with undenoised instances only (no re-ranker pass; half its second stage's lists and steps)",
         (*AUGMENTED, "--instance_mix", "undenoised"),
+        baseline=CHAIN,
+    ),
+    # denoising apart from the amount of data: ``denoised`` mines as many lists as ``undenoised`` (one a query,
+    # from the same top 30), filtered by the re-ranker; ``undenoised`` vs ``denoised`` is the filter alone
+    _ablation(
+        "denoised",
+        "ablation: denoised instances only",
+        "ours_augmented with denoised instances only (one list a query, as undenoised, but filtered by the "
+        "re-ranker: the filter apart from the amount of data)",
+        (*AUGMENTED, "--instance_mix", "denoised"),
         baseline=CHAIN,
     ),
 )

@@ -68,7 +68,12 @@ class DistillationOptions:
         card="KL trains the re-ranker: {}",
         ablations={False: "without the KL gradient into the re-ranker"},
     )
-    reduction: str = loss_option("query", help=f"KL reduction: {REDUCTIONS}", card="reduction `{}`")
+    reduction: str = loss_option(
+        "query",
+        help=f"KL reduction: {REDUCTIONS}",
+        card="reduction `{}`",
+        ablations={"element": "with the KL averaged over list entries, as Paddle's kldiv_loss (1/m of the default)"},
+    )
     static: bool = loss_option(
         False, help="frozen re-ranker teacher (static-distillation ablation)", card="static teacher: {}"
     )

@@ -1,0 +1,163 @@
+"""The quality benchmark's bookkeeping: results that survive the machine (the ledger), jobs that read another
+job's models, the dev split every choice is made on, and how paired differences are called."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.quality import runner
+from bench.quality.__main__ import parse_args
+from bench.quality.report import paired_delta
+from bench.quality.runner import ledger_path, ours_config, run_job, sources
+
+
+def _args(tmp_path: Path, **extra) -> argparse.Namespace:
+    args = parse_args(["--output", str(tmp_path / "out" / "quality"), "--threads", "1", *extra.pop("argv", [])])
+    for key, value in extra.items():
+        setattr(args, key, value)
+    return args
+
+
+@pytest.fixture
+def spawned(monkeypatch) -> list[str]:
+    """Stand-in for the job subprocess: records the job and writes the result a child would."""
+    calls = []
+
+    def spawn(key: str, folder: Path, threads: int) -> None:
+        calls.append(key)
+        config = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+        models = folder / "run" / "reranker"
+        models.mkdir(parents=True, exist_ok=True)
+        (models / "config.json").write_text("{}", encoding="utf-8")
+        result = {"rows": {"retriever": {"ndcg@10": 0.5}}, "train_seconds": 1.0, "eval_seconds": 1.0}
+        (folder / "result.json").write_text(json.dumps({**result, "config": config}), encoding="utf-8")
+
+    monkeypatch.setattr(runner, "_spawn", spawn)
+    return calls
+
+
+def _config(args: argparse.Namespace, name: str, seed: int = 42) -> dict:
+    return ours_config(args, runner._common(args, args.data), name, seed)
+
+
+def test_finished_job_lands_in_the_ledger_and_another_machine_reuses_it(tmp_path, spawned):
+    args = _args(tmp_path)
+    config = _config(args, "ours_1_epoch")
+    first = run_job("ours_1_epoch-seed42", config, tmp_path / "work_a", args)
+    assert spawned == ["ours_1_epoch-seed42"]
+    entry = ledger_path(Path(args.ledger), "ours_1_epoch-seed42")
+    assert json.loads(entry.read_text(encoding="utf-8"))["config"] == config
+    # another machine: an empty work folder, the committed ledger
+    again = run_job("ours_1_epoch-seed42", config, tmp_path / "work_b", args)
+    assert spawned == ["ours_1_epoch-seed42"] and again == first
+
+
+def test_ledger_entry_of_other_settings_runs_the_job_again(tmp_path, spawned):
+    args = _args(tmp_path)
+    run_job("ours_1_epoch-seed42", _config(args, "ours_1_epoch"), tmp_path / "work_a", args)
+    changed = {**_config(args, "ours_1_epoch"), "fusion": 0.3}
+    run_job("ours_1_epoch-seed42", changed, tmp_path / "work_b", args)
+    assert spawned == ["ours_1_epoch-seed42"] * 2
+    assert json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42").read_text())["config"]["fusion"] == 0.3
+
+
+def test_static_reruns_its_teacher_where_only_the_teachers_ledger_entry_is_left(tmp_path, spawned):
+    args = _args(tmp_path)
+    static = _config(args, "static")
+    assert sources(static) == [("ours_1_epoch-seed42", _config(args, "ours_1_epoch"))]
+    run_job("ours_1_epoch-seed42", _config(args, "ours_1_epoch"), tmp_path / "work_a", args)
+    # on a fresh machine the teacher's result is in the ledger but its models are not: it runs again first
+    run_job("static-seed42", static, tmp_path / "work_b", args)
+    assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42", "static-seed42"]
+    assert (tmp_path / "work_b" / "ours_1_epoch-seed42" / "run" / "reranker" / "config.json").is_file()
+
+
+def test_cached_only_starts_nothing(tmp_path, spawned):
+    args = _args(tmp_path, cached_only=True)
+    assert run_job("static-seed42", _config(args, "static"), tmp_path / "work", args) is None
+    assert spawned == []
+
+
+def test_dev_split_holds_training_queries_out_and_never_names_the_test_split(tmp_path):
+    args = _args(tmp_path, argv=["--dev_queries", "100", "--dev_seed", "3"])
+    path = runner.prepare_data(args, tmp_path / "work")
+    from modeling_rq2.data import load_beir
+
+    rest, dev = load_beir(path, "train_rest"), load_beir(path, "dev")
+    train = load_beir("scifact", "train")
+    assert (args.train_split, args.eval_split) == ("train_rest", "dev")
+    assert len(dev.queries) == 100 and len(rest.queries) == len(train.queries) - 100
+    assert not set(dev.queries["_id"]) & set(rest.queries["_id"])
+    assert "test" not in {p.stem for p in (Path(path) / "qrels").iterdir()}
+    data = runner._common(args, path)["data"]
+    assert (data["dev_queries"], data["dev_seed"]) == (100, 3)
+    assert runner.prepare_data(_args(tmp_path, argv=["--dev_queries", "100", "--dev_seed", "3"]), tmp_path / "work") == path
+
+
+def test_data_path_inside_the_repository_is_relative(tmp_path):
+    inside = runner.ROOT / "outputs" / "bench" / "x" / "data" / "scifact"
+    assert runner._portable(inside) == "outputs/bench/x/data/scifact"
+    assert runner._portable(tmp_path) == str(tmp_path.resolve())
+
+
+@pytest.mark.parametrize(
+    ("deltas", "verdict"),
+    [
+        ([0.010, 0.012, 0.011], "better"),
+        ([-0.010, -0.012, -0.011], "worse"),
+        ([0.010, -0.008, 0.001], "inside the seed spread"),
+        ([0.02], "one seed"),
+    ],
+)
+def test_paired_delta_is_called_a_difference_only_outside_the_seed_spread(deltas, verdict):
+    delta = paired_delta(deltas)
+    assert delta["verdict"] == verdict
+    assert delta["mean"] == pytest.approx(sum(deltas) / len(deltas))
+    if len(deltas) > 1:
+        low, high = delta["interval"]
+        assert low < delta["mean"] < high
+
+
+def test_new_settings_leave_the_keys_of_jobs_that_ran_without_them_as_they_were(tmp_path):
+    plain = runner._common(_args(tmp_path), "scifact")
+    assert "out_of_domain" not in plain and "dev_queries" not in plain["data"]
+    ood = runner._common(_args(tmp_path, argv=["--out_of_domain", "data/cacm"]), "scifact")
+    assert ood == {**plain, "out_of_domain": ["data/cacm"]}
+
+
+def _summary(seeds: int, ood: dict[str, dict[str, float]]) -> dict:
+    spread = lambda v: {"mean": v, "std": 0.0}
+    return {
+        "seeds": seeds,
+        "out_of_domain": {c: {row: spread(v) for row, v in rows.items()} for c, rows in ood.items()},
+    }
+
+
+def test_out_of_domain_goals_compare_with_zero_shot_and_with_the_systems_own_retriever():
+    from bench.quality.report import out_of_domain_checks
+
+    fused = "retriever + reranker@20, fusion 0.5"
+    summaries = {
+        "zeroshot": _summary(1, {"cacm": {"retriever": 0.42}}),
+        "ours": _summary(3, {"cacm": {"retriever": 0.405, "retriever + reranker@20": 0.43, fused: 0.40}}),
+    }
+    checks = {(c["system"], c["row"]): c for c in out_of_domain_checks(summaries)}
+    assert checks[("ours", "retriever")]["delta"] == pytest.approx(-0.015)
+    assert not checks[("ours", "retriever")]["met"]  # more than 1 point below zero-shot
+    assert checks[("ours", "retriever + reranker@20")]["met"]
+    assert not checks[("ours", fused)]["met"]  # re-ranking below its own retriever
+    assert ("zeroshot", "retriever") not in checks
+
+
+def test_goals_need_three_seeds_and_the_reranker_strictly_above_its_retriever():
+    from bench.quality.report import goals
+
+    spread = lambda v: {m: {"mean": v, "std": 0.0} for m in ("ndcg@10",)}
+    rows = {"retriever": spread(0.78), "retriever + reranker@20": spread(0.78), "retriever + reranker@20, fusion 0.5": spread(0.81)}
+    found = {g["goal"]: g for g in goals({"ours": {"rows": rows, "seeds": 3}}, full_scifact=True)}
+    assert found["retriever"]["met"] and found["retrieve-then-rerank"]["met"] and found["retriever"]["applies"]
+    assert not found["re-ranker alone above its retriever"]["met"]  # level is not above
+    one_seed = goals({"ours": {"rows": rows, "seeds": 1}}, full_scifact=True)
+    assert not any(g["applies"] for g in one_seed)
