@@ -31,7 +31,10 @@ def spawned(monkeypatch) -> list[str]:
         models = folder / "run" / "reranker"
         models.mkdir(parents=True, exist_ok=True)
         (models / "config.json").write_text("{}", encoding="utf-8")
-        result = {"rows": {"retriever": {"ndcg@10": 0.5}}, "train_seconds": 1.0, "eval_seconds": 1.0}
+        ndcg = 0.5 + 0.01 * len(calls)  # each run's numbers differ, as a rerun's may on another machine
+        result = {"rows": {"retriever": {"ndcg@10": ndcg}}, "train_seconds": 1.0, "eval_seconds": 1.0}
+        if "source" in config:
+            result["out_of_domain"] = {"med": {"retriever": {"ndcg@10": ndcg}}}
         (folder / "result.json").write_text(json.dumps({**result, "config": config}), encoding="utf-8")
 
     monkeypatch.setattr(runner, "_spawn", spawn)
@@ -67,14 +70,30 @@ def test_static_reruns_its_teacher_where_only_the_teachers_ledger_entry_is_left(
     args = _args(tmp_path)
     static = _config(args, "static")
     assert sources(static) == [("ours_1_epoch-seed42", _config(args, "ours_1_epoch"))]
-    run_job("ours_1_epoch-seed42", _config(args, "ours_1_epoch"), tmp_path / "work_a", args)
+    first = run_job("ours_1_epoch-seed42", _config(args, "ours_1_epoch"), tmp_path / "work_a", args)
     # on a fresh machine the teacher's result is in the ledger but its models are not: it runs again first
     run_job("static-seed42", static, tmp_path / "work_b", args)
     assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42", "static-seed42"]
     assert (tmp_path / "work_b" / "ours_1_epoch-seed42" / "run" / "reranker" / "config.json").is_file()
+    # the rerun only rebuilt the models: the numbers reported stay the ledger's, on both machines
+    again = run_job("ours_1_epoch-seed42", _config(args, "ours_1_epoch"), tmp_path / "work_b", args)
+    assert again["rows"] == first["rows"]
+    assert json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42").read_text())["rows"] == first["rows"]
 
 
-def test_cached_only_starts_nothing(tmp_path, spawned):
+def test_out_of_domain_is_a_job_of_its_own_and_leaves_the_trained_jobs_key_alone(tmp_path, spawned):
+    args = _args(tmp_path, argv=["--out_of_domain", "/data/med"])
+    config = _config(args, "ours_1_epoch")
+    assert config == _config(_args(tmp_path), "ours_1_epoch")
+    run = run_job("ours_1_epoch-seed42", config, tmp_path / "work", args)
+    runner._out_of_domain(args, tmp_path / "work", {"ours_1_epoch": {"seeds": {42: run}}})
+    assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42-ood"]
+    assert run["out_of_domain"] == {"med": {"retriever": {"ndcg@10": 0.52}}}
+    ood = json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42-ood").read_text())["config"]
+    assert ood == {"source": {"folder": "ours_1_epoch-seed42", "config": config}, "out_of_domain": ["/data/med"]}
+
+
+def test_cached_only_starts_nothing_not_even_a_teacher(tmp_path, spawned):
     args = _args(tmp_path, cached_only=True)
     assert run_job("static-seed42", _config(args, "static"), tmp_path / "work", args) is None
     assert spawned == []
@@ -115,16 +134,45 @@ def test_paired_delta_is_called_a_difference_only_outside_the_seed_spread(deltas
     delta = paired_delta(deltas)
     assert delta["verdict"] == verdict
     assert delta["mean"] == pytest.approx(sum(deltas) / len(deltas))
-    if len(deltas) > 1:
+    if len(deltas) > 1:  # the interval's half width is t(0.975, n-1) * std / sqrt(n)
         low, high = delta["interval"]
-        assert low < delta["mean"] < high
+        assert (high - low) / 2 == pytest.approx(4.302653 * delta["std"] / 3**0.5, rel=1e-5)
 
 
-def test_new_settings_leave_the_keys_of_jobs_that_ran_without_them_as_they_were(tmp_path):
+def test_default_settings_keep_the_keys_jobs_had_before_those_settings_existed(tmp_path):
+    # the settings every job shared before --backend, --dev_queries and --out_of_domain were added
+    before = {
+        "data": {
+            "source": "scifact",
+            "path": "scifact",
+            "train_split": "train",
+            "eval_split": "test",
+            "eval_queries": None,
+            "corpus_limit": None,
+            "max_train_queries": None,
+        },
+        "top_k": 100,
+        "batch_size": 64,
+    }
     plain = runner._common(_args(tmp_path), "scifact")
-    assert "out_of_domain" not in plain and "dev_queries" not in plain["data"]
-    ood = runner._common(_args(tmp_path, argv=["--out_of_domain", "data/cacm"]), "scifact")
-    assert ood == {**plain, "out_of_domain": ["data/cacm"]}
+    assert {k: v for k, v in plain.items() if k != "lengths"} == before
+    openvino = runner._common(_args(tmp_path, argv=["--backend", "openvino"]), "scifact")
+    assert openvino == {**plain, "backend": "openvino"}
+
+
+def test_every_system_of_ours_is_accepted_by_train_py_and_changes_its_baseline_by_adding_flags():
+    from bench.quality.systems import SYSTEMS
+    from modeling_rq2.training.config_files import parse_arguments
+
+    for name, system in SYSTEMS.items():
+        if system.job != "rq2":
+            continue
+        teacher = ["--reranker", "/nonexistent/teacher"] if system.teacher else []
+        parse_arguments(["--output_dir", "/nonexistent/out", *system.flags, *teacher])
+        if system.baseline:
+            base = SYSTEMS[system.baseline].flags
+            assert system.flags[: len(base)] == base, name
+            assert len(system.flags) > len(base), name
 
 
 def _summary(seeds: int, ood: dict[str, dict[str, float]]) -> dict:
@@ -161,3 +209,34 @@ def test_goals_need_three_seeds_and_the_reranker_strictly_above_its_retriever():
     assert not found["re-ranker alone above its retriever"]["met"]  # level is not above
     one_seed = goals({"ours": {"rows": rows, "seeds": 1}}, full_scifact=True)
     assert not any(g["applies"] for g in one_seed)
+
+
+@pytest.mark.integration
+def test_mined_peer_never_mines_a_claims_other_gold_passage_as_a_negative(tmp_path):
+    from bench.quality.jobs import _mined_columns
+
+    folder = tmp_path / "tiny"
+    docs = {
+        "g1": "Vitamin D deficiency raises the risk of bone fractures in elderly adults.",
+        "g2": "Low vitamin D levels are linked to more fractures in older people.",
+        **{f"n{i}": f"Vitamin D and bone health study number {i} with unrelated results." for i in range(6)},
+    }
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in docs.items()), encoding="utf-8"
+    )
+    (folder / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "Vitamin D deficiency increases fracture risk."}) + "\n", encoding="utf-8"
+    )
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tg1\t1\nq1\tg2\t1\n", encoding="utf-8")
+    config = {
+        "data": {"path": str(folder), "train_split": "train"},
+        "lengths": {"train_passage_max_length": 64, "list_size": 4},
+        "batch_size": 8,
+        "mining": {"range_max": 8, "relative_margin": 0.0, "sampling_strategy": "top"},
+    }
+    gold = docs["g1"]
+    columns, report = _mined_columns(config, ["Vitamin D deficiency increases fracture risk."], [[gold]])
+    negatives = [columns[f"negative_{j}"][0] for j in (1, 2, 3)]
+    assert columns["positive"] == [gold] and report["rows"] == 1
+    assert not any("Low vitamin D levels" in n for n in negatives)

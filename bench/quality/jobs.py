@@ -73,6 +73,7 @@ class JobConfig(TypedDict, total=False):
     teacher: dict[str, Any]
     backend: str
     out_of_domain: list[str]
+    source: dict[str, Any]
 
 
 class JobResult(TypedDict, total=False):
@@ -83,7 +84,6 @@ class JobResult(TypedDict, total=False):
     eval_seconds: float
     details: dict[str, Any]
     out_of_domain: dict[str, dict[str, dict[str, float]]]
-    out_of_domain_seconds: float
     config: JobConfig
 
 
@@ -126,7 +126,7 @@ def _retriever(config: JobConfig, model: str | Path):
     retriever = load_retriever(
         model, query_max_length=lengths["query_max_length"], passage_max_length=lengths["passage_max_length"]
     )
-    retriever.inference_backend = config["backend"]
+    retriever.inference_backend = config.get("backend", "torch")
     return retriever.to(_device()).eval()
 
 
@@ -242,10 +242,20 @@ def _mined_columns(config: JobConfig, queries: list[str], texts: list[list[str]]
 
     model = SentenceTransformer(default_backbone_path(), device=_device())
     model.max_seq_length = config["lengths"]["train_passage_max_length"]
-    corpus = [format_passage(p, "[SEP]") for p in _load(config, "train_split").passages()]
-    pairs = Dataset.from_dict({"anchor": queries, "positive": [t[0] for t in texts]})
+    train = _load(config, "train_split")
+    passages = dict(zip(train.corpus["_id"], train.passages()))
+    corpus = [format_passage(p, "[SEP]") for p in passages.values()]
+    # every gold passage of a claim is one of its positives to mine_hard_negatives, so none is mined as a
+    # negative; then, as for the other peers, one row a claim: its first positive (the one our lists use)
+    golds = {q: t[0] for q, t in zip(queries, texts)}
+    pairs = [(q, golds[q]) for q in queries] + [
+        (q, format_passage(passages[d], "[SEP]"))
+        for q, qid in zip(queries, _positive_ids(train, queries))
+        for d in qid
+        if format_passage(passages[d], "[SEP]") != golds[q]
+    ]
     mined = mine_hard_negatives(
-        pairs,
+        Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}),
         model,
         corpus=corpus,
         num_negatives=config["lengths"]["list_size"] - 1,
@@ -254,7 +264,16 @@ def _mined_columns(config: JobConfig, queries: list[str], texts: list[list[str]]
         verbose=False,
         **config["mining"],
     )
-    return mined.to_dict(), {"pairs": len(pairs), "rows": len(mined), "corpus": len(corpus), **config["mining"]}
+    rows = mined.filter(lambda row: golds.get(row["anchor"]) == row["positive"])
+    rows = rows.select(sorted({row["anchor"]: i for i, row in enumerate(rows)}.values()))  # one row a claim
+    report = {"pairs": len(pairs), "mined_rows": len(mined), "rows": len(rows), "corpus": len(corpus)}
+    return rows.to_dict(), {**report, **config["mining"]}
+
+
+def _positive_ids(data, queries: list[str]) -> list[list[str]]:
+    """Each query text's gold passage ids (relevance >= 1), in ``queries``' order."""
+    ids = dict(zip(data.queries["text"], data.queries["_id"]))
+    return [[d for d, grade in data.qrels.get(ids[q], {}).items() if grade >= 1] for q in queries]
 
 
 def job_st_biencoder_mined(config: JobConfig, folder: Path) -> JobResult:
@@ -309,7 +328,7 @@ def _train_biencoder(config: JobConfig, folder: Path, queries: list[str], column
     rows = len(columns["anchor"])
     details = {
         "rows": rows,
-        "skipped_short_lists": len(queries) - rows,
+        "queries_without_a_full_row": len(queries) - rows,  # BM25 lists too short, or too few mined negatives
         "steps": trainer.state.global_step,
         "train_max_seq_length": lengths["train_passage_max_length"],
         "saved_max_seq_length": model.max_seq_length,
@@ -435,7 +454,7 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
         "--resume_from_checkpoint",
         "latest",
         "--backend",
-        config["backend"],
+        config.get("backend", "torch"),
     ]
     budgets = (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
     argv += [a for flag, value in budgets if value for a in (flag, str(value))]
@@ -531,20 +550,20 @@ def _trained_models(config: JobConfig, folder: Path) -> tuple[Any, Any]:
         cross = CrossEncoder(str(folder / "model"), device=_device())
         return _retriever(config, biencoder), CrossEncoderReranker(cross, config["batch_size"])
     reranker = load_reranker(folder / "run" / "reranker")
-    reranker.inference_backend = config["backend"]
+    reranker.inference_backend = config.get("backend", "torch")
     return _retriever(config, folder / "run" / "retriever"), reranker.to(_device()).eval()
 
 
-def out_of_domain(config: JobConfig, folder: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """The job's models scored on each ``config["out_of_domain"]`` collection (BEIR folder, its test split), with
-    the job's own settings (top 100 or the corpus, re-ranking and fusion): {collection: {row: metrics}}."""
+def out_of_domain(config: JobConfig, folder: Path, collections: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """The models of the job ``config`` in ``folder`` scored on each collection (BEIR folder, its test split),
+    with the job's own settings (top 100 or the corpus, re-ranking and fusion): {collection: {row: metrics}}."""
     from modeling_rq2.data import load_beir
     from modeling_rq2.evaluation.evaluate import bm25_baseline
     from modeling_rq2.evaluation.systems import System
 
     scored = {}
     models = None if config["system"] == "bm25" else _trained_models(config, folder)
-    for path in config["out_of_domain"]:
+    for path in collections:
         data = load_beir(path, "test")
         local = {**config, "top_k": min(config["top_k"], len(data.corpus))}
         if models is None:
@@ -558,10 +577,11 @@ def out_of_domain(config: JobConfig, folder: Path) -> dict[str, dict[str, dict[s
 
 
 def run_job_function(config: JobConfig, folder: Path) -> JobResult:
-    """The job of ``config["system"]``, run in this process; then, if asked, its models outside the domain."""
-    result = JOBS[SYSTEMS[config["system"]].job](config, folder)
-    if config.get("out_of_domain"):
-        started = time.perf_counter()
-        result["out_of_domain"] = out_of_domain(config, folder)
-        result["out_of_domain_seconds"] = time.perf_counter() - started
-    return result
+    """The job of ``config["system"]`` (or, for an out-of-domain job, the scoring of its source's models), run in
+    this process."""
+    if "source" not in config:
+        return JOBS[SYSTEMS[config["system"]].job](config, folder)
+    started = time.perf_counter()
+    source = config["source"]
+    scored = out_of_domain(source["config"], folder.parent / source["folder"], config["out_of_domain"])
+    return {"out_of_domain": scored, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started}

@@ -118,16 +118,21 @@ def run_child(folder: Path, threads: int) -> None:
     config = json.loads((folder / "job.json").read_text(encoding="utf-8"))
     set_seed(config.get("seed", 0))  # the peers' fresh heads are drawn before their trainers seed anything
     result = run_job_function(config, folder)
-    result["config"], result["commit"] = config, _commit()
+    result["config"], result["commit"] = config, os.environ.get(COMMIT_VARIABLE) or _commit()
     partial = folder / "result.json.partial"
     partial.write_text(json.dumps(result, indent=2), encoding="utf-8")
     partial.replace(folder / "result.json")
 
 
+COMMIT_VARIABLE = "BENCH_QUALITY_COMMIT"
+"""How the parent tells a job the code it started on (``_commit`` when the job starts, not when it ends)."""
+
+
 def _commit() -> str:
-    """The code a job ran: this repository's commit, ``+changes`` when the tree differs from it."""
+    """The code a job runs: this repository's commit, ``+changes`` when the tree (results aside) differs from it."""
     git = lambda *argv: subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False).stdout
-    return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if git("status", "--porcelain").strip() else "")
+    changed = git("status", "--porcelain", "--", ".", ":(exclude)bench/results").strip()
+    return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if changed else "")
 
 
 def _read(path: Path):
@@ -136,7 +141,7 @@ def _read(path: Path):
 
 def _spawn(key: str, folder: Path, threads: int) -> None:
     """``python -m bench.quality --job FOLDER`` from the repository root, its output appended to FOLDER/log.txt."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", COMMIT_VARIABLE: _commit()}
     command = [sys.executable, "-m", "bench.quality", "--job", str(folder.resolve()), "--threads", str(threads)]
     with open(folder / "log.txt", "a", encoding="utf-8") as log:
         proc = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
@@ -176,16 +181,14 @@ def run_job(
     entry alone is run again). Before a job runs, the jobs whose models it reads are made sure of likewise.
     """
     folder, config = work / key, json.loads(json.dumps(config))  # as it reads back from JSON
-    cached = folder / "result.json"
-    ledger = Path(args.ledger)
-    if (result := _cached(cached, config)) is not None:
-        print(f"{key}: cached", flush=True)
-        if not ledger_path(ledger, key).is_file():
-            _record(ledger, key, result)
-        return result
-    if not models and (result := _cached(ledger_path(ledger, key), config)) is not None:
-        print(f"{key}: cached in {ledger}", flush=True)
-        return result
+    cached, ledger = folder / "result.json", Path(args.ledger)
+    local, ledgered = _cached(cached, config), _cached(ledger_path(ledger, key), config)
+    if local is not None and ledgered is None:  # missing, or of other settings
+        _record(ledger, key, local)
+        ledgered = local
+    if ledgered is not None and (local is not None or not models):  # the ledger's numbers are the ones reported
+        print(f"{key}: cached" + ("" if local is not None else f" in {ledger}"), flush=True)
+        return {**ledgered, "key": key}
     if args.cached_only:
         print(f"{key}: not run (--cached_only)", flush=True)
         return None
@@ -193,7 +196,8 @@ def run_job(
         if run_job(source, source_config, work, args, models=True) is None:
             return None
     spec = folder / "job.json"
-    resumable = SYSTEMS[config["system"]].job == "rq2" and spec.is_file() and _read(spec) == config
+    trains_ours = "system" in config and SYSTEMS[config["system"]].job == "rq2"
+    resumable = trains_ours and spec.is_file() and _read(spec) == config
     if folder.exists() and not resumable:  # stale models, indexes or checkpoints of other settings
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -201,9 +205,11 @@ def run_job(
     started = time.perf_counter()
     _spawn(key, folder, args.threads)
     result = _read(cached)
-    _record(ledger, key, result)
+    if ledgered is None:  # a rerun that only rebuilt the models keeps the numbers already reported
+        _record(ledger, key, result)
+        ledgered = result
     print(f"{key}: done in {time.perf_counter() - started:.0f} s", flush=True)
-    return result
+    return {**ledgered, "key": key}
 
 
 # ---------------------------------------------------------------- job settings
@@ -221,14 +227,9 @@ def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
         "max_train_queries": args.max_train_queries if data_path != args.data else None,
         **({"dev_queries": args.dev_queries, "dev_seed": args.dev_seed} if args.dev_queries else {}),
     }
-    common = {
-        "data": data,
-        "lengths": recipe(),
-        "top_k": args.top_k,
-        "batch_size": args.batch_size,
-        "backend": args.backend,
-    }
-    return {**common, "out_of_domain": args.out_of_domain} if args.out_of_domain else common
+    common = {"data": data, "lengths": recipe(), "top_k": args.top_k, "batch_size": args.batch_size}
+    # named only when not the default, so that the jobs that ran before it existed keep their keys
+    return {**common, "backend": args.backend} if args.backend != "torch" else common
 
 
 def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: int) -> JobConfig:
@@ -291,8 +292,26 @@ def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: in
 
 
 def sources(config: JobConfig) -> list[tuple[str, JobConfig]]:
-    """The jobs whose models ``config``'s job reads: (key, settings) of its bi-encoder or its teacher."""
-    return [(config[name]["folder"], config[name]["config"]) for name in ("biencoder", "teacher") if name in config]
+    """The jobs whose models ``config``'s job reads: (key, settings) of its bi-encoder, its teacher, or (an
+    out-of-domain job) the job it scores."""
+    names = ("biencoder", "teacher", "source")
+    return [(config[name]["folder"], config[name]["config"]) for name in names if name in config]
+
+
+def ood_config(key: str, config: JobConfig, collections: list[str]) -> JobConfig:
+    """The out-of-domain job of job ``key``: its models scored on ``collections`` (a job of its own, so that the
+    trained job's key is the same with or without it)."""
+    paths = sorted(_portable(Path(c)) for c in collections)
+    return {"source": {"folder": key, "config": config}, "out_of_domain": paths}
+
+
+def _out_of_domain(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
+    """Each reported run's models scored on ``--out_of_domain``: ``run["out_of_domain"]`` set where it ran."""
+    for system in systems.values():
+        for run in system["seeds"].values():
+            scored = run_job(f"{run['key']}-ood", ood_config(run["key"], run["config"], args.out_of_domain), work, args)
+            if scored is not None:
+                run["out_of_domain"] = scored["out_of_domain"]
 
 
 # ---------------------------------------------------------------- systems
@@ -389,4 +408,7 @@ def run_systems(args: argparse.Namespace, work: Path, data_path: str) -> dict[st
     """Every selected system's runs, in a fixed order (peers first: the cross-encoder needs the bi-encoder)."""
     common = _common(args, data_path)
     systems = {**_peer_systems(args, work, common), **_our_systems(args, work, common)}
-    return {name: system for name, system in systems.items() if system and system["seeds"]}
+    systems = {name: system for name, system in systems.items() if system and system["seeds"]}
+    if args.out_of_domain:
+        _out_of_domain(args, work, systems)
+    return systems

@@ -11,6 +11,10 @@ ONE_EPOCH = ("--epochs", "1")
 AUGMENTED = (*ONE_EPOCH, "--augment", "true", "--augment_top_n", "30")  # 1 warm-up epoch, 1 joint epoch of 2x the lists
 BASELINE = "ours_1_epoch"  # of every ablation but those that change the chain (3x cheaper than ours)
 CHAIN = "ours_augmented"
+KL_WHOLE_RUN = "kl_whole_run"
+"""The baseline of the ablations that cannot have a KL warm-up (static, no KL gradient into the re-ranker, the
+official code's KL, the paper's loss): ours_1_epoch with the KL training both models from step 1, so that each
+of them changes one thing of it."""
 
 
 @dataclass(frozen=True)
@@ -58,20 +62,20 @@ def _flag_value(value: Any) -> str:
 
 NO_KL_WARMUP = ("--kl_warmup_ratio", "0")
 """Where the KL cannot train the re-ranker (static, no re-ranker KL gradient) there is no teacher phase: the KL
-trains the retriever for the whole run (in a teacher phase the KL would train nothing, and it is refused). The
-ablation then changes two things of its baseline (which has the warm-up); their descriptions say so."""
+trains the retriever for the whole run (in a teacher phase the KL would train nothing, and it is refused). Those
+ablations are measured against ``KL_WHOLE_RUN``, which has no warm-up either, so each changes one thing."""
 
 
-NO_KL_WARMUP_NOTE = " (and no KL warm-up, which would train nothing here: the KL trains the retriever from step 1)"
+SYSTEMS_FLAGS = {BASELINE: ONE_EPOCH, KL_WHOLE_RUN: (*ONE_EPOCH, *NO_KL_WARMUP)}
+"""The flags of the systems loss ablations change one thing of."""
 
 
-def loss_ablation(
-    name: str, title: str, option: str, value: Any, extra: tuple[str, ...] = (), note: str = ""
-) -> BenchSystem:
-    """``ours_1_epoch`` with one ``DistillationOptions`` field changed: flags and description from (option, value);
-    ``extra`` flags a change needs, said in ``note``."""
-    description = f"{BASELINE} {DistillationOptions.ablation(option, value)}{note}"
-    return _ablation(name, title, description, (*ONE_EPOCH, f"--{option}", _flag_value(value), *extra))
+def loss_ablation(name: str, title: str, option: str, value: Any, baseline: str = BASELINE) -> BenchSystem:
+    """``baseline`` (ours_1_epoch or KL_WHOLE_RUN) with one ``DistillationOptions`` field changed: flags and
+    description from (option, value)."""
+    description = f"{baseline} {DistillationOptions.ablation(option, value)}"
+    flags = (*SYSTEMS_FLAGS[baseline], f"--{option}", _flag_value(value))
+    return _ablation(name, title, description, flags, baseline=baseline)
 
 
 _REGISTRY = (
@@ -112,14 +116,22 @@ _REGISTRY = (
         "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger lists",
         AUGMENTED,
     ),
+    _ablation(
+        KL_WHOLE_RUN,
+        "ablation: the KL on for the whole run",
+        f"{BASELINE} without the KL warm-up (the KL trains both models from step 1; the baseline of the ablations "
+        "that cannot have a warm-up)",
+        (*ONE_EPOCH, *NO_KL_WARMUP),
+    ),
     # static distillation as the paper runs it: the frozen teacher is a trained re-ranker (a cold one teaches
     # nothing), here the one ours_1_epoch trained at the same seed; a fresh retriever learns from it for one epoch
     _ablation(
         "static",
         "ablation: static distillation",
-        "a fresh retriever distilled for 1 epoch from a frozen teacher, ours_1_epoch's trained "
-        "re-ranker (static distillation; the teacher's training is not in train s)" + NO_KL_WARMUP_NOTE,
-        (*ONE_EPOCH, "--static", "true", *NO_KL_WARMUP),
+        f"{KL_WHOLE_RUN} with a frozen teacher: a fresh retriever distilled for 1 epoch from ours_1_epoch's trained "
+        "re-ranker (static distillation; the teacher's training is not in train s)",
+        (*ONE_EPOCH, *NO_KL_WARMUP, "--static", "true"),
+        baseline=KL_WHOLE_RUN,
         teacher=BASELINE,
     ),
     loss_ablation(
@@ -130,31 +142,32 @@ _REGISTRY = (
         "ablation: no KL gradient into the re-ranker",
         "reranker_kl_gradient",
         False,
-        NO_KL_WARMUP,
-        NO_KL_WARMUP_NOTE,
+        baseline=KL_WHOLE_RUN,
     ),
     loss_ablation("reduction_element", "ablation: KL averaged over list entries", "reduction", "element"),
     _ablation(
         "official_loss",
         "ablation: the official code's KL",
-        f"{BASELINE} with the official code's KL: KL(re-ranker || retriever), no gradient into the re-ranker, "
-        "averaged over list entries" + NO_KL_WARMUP_NOTE,
+        f"{KL_WHOLE_RUN} with the official code's KL: KL(re-ranker || retriever), no gradient into the "
+        "re-ranker, averaged over list entries (our retriever supervision and in-batch negatives kept)",
         (
             *ONE_EPOCH,
+            *NO_KL_WARMUP,
             "--direction",
             "reranker_to_retriever",
             "--reranker_kl_gradient",
             "false",
             "--reduction",
             "element",
-            *NO_KL_WARMUP,
         ),
+        baseline=KL_WHOLE_RUN,
     ),
     _ablation(
         "paper_loss",
         "ablation: the paper's loss alone",
-        "ours_1_epoch with the paper's loss alone (no retriever supervision, no in-batch negatives, no KL warm-up)",
-        (*ONE_EPOCH, "--retriever_supervised_weight", "0", "--in_batch_negatives", "false", "--kl_warmup_ratio", "0"),
+        f"{KL_WHOLE_RUN} with the paper's loss alone (no retriever supervision, no in-batch negatives)",
+        (*ONE_EPOCH, *NO_KL_WARMUP, "--retriever_supervised_weight", "0", "--in_batch_negatives", "false"),
+        baseline=KL_WHOLE_RUN,
     ),
     _ablation(
         "list_size_8",
@@ -198,5 +211,6 @@ GROUPS = {"ablations": ABLATIONS, "all": tuple(SYSTEMS)}
 def expand(names: list[str]) -> list[str]:
     """System names (and groups) -> the systems to run, in registry order; an ablation brings its baseline."""
     expanded = {system for name in names for system in GROUPS.get(name, (name,))}
-    expanded |= {SYSTEMS[name].baseline for name in expanded if SYSTEMS[name].baseline}
+    while missing := {SYSTEMS[name].baseline for name in expanded if SYSTEMS[name].baseline} - expanded:
+        expanded |= missing
     return [name for name in SYSTEMS if name in expanded]
