@@ -240,3 +240,40 @@ def test_mined_peer_never_mines_a_claims_other_gold_passage_as_a_negative(tmp_pa
     negatives = [columns[f"negative_{j}"][0] for j in (1, 2, 3)]
     assert columns["positive"] == [gold] and report["rows"] == 1
     assert not any("Low vitamin D levels" in n for n in negatives)
+
+
+def _run(seed: int, ndcg: dict[str, float], steps: int = 102) -> dict:
+    metrics = lambda v: {"ndcg@10": v, "mrr@10": v, "recall@10": v, "recall@100": v}
+    return {
+        "rows": {row: metrics(v) for row, v in ndcg.items()},
+        "train_seconds": 100.0,
+        "eval_seconds": 10.0,
+        "details": {"train": {"steps": steps}},
+        "config": {"seed": seed},
+    }
+
+
+def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot_tell(tmp_path):
+    from bench.quality.report import build_report, markdown
+
+    fused = "retriever + reranker@20, fusion 0.5"
+    base = {s: _run(s, {"retriever": 0.70 + d, fused: 0.72 + d}) for s, d in ((42, 0.0), (43, 0.004), (44, -0.003))}
+    static = {s: _run(s, {"retriever": r["rows"]["retriever"]["ndcg@10"] - 0.01, fused: 0.72}) for s, r in base.items()}
+    peer = {42: {**_run(42, {"retriever": 0.69}), "details": {"steps": 153}}}
+    systems = {
+        "st_biencoder": {"seeds": peer, "grid": {"st_biencoder-lr2e-05-ep3-seed42": peer[42]}, "best": "x",
+                         "selected_on": "test"},
+        "kl_whole_run": {"seeds": base},
+        "static": {"seeds": static},
+        "ours_1_epoch": {"seeds": {42: _run(42, {"retriever": 0.69})}},
+    }  # fmt: skip
+    args = _args(tmp_path, argv=["--seeds", "42", "43", "44"])
+    report = build_report(args, "scifact", systems)
+    text = markdown(report)
+    assert "- static vs kl_whole_run, seeds 42, 43, 44: retriever -0.0100 ± 0.0000" in text
+    assert "(95% [-0.0100, -0.0100]: worse)" in text
+    assert "retriever + reranker@20, fusion 0.5 -0.0003" in text and "inside the seed spread" in text
+    assert "- ours_1_epoch retriever vs best peer retriever (st_biencoder: retriever)" in text
+    assert "paired by seed: nDCG@10 +0.0000 (one seed)" in text
+    assert report["summaries"]["st_biencoder"]["steps"] == 153 and report["summaries"]["static"]["steps"] == 102
+    assert all(not g["applies"] for g in report["goals"])  # one seed of ours_1_epoch

@@ -482,8 +482,19 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
         "rows": metrics["eval"]["results"],
         "train_seconds": seconds - metrics["eval"]["seconds"],
         "eval_seconds": metrics["eval"]["seconds"],
-        "details": {"argv": argv, "train": metrics["train"], "warmup_reused_from": reused and reused["job"]},
+        "details": {
+            "argv": argv,
+            "train": metrics["train"],
+            "steps": metrics["train"]["steps"] + _warmup_steps(folder / "run" / "warmup"),
+            "warmup_reused_from": reused and reused["job"],
+        },
     }
+
+
+def _warmup_steps(warm: Path) -> int:
+    """The chain's warm-up stage's optimizer steps (0 without a chain): its metrics hold them."""
+    metrics = warm / "metrics.json"
+    return json.loads(metrics.read_text(encoding="utf-8"))["train"]["steps"] if metrics.is_file() else 0
 
 
 def _reuse_warmup(config: JobConfig, folder: Path) -> dict | None:

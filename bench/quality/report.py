@@ -53,7 +53,7 @@ def summarise(system: dict) -> dict:
     runs = list(system["seeds"].values())
     rows = {row: {m: _spread([r["rows"][row][m] for r in runs]) for m in METRICS} for row in runs[0]["rows"]}
     times = {k: _spread([r[k] for r in runs]) for k in ("train_seconds", "eval_seconds")}
-    summary = {"rows": rows, **times, "seeds": len(runs)}
+    summary = {"rows": rows, **times, "seeds": len(runs), "steps": steps(runs[0])}
     if all("out_of_domain" in r for r in runs):
         collections = runs[0]["out_of_domain"]
         summary["out_of_domain"] = {
@@ -61,6 +61,12 @@ def summarise(system: dict) -> dict:
             for name, found in collections.items()
         }
     return summary
+
+
+def steps(run: dict) -> int | None:
+    """A job's optimizer steps (ours: all stages; a re-ranking peer: its own, not its bi-encoder's), if trained."""
+    details = run.get("details", {})
+    return details.get("steps", details.get("train", {}).get("steps"))
 
 
 def _cell(spread: dict[str, float], digits: int = 4) -> str:
@@ -73,9 +79,13 @@ def _label(name: str, row: str) -> str:
 
 
 def _table(summaries: dict[str, dict]) -> list[str]:
-    lines = ["| system | " + " | ".join(HEADERS) + " | seeds | train s | eval s |", "|---" * (len(HEADERS) + 4) + "|"]
+    lines = [
+        "| system | " + " | ".join(HEADERS) + " | seeds | steps | train s | eval s |",
+        "|---" * (len(HEADERS) + 5) + "|",
+    ]
     for name, s in summaries.items():
-        times = [str(s["seeds"]), _cell(s["train_seconds"], 0), _cell(s["eval_seconds"], 0)]
+        trained = "-" if s.get("steps") is None else str(s["steps"])
+        times = [str(s["seeds"]), trained, _cell(s["train_seconds"], 0), _cell(s["eval_seconds"], 0)]
         for row, values in s["rows"].items():
             cells = [_cell(values[m]) for m in METRICS] + times
             lines.append(f"| {_label(name, row)} | " + " | ".join(cells) + " |")
@@ -109,8 +119,21 @@ def train_seconds(summaries: dict[str, dict], system: str) -> float:
     return summaries[system]["train_seconds"]["mean"] + extra
 
 
-def _versus(summaries: dict[str, dict], label: str, name: str, row: str, peers: dict[str, dict]) -> dict | None:
-    """Ours (``name``'s ``row``) against the best of ``peers`` (by nDCG@10): values, deltas and ratios."""
+def _paired_ndcg(systems: dict[str, dict], name: str, row: str, peer: str) -> dict | None:
+    """nDCG@10 of ours minus the peer's (``"system: row"``) at the seeds both ran, or None where none is shared."""
+    peer_name, peer_row = peer.split(": ", 1)
+    ours, theirs = systems[name]["seeds"], systems[peer_name]["seeds"]
+    shared = [seed for seed in ours if seed is not None and seed in theirs]
+    if not shared:
+        return None
+    return paired_delta([ours[s]["rows"][row]["ndcg@10"] - theirs[s]["rows"][peer_row]["ndcg@10"] for s in shared])
+
+
+def _versus(
+    summaries: dict[str, dict], systems: dict[str, dict], label: str, name: str, row: str, peers: dict[str, dict]
+) -> dict | None:
+    """Ours (``name``'s ``row``) against the best of ``peers`` (by nDCG@10): values, deltas and ratios, and the
+    nDCG@10 difference paired by seed where both ran the same seeds."""
     ours = summaries[name]["rows"].get(row)
     if ours is None or not peers:
         return None
@@ -120,10 +143,11 @@ def _versus(summaries: dict[str, dict], label: str, name: str, row: str, peers: 
         mine, theirs = ours[m]["mean"], peers[peer][m]["mean"]
         values[m] = {"ours": mine, "peer": theirs, "delta": mine - theirs, "ratio": mine / theirs if theirs else None}
     seconds = {"ours": train_seconds(summaries, name), "peer": train_seconds(summaries, peer.split(": ")[0])}
-    return {"comparison": f"{name} {label}", "peer": peer, **values, "train_seconds": seconds}
+    paired = _paired_ndcg(systems, name, row, peer)
+    return {"comparison": f"{name} {label}", "peer": peer, **values, "train_seconds": seconds, "paired": paired}
 
 
-def comparisons(summaries: dict[str, dict], rerank_top_k: int, fusion: float) -> list[dict]:
+def comparisons(summaries: dict[str, dict], systems: dict[str, dict], rerank_top_k: int, fusion: float) -> list[dict]:
     """Each of ours against the best peer retriever and the best peer retrieve-then-rerank, like for like."""
     pure, fused = System.reranked(rerank_top_k).name, System.reranked(rerank_top_k, fusion=fusion).name
     kinds = (
@@ -132,7 +156,7 @@ def comparisons(summaries: dict[str, dict], rerank_top_k: int, fusion: float) ->
         (f"retrieve-then-rerank vs best peer (fusion {fusion:g})", fused, lambda r: r == fused),
     )
     found = [
-        _versus(summaries, label, name, row, _entries(summaries, PEERS, peer_filter))
+        _versus(summaries, systems, label, name, row, _entries(summaries, PEERS, peer_filter))
         for name in OURS
         if name in summaries
         for label, row, peer_filter in kinds
@@ -239,10 +263,11 @@ def _comparison_line(c: dict) -> str:
         if c[m]["ratio"] is not None
     ]
     seconds = c["train_seconds"]
+    paired = f"; paired by seed: {_delta_text('nDCG@10', c['paired'])}" if c.get("paired") else ""
     return (
         f"- {c['comparison']} ({c['peer']}): "
         + "; ".join(parts)
-        + f"; train s {seconds['ours']:.0f} vs {seconds['peer']:.0f}"
+        + f"; train s {seconds['ours']:.0f} vs {seconds['peer']:.0f}{paired}"
     )
 
 
@@ -285,9 +310,15 @@ def _delta_text(row: str, delta: dict) -> str:
     return f"{row} {delta['mean']:+.4f} ± {delta['std']:.4f} (95% [{low:+.4f}, {high:+.4f}]: {delta['verdict']})"
 
 
-def ablation_deltas(name: str, systems: dict[str, dict]) -> dict[str, dict] | None:
-    """nDCG@10 of an ablation minus its baseline's, paired at the seeds both ran (same data order), per row."""
-    baseline = SYSTEMS[name].baseline
+ALSO_PAIRED = (("denoised", "undenoised"),)
+"""Ablations also compared with each other: denoised vs undenoised is the re-ranker's filter alone (one mined list
+a claim each)."""
+
+
+def ablation_deltas(name: str, systems: dict[str, dict], baseline: str | None = None) -> dict[str, dict] | None:
+    """nDCG@10 of an ablation minus its baseline's (or ``baseline``'s), paired at the seeds both ran (same data
+    order), per row."""
+    baseline = baseline or SYSTEMS[name].baseline
     base, runs = systems[baseline]["seeds"], systems[name]["seeds"]
     shared = [seed for seed in runs if seed in base]
     if not shared:
@@ -299,20 +330,23 @@ def ablation_deltas(name: str, systems: dict[str, dict]) -> dict[str, dict] | No
     }
 
 
-def _ablation_line(name: str, systems: dict[str, dict]) -> str | None:
-    deltas = ablation_deltas(name, systems)
+def _ablation_line(name: str, systems: dict[str, dict], baseline: str) -> str | None:
+    deltas = ablation_deltas(name, systems, baseline)
     if deltas is None:
         return None
-    seeds = [seed for seed in systems[name]["seeds"] if seed in systems[SYSTEMS[name].baseline]["seeds"]]
+    seeds = [seed for seed in systems[name]["seeds"] if seed in systems[baseline]["seeds"]]
     parts = [_delta_text(row, delta) for row, delta in deltas.items()]
-    return f"- {name} vs {SYSTEMS[name].baseline}, seeds {', '.join(map(str, seeds))}: " + "; ".join(parts)
+    return f"- {name} vs {baseline}, seeds {', '.join(map(str, seeds))}: " + "; ".join(parts)
 
 
 def _ablation_lines(systems: dict[str, dict]) -> list[str]:
-    """One line per ablation that ran beside its baseline (``systems``: the report's, seeds keyed by string)."""
+    """One line per ablation that ran beside its baseline, and per pair of ``ALSO_PAIRED`` that both ran."""
     lines = [
-        _ablation_line(name, systems) for name in ABLATIONS if name in systems and SYSTEMS[name].baseline in systems
+        _ablation_line(name, systems, SYSTEMS[name].baseline)
+        for name in ABLATIONS
+        if name in systems and SYSTEMS[name].baseline in systems
     ]
+    lines += [_ablation_line(a, systems, b) for a, b in ALSO_PAIRED if a in systems and b in systems]
     lines = [line for line in lines if line]
     title = (
         "Ablations, nDCG@10 minus the system each changes one thing of, paired by seed (mean ± std of the "
@@ -391,7 +425,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "summaries": summaries,
         "titles": {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS},
         "table": table_block(summaries),
-        "comparisons": comparisons(summaries, args.rerank_top_k, args.fusion),
+        "comparisons": comparisons(summaries, systems, args.rerank_top_k, args.fusion),
         "goals": goals(summaries, full_scifact),
         "out_of_domain": out_of_domain_checks(summaries),
         "ablations": {
