@@ -90,7 +90,8 @@ def test_out_of_domain_is_a_job_of_its_own_and_leaves_the_trained_jobs_key_alone
     assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42-ood"]
     assert run["out_of_domain"] == {"med": {"retriever": {"ndcg@10": 0.52}}}
     ood = json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42-ood").read_text())["config"]
-    assert ood == {"source": {"folder": "ours_1_epoch-seed42", "config": config}, "out_of_domain": ["/data/med"]}
+    source = {"folder": "ours_1_epoch-seed42", "config": config}
+    assert ood == {"source": source, "out_of_domain": ["/data/med"], "fusions": [0.25, 0.5, 0.75, 0.9]}
 
 
 def test_cached_only_starts_nothing_not_even_a_teacher(tmp_path, spawned):
@@ -179,6 +180,7 @@ def _summary(seeds: int, ood: dict[str, dict[str, float]]) -> dict:
     spread = lambda v: {"mean": v, "std": 0.0}
     return {
         "seeds": seeds,
+        "rows": {row: {} for rows in ood.values() for row in rows},
         "out_of_domain": {c: {row: spread(v) for row, v in rows.items()} for c, rows in ood.items()},
     }
 
@@ -277,3 +279,21 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert "paired by seed: nDCG@10 +0.0000 (one seed)" in text
     assert report["summaries"]["st_biencoder"]["steps"] == 153 and report["summaries"]["static"]["steps"] == 102
     assert all(not g["applies"] for g in report["goals"])  # one seed of ours_1_epoch
+
+
+def test_fusion_weight_is_chosen_on_one_collection_and_reported_on_the_other():
+    from bench.quality.report import ood_choices
+
+    rows = lambda r, a, b: {"retriever": r, "retriever + reranker@20": a, "retriever + reranker@20, fusion 0.75": b}
+    ours = _summary(3, {"cacm": rows(0.42, 0.44, 0.48), "med": rows(0.79, 0.74, 0.785)})
+    cross = _summary(3, {"cacm": {"retriever + reranker@20": 0.40}, "med": {"retriever + reranker@20": 0.80}})
+    biencoder = _summary(3, {"cacm": {"retriever": 0.43}, "med": {"retriever": 0.78}})
+    summaries = {"ours": ours, "st_crossencoder": cross, "st_biencoder": biencoder}
+    chosen = {c["system"]: c for c in ood_choices(summaries, None)}
+    assert chosen["ours"]["row"] == "retriever + reranker@20, fusion 0.75" and chosen["ours"]["chosen_on"] == "cacm"
+    assert chosen["ours"]["reported"] == {"med": {"value": 0.785, "retriever": 0.79}}
+    # the CrossEncoder's retriever is its bi-encoder's: on CACM the retriever alone wins, and so it is reported
+    assert chosen["st_crossencoder"]["row"] == "retriever"
+    assert chosen["st_crossencoder"]["reported"] == {"med": {"value": 0.78, "retriever": 0.78}}
+    assert "st_biencoder" not in chosen  # nothing to choose
+    assert ood_choices(summaries, "med")[0]["row"] == "retriever"

@@ -127,3 +127,22 @@ def test_evaluate_precision_reaches_both_models(beir_folder, retriever, reranker
     assert seen == [("bf16", "openvino")] * 2 and report["arguments"]["precision"] == "bf16"
     with pytest.raises(ValueError, match="--precision / --backend: precision must be one of"):
         command.EvaluateArguments(precision="int4")
+
+
+def test_several_fusion_weights_are_scored_in_one_pass_as_each_alone(beir_folder, retriever, reranker, monkeypatch):
+    from modeling_rq2.data import load_data
+    from modeling_rq2.evaluation.evaluate import evaluate_retrieval
+    from modeling_rq2.evaluation.systems import System
+    from modeling_rq2.retrieval.pipeline import RetrieveThenRerank
+
+    data = load_data(str(beir_folder), "test")
+    options = {"top_k": 5, "rerank_top_k": 3, "metrics": ["ndcg@10"]}
+    passes = []
+    original = RetrieveThenRerank.rerank_scores
+    monkeypatch.setattr(RetrieveThenRerank, "rerank_scores", lambda *a, **k: passes.append(1) or original(*a, **k))
+    together = evaluate_retrieval(retriever, data, reranker, fusion=[0.3, 0.0, 0.7], **options).metrics
+    assert len(passes) == 1
+    for weight in (0.3, 0.7):
+        alone = evaluate_retrieval(retriever, data, reranker, fusion=weight, **options).metrics
+        assert together[System.reranked(3, fusion=weight)] == alone[System.reranked(3, fusion=weight)]
+    assert len(together) == 4  # the retriever, pure re-ranking, two fused (weight 0 is pure re-ranking)

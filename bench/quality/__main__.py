@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
         help="also score every job's models on these collections' test splits (e.g. ../shared/data/cacm "
         "../shared/data/med): what training costs outside its domain",
     )
+    parser.add_argument(
+        "--ood_fusions",
+        nargs="*",
+        type=float,
+        default=[0.25, 0.5, 0.75, 0.9],
+        help="fusion weights (of the retriever) also scored out of domain, one chosen on --ood_choose_on",
+    )
+    parser.add_argument(
+        "--ood_choose_on",
+        help="the collection (its name) the fusion weight is chosen on; the others only report (default: the first)",
+    )
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--rerank_top_k", type=int, default=20)
     parser.add_argument("--fusion", type=float, default=0.5)

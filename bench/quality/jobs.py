@@ -61,7 +61,7 @@ class JobConfig(TypedDict, total=False):
     max_train_queries: int | None
     max_steps: int | None
     rerank_top_k: int
-    fusion: float
+    fusion: float | list[float]
     lr: float
     epochs: int
     batch_size_train: int
@@ -74,6 +74,7 @@ class JobConfig(TypedDict, total=False):
     backend: str
     out_of_domain: list[str]
     source: dict[str, Any]
+    fusions: list[float]
 
 
 class JobResult(TypedDict, total=False):
@@ -487,8 +488,18 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
             "train": metrics["train"],
             "steps": metrics["train"]["steps"] + _warmup_steps(folder / "run" / "warmup"),
             "warmup_reused_from": reused and reused["job"],
+            "augmentation": _augmentation_counts(metrics.get("augmentation")),
         },
     }
+
+
+def _augmentation_counts(report: dict | None) -> dict | None:
+    """What the chain's augmentation mined (instances of each kind, negatives retrieved and removed, positives
+    added), so that ablations of it can be compared by the amount of data too."""
+    if not report:
+        return None
+    keys = ("instances", "negatives_retrieved", "negatives_removed", "positives_added", "denoised_without_negatives")
+    return {key: report[key] for key in keys if key in report}
 
 
 def _warmup_steps(warm: Path) -> int:
@@ -565,9 +576,12 @@ def _trained_models(config: JobConfig, folder: Path) -> tuple[Any, Any]:
     return _retriever(config, folder / "run" / "retriever"), reranker.to(_device()).eval()
 
 
-def out_of_domain(config: JobConfig, folder: Path, collections: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+def out_of_domain(
+    config: JobConfig, folder: Path, collections: list[str], fusions: Sequence[float] = ()
+) -> dict[str, dict[str, dict[str, float]]]:
     """The models of the job ``config`` in ``folder`` scored on each collection (BEIR folder, its test split),
-    with the job's own settings (top 100 or the corpus, re-ranking and fusion): {collection: {row: metrics}}."""
+    with the job's own settings (top 100 or the corpus, re-ranking and fusion, and the other ``fusions``, a
+    weight to choose on one collection): {collection: {row: metrics}}."""
     from modeling_rq2.data import load_beir
     from modeling_rq2.evaluation.evaluate import bm25_baseline
     from modeling_rq2.evaluation.systems import System
@@ -576,7 +590,8 @@ def out_of_domain(config: JobConfig, folder: Path, collections: list[str]) -> di
     models = None if config["system"] == "bm25" else _trained_models(config, folder)
     for path in collections:
         data = load_beir(path, "test")
-        local = {**config, "top_k": min(config["top_k"], len(data.corpus))}
+        weights = sorted({config.get("fusion", 0.0), *fusions})
+        local = {**config, "top_k": min(config["top_k"], len(data.corpus)), "fusion": weights}
         if models is None:
             rows = {BM25_ROW: bm25_baseline(data, metrics=METRICS, top_k=local["top_k"])}
         else:
@@ -594,5 +609,7 @@ def run_job_function(config: JobConfig, folder: Path) -> JobResult:
         return JOBS[SYSTEMS[config["system"]].job](config, folder)
     started = time.perf_counter()
     source = config["source"]
-    scored = out_of_domain(source["config"], folder.parent / source["folder"], config["out_of_domain"])
+    scored = out_of_domain(
+        source["config"], folder.parent / source["folder"], config["out_of_domain"], config.get("fusions", ())
+    )
     return {"out_of_domain": scored, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started}

@@ -213,8 +213,8 @@ def out_of_domain_checks(summaries: dict[str, dict]) -> list[dict]:
             base = zeroshot.get(collection, {}).get(RETRIEVER)
             if name not in ("zeroshot", "bm25") and base and RETRIEVER in rows:
                 checks.append(_check(name, collection, RETRIEVER, retriever, base, -OOD_RETRIEVER_DROP, "zero-shot"))
-            for row, value in rows.items():
-                if _is_reranked(row) and retriever:
+            for row, value in rows.items():  # the system's own rankings (the other fusion weights: a choice)
+                if _is_reranked(row) and retriever and row in summary.get("rows", {}):
                     checks.append(_check(name, collection, row, value, retriever, 0.0, "its retriever"))
     return checks
 
@@ -229,6 +229,41 @@ def _check(name: str, collection: str, row: str, value: dict, base: dict, allowe
         "delta": delta,
         "met": delta >= allowed,
     }
+
+
+def ood_choices(summaries: dict[str, dict], choose_on: str | None) -> list[dict]:
+    """Per system with a re-ranker, the ranking (retriever, re-ranked, or fused at one weight) best on the
+    collection ``choose_on`` (default: the first), and what it gives on the others beside the system's retriever
+    there: a fusion weight chosen out of domain, reported where nothing was chosen."""
+    found = []
+    for name, summary in summaries.items():
+        own = summaries.get(RETRIEVER_OF.get(name, name), {}).get("out_of_domain", {})
+        rankings = {c: {**own.get(c, {}), **rows} for c, rows in summary.get("out_of_domain", {}).items()}
+        chooser = choose_on or next(iter(rankings), None)
+        if chooser not in rankings or not any(_is_reranked(row) for row in rankings[chooser]):
+            continue
+        row = max(rankings[chooser], key=lambda r: rankings[chooser][r]["mean"])
+        reported = {
+            c: {"value": rows[row]["mean"], "retriever": rows[RETRIEVER]["mean"]}
+            for c, rows in rankings.items()
+            if c != chooser and row in rows and RETRIEVER in rows
+        }
+        on_chooser = rankings[chooser][row]["mean"]
+        found.append({"system": name, "chosen_on": chooser, "row": row, "on_chooser": on_chooser, "reported": reported})
+    return found
+
+
+def _ood_choice_lines(choices: list[dict]) -> list[str]:
+    if not choices:
+        return []
+    lines = ["", "Out of domain, the ranking chosen on one collection, reported on the others:", ""]
+    for c in choices:
+        others = "; ".join(
+            f"{collection} {e['value']:.4f} (its retriever {e['retriever']:.4f}, {e['value'] - e['retriever']:+.4f})"
+            for collection, e in c["reported"].items()
+        )
+        lines.append(f"- {c['system']}: {c['row']} chosen on {c['chosen_on']} ({c['on_chooser']:.4f}); {others}")
+    return lines
 
 
 def _out_of_domain_lines(summaries: dict[str, dict], checks: list[dict]) -> list[str]:
@@ -372,6 +407,7 @@ def markdown(report: dict) -> str:
             lines += _grid_lines(name, report["systems"][name])
     lines += _ablation_lines(report["systems"])
     lines += _out_of_domain_lines(report["summaries"], report["out_of_domain"])
+    lines += _ood_choice_lines(report.get("ood_choices", []))
     lines += ["", NOTE]
     return "\n".join(lines)
 
@@ -428,6 +464,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "comparisons": comparisons(summaries, systems, args.rerank_top_k, args.fusion),
         "goals": goals(summaries, full_scifact),
         "out_of_domain": out_of_domain_checks(summaries),
+        "ood_choices": ood_choices(summaries, args.ood_choose_on),
         "ablations": {
             name: ablation_deltas(name, systems)
             for name in ABLATIONS

@@ -298,18 +298,19 @@ def sources(config: JobConfig) -> list[tuple[str, JobConfig]]:
     return [(config[name]["folder"], config[name]["config"]) for name in names if name in config]
 
 
-def ood_config(key: str, config: JobConfig, collections: list[str]) -> JobConfig:
-    """The out-of-domain job of job ``key``: its models scored on ``collections`` (a job of its own, so that the
-    trained job's key is the same with or without it)."""
+def ood_config(key: str, config: JobConfig, collections: list[str], fusions: list[float]) -> JobConfig:
+    """The out-of-domain job of job ``key``: its models scored on ``collections``, fused with each of ``fusions``
+    too (a job of its own, so that the trained job's key is the same with or without it)."""
     paths = sorted(_portable(Path(c)) for c in collections)
-    return {"source": {"folder": key, "config": config}, "out_of_domain": paths}
+    return {"source": {"folder": key, "config": config}, "out_of_domain": paths, "fusions": sorted(fusions)}
 
 
 def _out_of_domain(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
     """Each reported run's models scored on ``--out_of_domain``: ``run["out_of_domain"]`` set where it ran."""
     for system in systems.values():
         for run in system["seeds"].values():
-            scored = run_job(f"{run['key']}-ood", ood_config(run["key"], run["config"], args.out_of_domain), work, args)
+            config = ood_config(run["key"], run["config"], args.out_of_domain, args.ood_fusions)
+            scored = run_job(f"{run['key']}-ood", config, work, args)
             if scored is not None:
                 run["out_of_domain"] = scored["out_of_domain"]
 

@@ -177,13 +177,14 @@ def evaluate_retrieval(
     rerank_top_k: int = 50,
     metrics: Sequence[str] | None = None,
     batch_size: int = 32,
-    fusion: float = 0.0,
+    fusion: float | Sequence[float] = 0.0,
     relevance_threshold: int = 1,
     pipe: RetrieveThenRerank | None = None,
 ) -> Evaluation:
     """Retrieve (and re-rank the head) for every query of ``data`` and score each system.
 
-    With a re-ranker, both pure re-ranking and, when ``fusion`` > 0, the fused ranking are reported.
+    With a re-ranker, both pure re-ranking and, for each ``fusion`` weight > 0, the fused ranking are reported
+    (several weights cost one re-ranker pass: where a weight is chosen on a dev split, all are scored at once).
     ``metrics``: default the dataset's own. ``pipe``: a pipeline over ``data``'s corpus already built
     (else the corpus is encoded into an exact index).
     """
@@ -198,10 +199,11 @@ def evaluate_retrieval(
     if reranker is not None and rerank_top_k > 0:
         logits = pipe.rerank_scores(query_texts, candidates, rerank_top_k)
         systems[System.reranked(rerank_top_k)] = pipe.rerank(query_texts, candidates, rerank_top_k, logits=logits)
-        if fusion > 0:
-            systems[System.reranked(rerank_top_k, fusion=fusion)] = pipe.rerank(
-                query_texts, candidates, rerank_top_k, fusion=fusion, logits=logits
-            )
+        for weight in [fusion] if isinstance(fusion, int | float) else fusion:
+            if weight > 0:
+                systems[System.reranked(rerank_top_k, fusion=weight)] = pipe.rerank(
+                    query_texts, candidates, rerank_top_k, fusion=weight, logits=logits
+                )
     runs = {system: to_run(query_ids, ranked) for system, ranked in systems.items()}
     judged = judgements(data, runs[System.retriever()], pipe.passages)  # re-ranking only re-orders these candidates
     scored = {
