@@ -279,6 +279,10 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert "paired by seed: nDCG@10 +0.0000 (one seed)" in text
     assert report["summaries"]["st_biencoder"]["steps"] == 153 and report["summaries"]["static"]["steps"] == 102
     assert all(not g["applies"] for g in report["goals"])  # one seed of ours_1_epoch
+    from bench.quality.report import train_seconds
+
+    assert train_seconds(report["summaries"], "static") == 200.0  # its epoch and its teacher's (ours_1_epoch)
+    assert train_seconds(report["summaries"], "kl_whole_run") == 100.0
 
 
 def test_fusion_weight_is_chosen_on_one_collection_and_reported_on_the_other():

@@ -129,7 +129,7 @@ _REGISTRY = (
         "static",
         "ablation: static distillation",
         f"{KL_WHOLE_RUN} with a frozen teacher: a fresh retriever distilled for 1 epoch from ours_1_epoch's trained "
-        "re-ranker (static distillation; the teacher's training is not in train s)",
+        "re-ranker (static distillation; the teacher's training is not in its train s, the comparisons add it)",
         (*ONE_EPOCH, *NO_KL_WARMUP, "--static", "true"),
         baseline=KL_WHOLE_RUN,
         teacher=BASELINE,
