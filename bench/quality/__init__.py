@@ -27,7 +27,10 @@ on the evaluation split itself (optimistic for the peers); with several ``--seed
 selected points run once per seed (the grid runs at the first seed) and the report gives mean ± standard deviation,
 and each ablation's difference from its baseline paired by seed. ``--dev_queries N --dev_seed S``: every system
 trains on SciFact's training claims less N drawn with S and is scored on those N, where our settings are chosen;
-the test split is not read.
+the test split is not read. ``--out_of_domain DIR...``: every reported job's models are also scored on other
+collections (a job of its own, ``<job>-ood``, so the trained job's key does not change), fused at each of
+``--ood_fusions`` too; the report checks the out-of-domain goals and names the ranking best on
+``--ood_choose_on`` with its figures on the other collections.
 
 Each job (system, grid point, seed) runs in a fresh subprocess and writes WORK_DIR/<job>/result.json (its
 settings and the commit it ran included; model folders and a log beside it), copied into the ledger
