@@ -21,7 +21,7 @@ def points(report: dict) -> list[dict]:
     summaries = report["summaries"]
     found = []
     for name, summary in summaries.items():
-        minutes = train_seconds(summaries, name) / 60
+        minutes = train_seconds(summaries, name, "min") / 60
         for row, values in summary["rows"].items():
             ndcg = values["ndcg@10"]
             found.append(
@@ -63,7 +63,7 @@ def write_figure(report: dict, path: Path) -> Path:
     ax.plot([], [], "s", color="tab:red", label="ours")
     d = report["data"]
     ax.set(
-        xlabel="training minutes (wall, this machine)",
+        xlabel="training minutes (wall, this machine, the fastest seed's; static: with its teacher's)",
         ylabel="nDCG@10",
         title=f"{d['name']} {d['eval_split']}: quality against training time (error bars: std over seeds)",
     )
