@@ -301,3 +301,13 @@ def test_fusion_weight_is_chosen_on_one_collection_and_reported_on_the_other():
     assert chosen["st_crossencoder"]["reported"] == {"med": {"value": 0.78, "retriever": 0.78}}
     assert "st_biencoder" not in chosen  # nothing to choose
     assert ood_choices(summaries, "med")[0]["row"] == "retriever"
+
+
+def test_readmes_quality_table_is_the_committed_reports():
+    from bench.quality.report import README_BEGIN, README_END, readme_table
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "bench" / "results" / "quality-seeds.json").read_text(encoding="utf-8"))
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index(README_BEGIN) : readme.index(README_END) + len(README_END)]
+    assert block.splitlines() == readme_table(report["summaries"], report["titles"]) == report["readme_table"]
