@@ -3,7 +3,7 @@ each system's quality costs at a glance."""
 
 from pathlib import Path
 
-from .report import RETRIEVER, is_pure, train_seconds
+from .report import is_pure, is_reranked, train_seconds
 from .systems import PEERS
 
 MARKERS = {"retriever": "o", "reranked": "s", "fused": "^"}
@@ -11,7 +11,7 @@ MARKERS = {"retriever": "o", "reranked": "s", "fused": "^"}
 
 def _kind(row: str) -> str:
     """retriever, reranked or fused (BM25's row counts as a retriever)."""
-    if row == RETRIEVER or "reranker" not in row:
+    if not is_reranked(row):
         return "retriever"
     return "reranked" if is_pure(row) else "fused"
 

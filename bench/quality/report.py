@@ -25,7 +25,7 @@ RETRIEVER_OF = {"st_crossencoder": "st_biencoder"}
 """A system whose retriever is another's (whose rows hold it)."""
 
 
-def _is_reranked(row: str) -> bool:
+def is_reranked(row: str) -> bool:
     """Whether a row is a re-ranked or fused ranking (not the retriever alone, not BM25)."""
     try:
         return System.parse(row).kind != "retriever"
@@ -107,7 +107,7 @@ README_END = "<!-- end of the quality table -->"
 
 def _ranking(row: str) -> str:
     """A row's ranking in words (BM25's and a retriever's: the retriever)."""
-    if not _is_reranked(row):
+    if not is_reranked(row):
         return "retriever"
     system = System.parse(row)
     head = f"re-ranked top {system.rerank_top_k}"
@@ -211,7 +211,7 @@ def goals(summaries: dict[str, dict], full_scifact: bool) -> list[dict]:
     for name in (s for s in OURS if s in summaries):
         rows = summaries[name]["rows"]
         retriever = rows[RETRIEVER]["ndcg@10"]["mean"]
-        rerank = max((v["ndcg@10"]["mean"] for r, v in rows.items() if _is_reranked(r)), default=None)
+        rerank = max((v["ndcg@10"]["mean"] for r, v in rows.items() if is_reranked(r)), default=None)
         pure = next((v["ndcg@10"]["mean"] for r, v in rows.items() if is_pure(r)), None)
         targets = {**GOALS, RERANKER_ABOVE: retriever}
         values = {"retriever": retriever, "retrieve-then-rerank": rerank, RERANKER_ABOVE: pure}
@@ -251,7 +251,7 @@ def out_of_domain_checks(summaries: dict[str, dict]) -> list[dict]:
             if name not in ("zeroshot", "bm25") and base and RETRIEVER in rows:
                 checks.append(_check(name, collection, RETRIEVER, retriever, base, -OOD_RETRIEVER_DROP, "zero-shot"))
             for row, value in rows.items():  # the system's own rankings (the other fusion weights: a choice)
-                if _is_reranked(row) and retriever and row in summary.get("rows", {}):
+                if is_reranked(row) and retriever and row in summary.get("rows", {}):
                     checks.append(_check(name, collection, row, value, retriever, 0.0, "its retriever"))
     return checks
 
@@ -277,7 +277,7 @@ def ood_choices(summaries: dict[str, dict], choose_on: str | None) -> list[dict]
         own = summaries.get(RETRIEVER_OF.get(name, name), {}).get("out_of_domain", {})
         rankings = {c: {**own.get(c, {}), **rows} for c, rows in summary.get("out_of_domain", {}).items()}
         chooser = choose_on or next(iter(rankings), None)
-        if chooser not in rankings or not any(_is_reranked(row) for row in rankings[chooser]):
+        if chooser not in rankings or not any(is_reranked(row) for row in rankings[chooser]):
             continue
         row = max(rankings[chooser], key=lambda r: rankings[chooser][r]["mean"])
         reported = {
