@@ -311,3 +311,36 @@ def test_readmes_quality_table_is_the_committed_reports():
     readme = (root / "README.md").read_text(encoding="utf-8")
     block = readme[readme.index(README_BEGIN) : readme.index(README_END) + len(README_END)]
     assert block.splitlines() == readme_table(report["summaries"], report["titles"]) == report["readme_table"]
+
+
+def _finished_job(folder: Path, config: dict, stages: dict[str, int]) -> None:
+    """A finished chain job's folder: result.json, and each stage's models and metrics (its optimizer steps)."""
+    for stage, steps in stages.items():
+        stage_folder = folder / "run" / stage
+        for model in ("retriever", "reranker"):
+            (stage_folder / model).mkdir(parents=True)
+            (stage_folder / model / "model.safetensors").write_bytes(b"weights")
+        (stage_folder / "metrics.json").write_text(json.dumps({"train": {"steps": steps}}), encoding="utf-8")
+    (folder / "run" / "augmented").mkdir()
+    (folder / "run" / "augmented" / "augmentation_report.json").write_text("{}", encoding="utf-8")
+    (folder / "result.json").write_text(json.dumps({"config": config, "train_seconds": 100.0}), encoding="utf-8")
+
+
+def test_second_augmentation_round_starts_from_the_finished_one_round_chain(tmp_path):
+    """ours_augmented_2_rounds trains round 2 only: the one-round chain of the same settings and seed is its warm-up,
+    augmented lists and round 1 (models hard-linked, not copied), its steps and seconds counted in."""
+    from bench.quality import jobs
+
+    args = _args(tmp_path)
+    chain, two = _config(args, "ours_augmented"), _config(args, "ours_augmented_2_rounds")
+    _finished_job(tmp_path / "ours_augmented-seed42", chain, {"warmup": 5, ".": 7})
+    run = tmp_path / "ours_augmented_2_rounds-seed42" / "run"
+    (run / "round-1").mkdir(parents=True)  # a round 1 the chain left unfinished is replaced
+    assert jobs._reuse_stages(two, run.parent) == {"job": "ours_augmented-seed42", "train_seconds": 100.0}
+    source = tmp_path / "ours_augmented-seed42" / "run" / "retriever" / "model.safetensors"
+    assert (run / "round-1" / "retriever" / "model.safetensors").stat().st_ino == source.stat().st_ino
+    assert (run / "augmented" / "augmentation_report.json").is_file()
+    assert jobs._stage_steps(run) == 5 + 7
+
+    other_settings = {**two, "fusion": 0.7}
+    assert jobs._reuse_stages(other_settings, tmp_path / "elsewhere") is None

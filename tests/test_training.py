@@ -228,6 +228,34 @@ def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, t
         run_training(*parse_arguments(argv + ["--train_instances", str(tmp_path / "augmented")]))
 
 
+def test_augmentation_rounds_mine_each_round_with_the_models_the_round_before_trained(train_setup, tmp_path):
+    """--augment_rounds 2: round 1 trains on the warm models' lists into round-1/ (no evaluation), round 2 mines
+    augmented-2/ with round 1's models and trains from them into OUTPUT/; a rerun trains no finished round again."""
+    argv = train_argv(train_setup, tmp_path, "--augment", "true", "--augment_top_n", "6", "--epochs", "1",
+                      "--augment_rounds", "2")
+    metrics = run_training(*parse_arguments(argv))
+    first = json.loads((tmp_path / "round-1" / "training_config.json").read_text())
+    assert first["model"]["retriever"] == str(tmp_path / "warmup" / "retriever")
+    assert first["data"]["train_instances"] == str(tmp_path / "augmented")
+    assert "eval" not in json.loads((tmp_path / "round-1" / "metrics.json").read_text())  # only the last evaluates
+    final = json.loads((tmp_path / "training_config.json").read_text())
+    assert final["model"]["retriever"] == str(tmp_path / "round-1" / "retriever")
+    assert final["model"]["reranker"] == str(tmp_path / "round-1" / "reranker")
+    assert final["data"]["train_instances"] == str(tmp_path / "augmented-2")
+    second = json.loads((tmp_path / "augmented-2" / "augmentation_report.json").read_text())
+    assert [r["queries"] for r in metrics["augmentation_rounds"]] == [12, 12] and metrics["augmentation"] == second
+    assert "eval" in metrics and metrics["train"]["steps"] == math.ceil(sum(second["instances"].values()) / 4)
+    assert "- Augmentation (2 rounds, each mined by the models the round before trained; the last): top 6" in (
+        tmp_path / "retriever" / "README.md").read_text()
+
+    done = [tmp_path / "round-1" / "metrics.json", tmp_path / "augmented-2" / "augmentation_report.json"]
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+    run_training(*parse_arguments(argv + ["--resume_from_checkpoint", "latest"]))
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    with pytest.raises(ValueError, match="augment_rounds"):
+        parse_arguments(argv[:-1] + ["0"])
+
+
 def test_held_out_training_queries_never_train_and_are_what_is_evaluated(train_setup, tmp_path, monkeypatch):
     """``--heldout_queries 4 --eval_split heldout``: the lists (of the joint run and of the chain's mining) hold only
     the other 8 queries, the evaluation reads the 4, and the test split is never read."""

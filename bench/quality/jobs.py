@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-from .systems import BASELINE, SYSTEMS
+from .systems import BASELINE, CHAIN, SYSTEMS
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 BM25_ROW = "BM25"
@@ -473,7 +473,7 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
     from modeling_rq2.training.config_files import parse_arguments
 
     argv = _rq2_argv(config, folder) + config["flags"]
-    reused = _reuse_warmup(config, folder)
+    reused = _reuse_stages(config, folder)
     started = time.perf_counter()
     metrics = run_training(*parse_arguments(argv))
     seconds = time.perf_counter() - started + (reused["train_seconds"] if reused else 0.0)
@@ -486,7 +486,7 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
         "details": {
             "argv": argv,
             "train": metrics["train"],
-            "steps": metrics["train"]["steps"] + _warmup_steps(folder / "run" / "warmup"),
+            "steps": metrics["train"]["steps"] + _stage_steps(folder / "run"),
             "warmup_reused_from": reused and reused["job"],
             "augmentation": _augmentation_counts(metrics.get("augmentation")),
         },
@@ -502,47 +502,75 @@ def _augmentation_counts(report: dict | None) -> dict | None:
     return {key: report[key] for key in keys if key in report}
 
 
-def _warmup_steps(warm: Path) -> int:
-    """The chain's warm-up stage's optimizer steps (0 without a chain): its metrics hold them."""
-    metrics = warm / "metrics.json"
-    return json.loads(metrics.read_text(encoding="utf-8"))["train"]["steps"] if metrics.is_file() else 0
+def _stage_steps(run: Path) -> int:
+    """The optimizer steps of the chain's stages before its last (warm-up, rounds before the last; 0 without a
+    chain): their metrics hold them."""
+    stages = [run / "warmup", *run.glob("round-*")]
+    return sum(
+        json.loads((stage / "metrics.json").read_text(encoding="utf-8"))["train"]["steps"]
+        for stage in stages
+        if (stage / "metrics.json").is_file()
+    )
 
 
-def _reuse_warmup(config: JobConfig, folder: Path) -> dict | None:
-    """For the chain, the finished ``ours_1_epoch`` job of the same settings and seed as its warm-up stage, if any.
+def _rounds(flags: Sequence[str]) -> tuple[int, list[str]]:
+    """The chain's ``--augment_rounds`` in ``flags`` (1 when absent) and the flags without it."""
+    if "--augment_rounds" not in flags:
+        return 1, list(flags)
+    at = list(flags).index("--augment_rounds")
+    return int(flags[at + 1]), [*flags[:at], *flags[at + 2 :]]
 
-    The default warm-up (``augment_warmup joint``, 1 epoch) is exactly ``ours_1_epoch`` trained without evaluation,
-    so its models are hard-linked into RUN/warmup instead of trained again; the chain skips the stage and the job's
-    train seconds add the ``ours_1_epoch`` job's. Returns that job's name and train seconds, or None (the chain
-    trains the warm-up).
+
+def _reuse_stages(config: JobConfig, folder: Path) -> dict | None:
+    """For the chain, the finished stages of a cheaper job of the same settings and seed, if it ran.
+
+    The default warm-up (``augment_warmup joint``, 1 epoch) is exactly ``ours_1_epoch`` trained without evaluation;
+    a chain of several rounds starts with the whole one-round chain (``ours_augmented``: warm-up, its augmented
+    lists and its joint models, which are round 1). Their folders are hard-linked into RUN instead of trained
+    again; the chain skips those stages and the job's train seconds add the source job's. Returns the source job's
+    name and train seconds, or None (the chain trains every stage).
     """
     flags = config["flags"]
     if "--augment" not in flags or "--augment_warmup" in flags or "--augment_warmup_epochs" in flags:
         return None
-    job = f"{BASELINE}-seed{config['seed']}"
-    source, warm = folder.parent / job, folder / "run" / "warmup"
+    rounds, one_round = _rounds(flags)
+    source_system = CHAIN if rounds > 1 and one_round == list(SYSTEMS[CHAIN].flags) else BASELINE
+    job = f"{source_system}-seed{config['seed']}"
+    source, run = folder.parent / job, folder / "run"
     result = source / "result.json"
     if not result.is_file() or not (source / "run" / "metrics.json").is_file():
         return None
     done = json.loads(result.read_text(encoding="utf-8"))
-    if done["config"] != {**config, "system": BASELINE, "flags": list(SYSTEMS[BASELINE].flags)}:
+    if done["config"] != {**config, "system": source_system, "flags": list(SYSTEMS[source_system].flags)}:
         return None
-    if not (warm / "metrics.json").is_file():
-        _link_models(source / "run", warm)
-    print(f"warm-up: the models of {job} (the same recipe and seed), not trained again", flush=True)
+    if source_system == BASELINE:
+        stages = {"warmup": (source / "run", ("retriever", "reranker", "metrics.json"))}
+    else:
+        stages = {
+            "warmup": (source / "run" / "warmup", None),
+            "augmented": (source / "run" / "augmented", None),
+            "round-1": (source / "run", ("retriever", "reranker", "metrics.json")),
+        }
+    for name, (origin, entries) in stages.items():
+        if not any((run / name / done).is_file() for done in ("metrics.json", "augmentation_report.json")):
+            _link_folder(origin, run / name, entries)  # over a stage the chain left unfinished
+    print(f"{', '.join(stages)}: those of {job} (the same recipe and seed), not trained again", flush=True)
     return {"job": job, "train_seconds": done["train_seconds"]}
 
 
-def _link_models(run: Path, warm: Path) -> None:
-    """A finished run's models and metrics hard-linked into ``warm``, which appears whole or not at all."""
-    shutil.rmtree(warm, ignore_errors=True)
-    staging = warm.with_name("warmup.partial")
+def _link_folder(origin: Path, target: Path, entries: Sequence[str] | None) -> None:
+    """``origin``'s ``entries`` (all when None) into ``target``, which appears whole or not at all: folders (models,
+    lists) hard-linked, files copied (a stage's files are rewritten in place, its models are not)."""
+    shutil.rmtree(target, ignore_errors=True)
+    staging = target.with_name(f"{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in ("retriever", "reranker"):
-        shutil.copytree(run / name, staging / name, copy_function=os.link)
-    shutil.copy2(run / "metrics.json", staging / "metrics.json")
-    staging.replace(warm)
+    for name in entries or sorted(p.name for p in origin.iterdir()):
+        if (origin / name).is_dir():
+            shutil.copytree(origin / name, staging / name, copy_function=os.link)
+        else:
+            shutil.copy2(origin / name, staging / name)
+    staging.replace(target)
 
 
 JOBS: dict[str, Callable[[JobConfig, Path], JobResult]] = {

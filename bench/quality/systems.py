@@ -116,6 +116,13 @@ _REGISTRY = (
         "the chain: 1 joint epoch, hybrid augmentation (top 30, denoised), 1 joint epoch on the 2x larger lists",
         AUGMENTED,
     ),
+    _ours(
+        f"{CHAIN}_2_rounds",
+        "RocketQAv2 chain, two augmentation rounds (ours)",
+        f"{CHAIN} and a second round: lists mined and denoised by its jointly trained models, 1 more joint epoch "
+        f"from them (RocketQA's pipeline iterates; round 1 is the {CHAIN} job's)",
+        (*AUGMENTED, "--augment_rounds", "2"),
+    ),
     _ablation(
         KL_WHOLE_RUN,
         "ablation: the KL on for the whole run",

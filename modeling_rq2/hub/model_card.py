@@ -401,8 +401,11 @@ def _training_details(config: RunConfig, metrics: dict, model_config: dict, role
             else f"{augmentation.get('negatives_retrieved')} retrieved negatives kept as they are "
             "(undenoised only: no re-ranker pass)"
         )
+        rounds = len(metrics.get("augmentation_rounds") or [augmentation])
         lines.append(
-            f"- Augmentation: top {augmentation.get('top_n')} retrieved; {denoising}; "
+            "- Augmentation"
+            + (f" ({rounds} rounds, each mined by the models the round before trained; the last)" if rounds > 1 else "")
+            + f": top {augmentation.get('top_n')} retrieved; {denoising}; "
             f"instances {augmentation.get('instances')}."
         )
     blocks = ["\n".join(lines), "### Hyperparameters", _hyperparameters(config, metrics)]

@@ -456,6 +456,13 @@ class AugmentationArguments(MiningArguments):
         },
     )
     augment_warmup_epochs: int = field(default=1, metadata={"help": "epochs of the first stage"})
+    augment_rounds: int = field(
+        default=1,
+        metadata={
+            "help": "rounds of augmentation and joint training: round k >= 2 mines its lists with round k-1's "
+            "jointly trained models and trains on from them (RocketQA's pipeline iterates)"
+        },
+    )
     augment_warmup_list_size: int | None = field(
         default=None,
         metadata={
@@ -471,6 +478,7 @@ class AugmentationArguments(MiningArguments):
             "augment_warmup_epochs",
             f"must be >= 1, got {self.augment_warmup_epochs}",
         )
+        check_setting(self.augment_rounds >= 1, "augment_rounds", f"must be >= 1, got {self.augment_rounds}")
         check_setting(
             self.augment_warmup_list_size is None or self.augment_warmup_list_size >= 2,
             "augment_warmup_list_size",

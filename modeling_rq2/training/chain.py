@@ -11,6 +11,12 @@ and is skipped when its output is complete, so a killed chain resumes where it s
                         the paper's warm-up, for data large enough for the re-ranker to learn alone)
     OUTPUT/augmented/   the instances mined with the warm retriever and denoised by the warm re-ranker
     OUTPUT/             ``epochs`` of joint training from the warm models on those instances
+
+With ``augment_rounds R`` > 1 the augmentation and the joint training repeat, each round mining with the models the
+round before trained jointly (RocketQA's pipeline iterates; the last round trains into OUTPUT/):
+
+    OUTPUT/round-K/     round K < R: ``epochs`` of joint training on OUTPUT/augmented-K (round 1: OUTPUT/augmented)
+    OUTPUT/augmented-K/ round K >= 2: mined and denoised by OUTPUT/round-(K-1)'s models
 """
 
 import json
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _chain(config: RunConfig) -> dict:
     """Warm-up, augmentation, joint training: each stage skipped when its output is complete."""
-    model_args, data_args, args, aug_args = config.model, config.data, config.training, config.augmentation
+    data_args, args, aug_args = config.data, config.training, config.augmentation
     if data_args.train_instances:
         raise ValueError("--augment builds its own training instances: drop --train_instances")
     check_setting(  # before any training: the mined lists are checked again, each, once mined
@@ -82,20 +88,43 @@ def _chain(config: RunConfig) -> dict:
         return train(_warmup_stage(config, warm))
     if args.overwrite_output_dir or not (warm / "metrics.json").is_file():  # a complete stage is kept
         train(_warmup_stage(config, warm))
-    augmented = output / "augmented"
-    _augment(config, warm, augmented)
-    metrics = train(
-        config._replace(
-            model=replace(model_args, retriever=str(warm / "retriever"), reranker=str(warm / "reranker")),
-            data=replace(data_args, train_instances=str(augmented)),
-            training=replace(args, warmup_epochs=0, epochs=max(1, args.epochs)),
-        )
-    )
-    metrics["augmentation"] = json.loads((augmented / REPORT_FILE).read_text(encoding="utf-8"))
+    models, reports = warm, []
+    for number in range(1, aug_args.augment_rounds + 1):
+        augmented = output / ("augmented" if number == 1 else f"augmented-{number}")
+        _augment(config, models, augmented)
+        reports.append(json.loads((augmented / REPORT_FILE).read_text(encoding="utf-8")))
+        last = number == aug_args.augment_rounds
+        stage = _round_stage(config, models, augmented, output if last else output / f"round-{number}")
+        if last:
+            metrics = train(stage)
+        elif args.overwrite_output_dir or not (output / f"round-{number}" / "metrics.json").is_file():
+            train(stage)
+        models = Path(stage.training.output_dir)
+    metrics["augmentation"] = reports[-1]
+    if len(reports) > 1:
+        metrics["augmentation_rounds"] = reports
     if PartialState().is_main_process:  # the cards, rendered by train, now also describe the augmentation
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         write_cards(output)
     return metrics
+
+
+def _round_stage(config: RunConfig, models: Path, augmented: Path, output: Path) -> RunConfig:
+    """A round's joint training: from ``models`` on the lists in ``augmented``, into ``output``; a round before the
+    last does not evaluate (its models only mine the next round's lists)."""
+    model_args, data_args, args = config.model, config.data, config.training
+    final = output == Path(args.output_dir)
+    return config._replace(
+        model=replace(model_args, retriever=str(models / "retriever"), reranker=str(models / "reranker")),
+        data=replace(data_args, train_instances=str(augmented), eval_split=data_args.eval_split if final else None),
+        training=replace(
+            args,
+            output_dir=str(output),
+            warmup_epochs=0,
+            epochs=max(1, args.epochs),
+            eval_steps=args.eval_steps if final else 0,
+        ),
+    )
 
 
 def _warmup_stage(config: RunConfig, warm: Path) -> RunConfig:
