@@ -268,6 +268,7 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
         "kl_whole_run": {"seeds": base},
         "static": {"seeds": static},
         "ours_1_epoch": {"seeds": {42: _run(42, {"retriever": 0.69})}},
+        "reranker_lr_1e-4": {"seeds": {42: _run(42, {"retriever": 0.695})}},  # a lever: paired as the ablations
     }  # fmt: skip
     args = _args(tmp_path, argv=["--seeds", "42", "43", "44"])
     report = build_report(args, "scifact", systems)
@@ -277,6 +278,8 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert "retriever + reranker@20, fusion 0.5 -0.0003" in text and "inside the seed spread" in text
     assert "- ours_1_epoch retriever vs best peer retriever (st_biencoder: retriever)" in text
     assert "paired by seed: nDCG@10 +0.0000 (one seed)" in text
+    assert "- reranker_lr_1e-4 vs ours_1_epoch, seeds 42: retriever +0.0050 (one seed)" in text
+    assert "reranker_lr_1e-4" in report["ablations"] and "reranker_lr_1e-4" not in {g["system"] for g in report["goals"]}
     assert report["summaries"]["st_biencoder"]["steps"] == 153 and report["summaries"]["static"]["steps"] == 102
     assert all(not g["applies"] for g in report["goals"])  # one seed of ours_1_epoch
     from bench.quality.report import train_seconds

@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[*PEERS, *OURS],
         choices=(*SYSTEMS, *GROUPS),
-        help=f"'ablations': every ablation (with its baseline, {BASELINE} or the chain); 'all': everything",
+        help=f"'ablations': every ablation (with its baseline, {BASELINE} or the chain); 'levers': candidate "
+        "changes to the recipe (choose them with --dev_queries); 'all': everything",
     )
     parser.add_argument("--data", default="scifact", help="BEIR folder, bundled name or Hub dataset")
     parser.add_argument("--train_split", default="train")

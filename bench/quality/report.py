@@ -8,7 +8,7 @@ import statistics
 from modeling_rq2.evaluation.systems import System
 
 from .jobs import BM25_ROW, METRICS, recipe
-from .systems import ABLATIONS, OURS, PEERS, SYSTEMS
+from .systems import OURS, PAIRED, PEERS, SYSTEMS
 
 HEADERS = ("nDCG@10", "MRR@10", "R@10", "R@100")
 NOTE = (
@@ -415,14 +415,14 @@ def _ablation_lines(systems: dict[str, dict]) -> list[str]:
     """One line per ablation that ran beside its baseline, and per pair of ``ALSO_PAIRED`` that both ran."""
     lines = [
         _ablation_line(name, systems, SYSTEMS[name].baseline)
-        for name in ABLATIONS
+        for name in PAIRED
         if name in systems and SYSTEMS[name].baseline in systems
     ]
     lines += [_ablation_line(a, systems, b) for a, b in ALSO_PAIRED if a in systems and b in systems]
     lines = [line for line in lines if line]
     title = (
-        "Ablations, nDCG@10 minus the system each changes one thing of, paired by seed (mean ± std of the "
-        "differences; a 95% paired-t interval that holds 0 is called inside the seed spread):"
+        "Ablations and levers, nDCG@10 minus the system each changes one thing of, paired by seed (mean ± std of "
+        "the differences; a 95% paired-t interval that holds 0 is called inside the seed spread):"
     )
     return ["", title, "", *lines] if lines else []
 
@@ -505,7 +505,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "ood_choices": ood_choices(summaries, args.ood_choose_on),
         "ablations": {
             name: ablation_deltas(name, systems)
-            for name in ABLATIONS
+            for name in PAIRED
             if name in systems and SYSTEMS[name].baseline in systems
         },
     }
