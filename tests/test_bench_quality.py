@@ -344,6 +344,13 @@ def test_second_augmentation_round_starts_from_the_finished_one_round_chain(tmp_
     assert (run / "round-1" / "retriever" / "model.safetensors").stat().st_ino == source.stat().st_ino
     assert (run / "augmented" / "augmentation_report.json").is_file()
     assert jobs._stage_steps(run) == 5 + 7
+    (run / "round-2.partial").mkdir()  # a staging folder is not a stage
+    assert jobs._stage_steps(run) == 5 + 7
+    assert jobs._reuse_stages(two, run.parent)["job"] == "ours_augmented-seed42"  # resumed: still credited
 
     other_settings = {**two, "fusion": 0.7}
     assert jobs._reuse_stages(other_settings, tmp_path / "elsewhere") is None
+    own = tmp_path / "own" / "run" / "warmup"  # a job with a finished stage of its own is not mixed with another's
+    own.mkdir(parents=True)
+    (own / "metrics.json").write_text(json.dumps({"train": {"steps": 5}}), encoding="utf-8")
+    assert jobs._reuse_stages(two, own.parents[1]) is None and not (own.parent / "round-1").exists()

@@ -228,12 +228,19 @@ def test_augmentation_chain_warms_up_augments_then_trains_jointly(train_setup, t
         run_training(*parse_arguments(argv + ["--train_instances", str(tmp_path / "augmented")]))
 
 
-def test_augmentation_rounds_mine_each_round_with_the_models_the_round_before_trained(train_setup, tmp_path):
+def test_augmentation_rounds_mine_each_round_with_the_models_the_round_before_trained(train_setup, tmp_path,
+                                                                                     monkeypatch):
     """--augment_rounds 2: round 1 trains on the warm models' lists into round-1/ (no evaluation), round 2 mines
-    augmented-2/ with round 1's models and trains from them into OUTPUT/; a rerun trains no finished round again."""
+    augmented-2/ with round 1's models and trains from them into OUTPUT/; a rerun trains no finished round again,
+    and other rounds on a finished OUTPUT are refused before any stage runs."""
+    from modeling_rq2.training import chain
+
+    mined_with, load = [], chain.load_retriever
+    monkeypatch.setattr(chain, "load_retriever", lambda path: mined_with.append(Path(path).parent) or load(path))
     argv = train_argv(train_setup, tmp_path, "--augment", "true", "--augment_top_n", "6", "--epochs", "1",
                       "--augment_rounds", "2")
     metrics = run_training(*parse_arguments(argv))
+    assert mined_with == [tmp_path / "warmup", tmp_path / "round-1"]
     first = json.loads((tmp_path / "round-1" / "training_config.json").read_text())
     assert first["model"]["retriever"] == str(tmp_path / "warmup" / "retriever")
     assert first["data"]["train_instances"] == str(tmp_path / "augmented")
@@ -245,7 +252,7 @@ def test_augmentation_rounds_mine_each_round_with_the_models_the_round_before_tr
     second = json.loads((tmp_path / "augmented-2" / "augmentation_report.json").read_text())
     assert [r["queries"] for r in metrics["augmentation_rounds"]] == [12, 12] and metrics["augmentation"] == second
     assert "eval" in metrics and metrics["train"]["steps"] == math.ceil(sum(second["instances"].values()) / 4)
-    assert "- Augmentation (2 rounds, each mined by the models the round before trained; the last): top 6" in (
+    assert "- Augmentation (2 rounds; figures of the last): top 6" in (
         tmp_path / "retriever" / "README.md").read_text()
 
     done = [tmp_path / "round-1" / "metrics.json", tmp_path / "augmented-2" / "augmentation_report.json"]
@@ -254,6 +261,9 @@ def test_augmentation_rounds_mine_each_round_with_the_models_the_round_before_tr
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     with pytest.raises(ValueError, match="augment_rounds"):
         parse_arguments(argv[:-1] + ["0"])
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(augment_rounds 2 -> 3"):
+        run_training(*parse_arguments(argv[:-1] + ["3"]))
+    assert not (tmp_path / "round-2").exists() and not (tmp_path / "augmented-3").exists()
 
 
 def test_held_out_training_queries_never_train_and_are_what_is_evaluated(train_setup, tmp_path, monkeypatch):

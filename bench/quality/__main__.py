@@ -13,7 +13,7 @@ from .figure import write_figure
 from .jobs import recipe
 from .report import build_report, markdown
 from .runner import ROOT, prepare_data, run_child, run_systems
-from .systems import BASELINE, GROUPS, OURS, PEERS, SYSTEMS, expand
+from .systems import BASELINE, GROUPS, LEVERS, OURS, PEERS, SYSTEMS, expand
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.job:
         run_child(Path(args.job), args.threads)
         return {}
+    levers = [name for name in args.systems if name in LEVERS]
+    if levers and not args.dev_queries and not args.cached_only:
+        print(f"note: {', '.join(levers)} are levers: choose them on a dev split (--dev_queries), then read test once")
     started = time.perf_counter()
     output = Path(args.output)
     work = Path(args.work_dir or ROOT / "outputs" / "bench" / output.name)

@@ -505,7 +505,7 @@ def _augmentation_counts(report: dict | None) -> dict | None:
 def _stage_steps(run: Path) -> int:
     """The optimizer steps of the chain's stages before its last (warm-up, rounds before the last; 0 without a
     chain): their metrics hold them."""
-    stages = [run / "warmup", *run.glob("round-*")]
+    stages = [run / "warmup", *(stage for stage in run.glob("round-*") if stage.name[6:].isdigit())]
     return sum(
         json.loads((stage / "metrics.json").read_text(encoding="utf-8"))["train"]["steps"]
         for stage in stages
@@ -521,41 +521,53 @@ def _rounds(flags: Sequence[str]) -> tuple[int, list[str]]:
     return int(flags[at + 1]), [*flags[:at], *flags[at + 2 :]]
 
 
+REUSED = "reused_stages.json"
+
+
 def _reuse_stages(config: JobConfig, folder: Path) -> dict | None:
     """For the chain, the finished stages of a cheaper job of the same settings and seed, if it ran.
 
     The default warm-up (``augment_warmup joint``, 1 epoch) is exactly ``ours_1_epoch`` trained without evaluation;
     a chain of several rounds starts with the whole one-round chain (``ours_augmented``: warm-up, its augmented
     lists and its joint models, which are round 1). Their folders are hard-linked into RUN instead of trained
-    again; the chain skips those stages and the job's train seconds add the source job's. Returns the source job's
-    name and train seconds, or None (the chain trains every stage).
+    again, all or none (a job that has finished a stage of its own trains on by itself); the chain skips them and
+    the job's train seconds add the source job's. Returns the source job's name and train seconds (also on a
+    resumed job, from RUN/reused_stages.json), or None (the chain trains every stage).
     """
+    run = folder / "run"
+    if (run / REUSED).is_file():
+        return json.loads((run / REUSED).read_text(encoding="utf-8"))
     flags = config["flags"]
     if "--augment" not in flags or "--augment_warmup" in flags or "--augment_warmup_epochs" in flags:
         return None
     rounds, one_round = _rounds(flags)
     source_system = CHAIN if rounds > 1 and one_round == list(SYSTEMS[CHAIN].flags) else BASELINE
     job = f"{source_system}-seed{config['seed']}"
-    source, run = folder.parent / job, folder / "run"
-    result = source / "result.json"
-    if not result.is_file() or not (source / "run" / "metrics.json").is_file():
-        return None
-    done = json.loads(result.read_text(encoding="utf-8"))
-    if done["config"] != {**config, "system": source_system, "flags": list(SYSTEMS[source_system].flags)}:
-        return None
-    if source_system == BASELINE:
-        stages = {"warmup": (source / "run", ("retriever", "reranker", "metrics.json"))}
-    else:
-        stages = {
+    source = folder.parent / job
+    stages = (
+        {"warmup": (source / "run", ("retriever", "reranker", "metrics.json"))}
+        if source_system == BASELINE
+        else {
             "warmup": (source / "run" / "warmup", None),
             "augmented": (source / "run" / "augmented", None),
             "round-1": (source / "run", ("retriever", "reranker", "metrics.json")),
         }
+    )
+    if any((run / name / done).is_file() for name in stages for done in ("metrics.json", "augmentation_report.json")):
+        return None  # the job's own stages: not mixed with another run's
+    result = source / "result.json"
+    if not result.is_file() or not (source / "run" / "metrics.json").is_file():
+        print(f"{job} has not run here: this job trains its {', '.join(stages)} itself", flush=True)
+        return None
+    done = json.loads(result.read_text(encoding="utf-8"))
+    if done["config"] != {**config, "system": source_system, "flags": list(SYSTEMS[source_system].flags)}:
+        return None
     for name, (origin, entries) in stages.items():
-        if not any((run / name / done).is_file() for done in ("metrics.json", "augmentation_report.json")):
-            _link_folder(origin, run / name, entries)  # over a stage the chain left unfinished
+        _link_folder(origin, run / name, entries)
+    reused = {"job": job, "train_seconds": done["train_seconds"]}
+    (run / REUSED).write_text(json.dumps(reused), encoding="utf-8")
     print(f"{', '.join(stages)}: those of {job} (the same recipe and seed), not trained again", flush=True)
-    return {"job": job, "train_seconds": done["train_seconds"]}
+    return reused
 
 
 def _link_folder(origin: Path, target: Path, entries: Sequence[str] | None) -> None:

@@ -404,7 +404,7 @@ def _training_details(config: RunConfig, metrics: dict, model_config: dict, role
         rounds = len(metrics.get("augmentation_rounds") or [augmentation])
         lines.append(
             "- Augmentation"
-            + (f" ({rounds} rounds, each mined by the models the round before trained; the last)" if rounds > 1 else "")
+            + (f" ({rounds} rounds; figures of the last)" if rounds > 1 else "")
             + f": top {augmentation.get('top_n')} retrieved; {denoising}; "
             f"instances {augmentation.get('instances')}."
         )

@@ -36,6 +36,7 @@ from .arguments import (
     LossArguments,
     ModelArguments,
     RunConfig,
+    check_previous_run,
     check_setting,
 )
 from .augmentation import REPORT_FILE, augment_instances, save_instances
@@ -83,30 +84,42 @@ def _chain(config: RunConfig) -> dict:
         "--short_lists pad",
     )
     output = Path(args.output_dir)
-    warm = output / "warmup"
-    if args.plan:  # the chain's first stage; the lists of the last are mined by it
+    warm, rounds = output / "warmup", aug_args.augment_rounds
+    if args.plan:  # the chain's first stage; the lists of the rounds are mined by it and by the rounds
         return train(_warmup_stage(config, warm))
+    # before any stage: an OUTPUT holding a run of other settings (e.g. other rounds) is refused now, not after
+    # the stages before the last have run
+    check_previous_run(_round_stage(config, _round_models(output, rounds), _lists(output, rounds), output))
     if args.overwrite_output_dir or not (warm / "metrics.json").is_file():  # a complete stage is kept
         train(_warmup_stage(config, warm))
-    models, reports = warm, []
-    for number in range(1, aug_args.augment_rounds + 1):
-        augmented = output / ("augmented" if number == 1 else f"augmented-{number}")
+    reports = []
+    for number in range(1, rounds + 1):
+        models, augmented = _round_models(output, number), _lists(output, number)
         _augment(config, models, augmented)
         reports.append(json.loads((augmented / REPORT_FILE).read_text(encoding="utf-8")))
-        last = number == aug_args.augment_rounds
-        stage = _round_stage(config, models, augmented, output if last else output / f"round-{number}")
-        if last:
+        stage_output = output if number == rounds else output / f"round-{number}"
+        stage = _round_stage(config, models, augmented, stage_output)
+        if number == rounds:
             metrics = train(stage)
-        elif args.overwrite_output_dir or not (output / f"round-{number}" / "metrics.json").is_file():
+        elif args.overwrite_output_dir or not (stage_output / "metrics.json").is_file():
             train(stage)
-        models = Path(stage.training.output_dir)
     metrics["augmentation"] = reports[-1]
-    if len(reports) > 1:
+    if rounds > 1:
         metrics["augmentation_rounds"] = reports
     if PartialState().is_main_process:  # the cards, rendered by train, now also describe the augmentation
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         write_cards(output)
     return metrics
+
+
+def _round_models(output: Path, number: int) -> Path:
+    """The models round ``number`` mines with and trains from: the warm-up's, then the round before's."""
+    return output / ("warmup" if number == 1 else f"round-{number - 1}")
+
+
+def _lists(output: Path, number: int) -> Path:
+    """Round ``number``'s mined lists."""
+    return output / ("augmented" if number == 1 else f"augmented-{number}")
 
 
 def _round_stage(config: RunConfig, models: Path, augmented: Path, output: Path) -> RunConfig:
@@ -143,21 +156,24 @@ def _warmup_stage(config: RunConfig, warm: Path) -> RunConfig:
 
 
 def _augment(config: RunConfig, warm: Path, augmented: Path) -> None:
-    """Mine and denoise the training queries' lists with the warm models (the main process; the others wait)."""
+    """Mine and denoise the training queries' lists with the ``warm`` models (the main process; the others wait)."""
+    state = PartialState()
+    if state.is_main_process and (config.training.overwrite_output_dir or not (augmented / REPORT_FILE).is_file()):
+        _mine(config, warm, augmented)
+    state.wait_for_everyone()  # the others then read its result (they never mine: one writer a folder)
+
+
+def _mine(config: RunConfig, warm: Path, augmented: Path) -> None:
+    """The lists of ``_augment``, mined and saved."""
     state, data_args = PartialState(), config.data
-    with state.main_process_first():  # the main process augments; the others then find its result
-        if (augmented / REPORT_FILE).is_file() and not config.training.overwrite_output_dir:
-            return
-        data, _ = training_split(data_args)  # without the held-out queries
-        if data_args.max_train_queries:
-            data = replace(
-                data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries))))
-            )
-        retriever, reranker = load_retriever(warm / "retriever"), load_reranker(warm / "reranker")
-        for model in (retriever, reranker):
-            model.inference_precision, model.inference_backend = config.training.precision, config.training.backend
-        instances, report = augment_instances(
-            data, retriever, reranker, config.augmentation, show_progress_bar=state.is_local_main_process
-        )
-        save_instances(instances, augmented, report)
-        state.print(f"augmentation: {json.dumps({k: v for k, v in report.items() if k != 'arguments'})}")
+    data, _ = training_split(data_args)  # without the held-out queries
+    if data_args.max_train_queries:
+        data = replace(data, queries=data.queries.select(range(min(data_args.max_train_queries, len(data.queries)))))
+    retriever, reranker = load_retriever(warm / "retriever"), load_reranker(warm / "reranker")
+    for model in (retriever, reranker):
+        model.inference_precision, model.inference_backend = config.training.precision, config.training.backend
+    instances, report = augment_instances(
+        data, retriever, reranker, config.augmentation, show_progress_bar=state.is_local_main_process
+    )
+    save_instances(instances, augmented, report)
+    state.print(f"augmentation: {json.dumps({k: v for k, v in report.items() if k != 'arguments'})}")
