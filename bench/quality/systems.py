@@ -224,6 +224,20 @@ _LEVERS = (
         )
         for lr in ("1e-4", "2e-4")
     ),
+    _lever(
+        "separate_towers",
+        "lever: separate query and passage towers",
+        f"{BASELINE} with a query encoder and a passage encoder of their own (the paper's dual encoder; default: one "
+        "shared encoder)",
+        (*ONE_EPOCH, "--shared_towers", "false"),
+    ),
+    _lever(
+        "official_input_format",
+        "lever: the official code's input format",
+        f"{BASELINE} with titled passages as RocketQA's code has them (title and text as segments A and B; the "
+        "re-ranker's title and text without a [SEP] between)",
+        (*ONE_EPOCH, "--input_format", "official"),
+    ),
 )
 SYSTEMS: dict[str, BenchSystem] = {system.name: system for system in (*_REGISTRY, *_LEVERS)}
 """Every system, in report order: peers (the cross-encoder after the bi-encoder it needs), ours, the ablations, the
