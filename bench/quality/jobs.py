@@ -6,6 +6,7 @@ A job's config is a plain dict (``JobConfig`` types it): it is the cache key, co
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -505,7 +506,7 @@ def _augmentation_counts(report: dict | None) -> dict | None:
 def _stage_steps(run: Path) -> int:
     """The optimizer steps of the chain's stages before its last (warm-up, rounds before the last; 0 without a
     chain): their metrics hold them."""
-    stages = [run / "warmup", *(stage for stage in run.glob("round-*") if stage.name[6:].isdigit())]
+    stages = [run / "warmup", *(stage for stage in run.glob("round-*") if re.fullmatch(r"round-\d+", stage.name))]
     return sum(
         json.loads((stage / "metrics.json").read_text(encoding="utf-8"))["train"]["steps"]
         for stage in stages

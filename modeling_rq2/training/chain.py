@@ -85,7 +85,7 @@ def _chain(config: RunConfig) -> dict:
     )
     output = Path(args.output_dir)
     warm, rounds = output / "warmup", aug_args.augment_rounds
-    if args.plan:  # the chain's first stage; the lists of the rounds are mined by it and by the rounds
+    if args.plan:  # the chain's first stage alone: every later stage trains on lists mined after it
         return train(_warmup_stage(config, warm))
     # before any stage: an OUTPUT holding a run of other settings (e.g. other rounds) is refused now, not after
     # the stages before the last have run
