@@ -33,8 +33,10 @@ def spawned(monkeypatch) -> list[str]:
         (models / "config.json").write_text("{}", encoding="utf-8")
         ndcg = 0.5 + 0.01 * len(calls)  # each run's numbers differ, as a rerun's may on another machine
         result = {"rows": {"retriever": {"ndcg@10": ndcg}}, "train_seconds": 1.0, "eval_seconds": 1.0}
-        if "source" in config:
+        if "out_of_domain" in config:
             result["out_of_domain"] = {"med": {"retriever": {"ndcg@10": ndcg}}}
+        elif "source" in config:
+            result["fusions"] = {f"retriever + reranker@20, fusion {w:g}": {"ndcg@10": ndcg} for w in config["fusions"]}
         (folder / "result.json").write_text(json.dumps({**result, "config": config}), encoding="utf-8")
 
     monkeypatch.setattr(runner, "_spawn", spawn)
@@ -92,6 +94,54 @@ def test_out_of_domain_is_a_job_of_its_own_and_leaves_the_trained_jobs_key_alone
     ood = json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42-ood").read_text())["config"]
     source = {"folder": "ours_1_epoch-seed42", "config": config}
     assert ood == {"source": source, "out_of_domain": ["/data/med"], "fusions": [0.25, 0.5, 0.75, 0.9]}
+
+
+def test_fusion_weights_are_a_job_of_their_own_for_systems_with_a_reranker_only(tmp_path, spawned):
+    args = _args(tmp_path, argv=["--fusions", "0.75", "0.25"])
+    config = _config(args, "ours_1_epoch")
+    assert config == _config(_args(tmp_path), "ours_1_epoch")
+    run = run_job("ours_1_epoch-seed42", config, tmp_path / "work", args)
+    zeroshot = {"seeds": {None: {"key": "zeroshot", "config": {}}}}
+    runner._fusions(args, tmp_path / "work", {"zeroshot": zeroshot, "ours_1_epoch": {"seeds": {42: run}}})
+    assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42-fusions"]
+    assert set(run["fusions"]) == {"retriever + reranker@20, fusion 0.25", "retriever + reranker@20, fusion 0.75"}
+    scored = json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42-fusions").read_text())["config"]
+    assert scored == {"source": {"folder": "ours_1_epoch-seed42", "config": config}, "fusions": [0.25, 0.75]}
+
+
+def test_fusion_job_scores_the_trained_models_on_the_evaluation_split(tmp_path, beir_folder, retriever, reranker):
+    from bench.quality.jobs import recipe, run_job_function
+
+    source = tmp_path / "work" / "ours_1_epoch-seed42"
+    retriever.save_pretrained(source / "run" / "retriever")
+    reranker.save_pretrained(source / "run" / "reranker")
+    data = {"path": str(beir_folder), "train_split": "train", "eval_split": "test"}
+    config = {"data": data, "lengths": recipe(), "top_k": 5, "batch_size": 4, "system": "ours_1_epoch"}
+    config |= {"rerank_top_k": 3, "fusion": 0.5}
+    job = {"source": {"folder": source.name, "config": config}, "fusions": [0.0, 1.0]}
+    rows = run_job_function(job, tmp_path / "work" / "ours_1_epoch-seed42-fusions")["fusions"]
+    assert set(rows) == {
+        "retriever",
+        "retriever + reranker@3",
+        "retriever + reranker@3, fusion 0.5",
+        "retriever + reranker@3, fusion 1",
+    }
+    # fusion 1 is the retriever's own order of the head: its nDCG@10 equals the retriever's on these 2 queries
+    assert rows["retriever + reranker@3, fusion 1"]["ndcg@10"] == pytest.approx(rows["retriever"]["ndcg@10"])
+
+
+def test_fusion_choice_is_the_best_ranking_on_the_split_scored():
+    from bench.quality.report import fusion_choices
+
+    spread = lambda values: {"mean": sum(values) / len(values), "std": 0.0}
+    ours = {"rows": {}, "seeds": 3, "fusions": {"retriever": spread([0.70]), "retriever + reranker@20": spread([0.68])}}
+    ours["fusions"]["retriever + reranker@20, fusion 0.75"] = spread([0.73, 0.74])
+    cross = {"rows": {}, "seeds": 1, "fusions": {"retriever + reranker@20, fusion 0.5": spread([0.60])}}
+    biencoder = {"rows": {"retriever": {"ndcg@10": spread([0.69])}}, "seeds": 1}
+    chosen = {c["system"]: c for c in fusion_choices({"ours": ours, "st_crossencoder": cross, "st_biencoder": biencoder})}
+    assert chosen["ours"]["best"] == "retriever + reranker@20, fusion 0.75"
+    assert chosen["st_crossencoder"]["best"] == "retriever"  # its bi-encoder alone beats its fusion
+    assert "st_biencoder" not in chosen
 
 
 def test_cached_only_starts_nothing_not_even_a_teacher(tmp_path, spawned):
@@ -261,6 +311,8 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     fused = "retriever + reranker@20, fusion 0.5"
     base = {s: _run(s, {"retriever": 0.70 + d, fused: 0.72 + d}) for s, d in ((42, 0.0), (43, 0.004), (44, -0.003))}
     static = {s: _run(s, {"retriever": r["rows"]["retriever"]["ndcg@10"] - 0.01, fused: 0.72}) for s, r in base.items()}
+    for run in base.values():  # scored at --fusions too
+        run["fusions"] = {fused: {"ndcg@10": 0.72}, "retriever + reranker@20, fusion 0.75": {"ndcg@10": 0.73}}
     peer = {42: {**_run(42, {"retriever": 0.69}), "details": {"steps": 153}}}
     systems = {
         "st_biencoder": {"seeds": peer, "grid": {"st_biencoder-lr2e-05-ep3-seed42": peer[42]}, "best": "x",
@@ -277,6 +329,8 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert "(95% [-0.0100, -0.0100]: worse)" in text
     assert "retriever + reranker@20, fusion 0.5 -0.0003" in text and "inside the seed spread" in text
     assert "- ours_1_epoch retriever vs best peer retriever (st_biencoder: retriever)" in text
+    assert "scored on test, nDCG@10; the best is a reading of the test split, not a choice" in text
+    assert "- kl_whole_run (3 seeds): retriever 0.7003 ± 0.0035; " in text and "best: **retriever + reranker@20, fusion 0.75**" in text
     assert "paired by seed: nDCG@10 +0.0000 (one seed)" in text
     assert "- reranker_lr_1e-4 vs ours_1_epoch, seeds 42: retriever +0.0050 (one seed)" in text
     assert "reranker_lr_1e-4" in report["ablations"] and "reranker_lr_1e-4" not in {g["system"] for g in report["goals"]}

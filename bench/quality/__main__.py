@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         "--ood_choose_on",
         help="the collection (its name) the fusion weight is chosen on; the others only report (default: the first)",
     )
+    parser.add_argument(
+        "--fusions",
+        nargs="*",
+        type=float,
+        default=[],
+        help="fusion weights (of the retriever) every job with a re-ranker is also scored at, on the evaluation "
+        "split (a job of its own per run: one more corpus encoding); the report names the best, a choice on a dev "
+        "split (--dev_queries)",
+    )
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--rerank_top_k", type=int, default=20)
     parser.add_argument("--fusion", type=float, default=0.5)

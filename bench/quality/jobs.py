@@ -86,6 +86,7 @@ class JobResult(TypedDict, total=False):
     eval_seconds: float
     details: dict[str, Any]
     out_of_domain: dict[str, dict[str, dict[str, float]]]
+    fusions: dict[str, dict[str, float]]
     config: JobConfig
 
 
@@ -617,40 +618,55 @@ def _trained_models(config: JobConfig, folder: Path) -> tuple[Any, Any]:
     return _retriever(config, folder / "run" / "retriever"), reranker.to(_device()).eval()
 
 
+def _rows(config: JobConfig, models: tuple[Any, Any], data, fusions: Sequence[float]) -> dict[str, dict[str, float]]:
+    """``models`` scored on ``data`` with the job's settings (top 100 or the corpus, re-ranking and its fusion) and
+    each of ``fusions`` too: {row: metrics}. A CrossEncoder's retriever row is its bi-encoder's, reported there."""
+    from modeling_rq2.evaluation.systems import System
+
+    weights = sorted({config.get("fusion", 0.0), *fusions})
+    local = {**config, "top_k": min(config["top_k"], len(data.corpus)), "fusion": weights}
+    rows = {s.name: m for s, m in _evaluate(local, models[0], data, None, models[1]).metrics.items()}
+    if config["system"] == "st_crossencoder":
+        rows.pop(System.retriever().name)
+    return rows
+
+
 def out_of_domain(
     config: JobConfig, folder: Path, collections: list[str], fusions: Sequence[float] = ()
 ) -> dict[str, dict[str, dict[str, float]]]:
     """The models of the job ``config`` in ``folder`` scored on each collection (BEIR folder, its test split),
-    with the job's own settings (top 100 or the corpus, re-ranking and fusion, and the other ``fusions``, a
-    weight to choose on one collection): {collection: {row: metrics}}."""
+    with the job's own settings and the other ``fusions`` (a weight to choose on one collection):
+    {collection: {row: metrics}}."""
     from modeling_rq2.data import load_beir
     from modeling_rq2.evaluation.evaluate import bm25_baseline
-    from modeling_rq2.evaluation.systems import System
 
     scored = {}
     models = None if config["system"] == "bm25" else _trained_models(config, folder)
     for path in collections:
         data = load_beir(path, "test")
-        weights = sorted({config.get("fusion", 0.0), *fusions})
-        local = {**config, "top_k": min(config["top_k"], len(data.corpus)), "fusion": weights}
         if models is None:
-            rows = {BM25_ROW: bm25_baseline(data, metrics=METRICS, top_k=local["top_k"])}
+            top_k = min(config["top_k"], len(data.corpus))
+            scored[data.name] = {BM25_ROW: bm25_baseline(data, metrics=METRICS, top_k=top_k)}
         else:
-            rows = {s.name: m for s, m in _evaluate(local, models[0], data, None, models[1]).metrics.items()}
-            if config["system"] == "st_crossencoder":  # its retriever is the bi-encoder's, reported there
-                rows.pop(System.retriever().name)
-        scored[data.name] = rows
+            scored[data.name] = _rows(config, models, data, fusions)
     return scored
 
 
+def fusion_grid(config: JobConfig, folder: Path, fusions: Sequence[float]) -> dict[str, dict[str, float]]:
+    """The models of the job ``config`` in ``folder`` scored again on its own evaluation split, fused with each of
+    ``fusions``: {row: metrics}, where the fusion weight is chosen when that split is a dev split."""
+    return _rows(config, _trained_models(config, folder), _load(config, "eval_split"), fusions)
+
+
 def run_job_function(config: JobConfig, folder: Path) -> JobResult:
-    """The job of ``config["system"]`` (or, for an out-of-domain job, the scoring of its source's models), run in
-    this process."""
+    """The job of ``config["system"]`` (or, for a job with a ``source``, the scoring of its source's models out of
+    domain or at more fusion weights), run in this process."""
     if "source" not in config:
         return JOBS[SYSTEMS[config["system"]].job](config, folder)
     started = time.perf_counter()
-    source = config["source"]
-    scored = out_of_domain(
-        source["config"], folder.parent / source["folder"], config["out_of_domain"], config.get("fusions", ())
-    )
-    return {"out_of_domain": scored, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started}
+    source, models = config["source"], folder.parent / config["source"]["folder"]
+    if "out_of_domain" in config:
+        scored = {"out_of_domain": out_of_domain(source["config"], models, config["out_of_domain"], config["fusions"])}
+    else:
+        scored = {"fusions": fusion_grid(source["config"], models, config["fusions"])}
+    return {**scored, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started}

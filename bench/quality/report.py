@@ -63,6 +63,8 @@ def summarise(system: dict) -> dict:
             name: {row: _spread([r["out_of_domain"][name][row]["ndcg@10"] for r in runs]) for row in found}
             for name, found in collections.items()
         }
+    if all("fusions" in r for r in runs):
+        summary["fusions"] = {row: _spread([r["fusions"][row]["ndcg@10"] for r in runs]) for row in runs[0]["fusions"]}
     return summary
 
 
@@ -303,6 +305,31 @@ def _ood_choice_lines(choices: list[dict]) -> list[str]:
     return lines
 
 
+def fusion_choices(summaries: dict[str, dict]) -> list[dict]:
+    """Per system scored at ``--fusions``: its rankings' nDCG@10 means on the evaluation split (retriever, re-ranked,
+    fused at each weight; a CrossEncoder's retriever is its bi-encoder's) and the best of them."""
+    found = []
+    for name, summary in summaries.items():
+        if "fusions" not in summary:
+            continue
+        retriever = summaries.get(RETRIEVER_OF.get(name, name), {}).get("rows", {}).get(RETRIEVER)
+        rankings = {**({RETRIEVER: retriever["ndcg@10"]} if retriever else {}), **summary["fusions"]}
+        best = max(rankings, key=lambda row: rankings[row]["mean"])
+        found.append({"system": name, "rankings": rankings, "best": best, "seeds": summary["seeds"]})
+    return found
+
+
+def _fusion_lines(choices: list[dict], split: str, dev: bool) -> list[str]:
+    if not choices:
+        return []
+    use = "the choice" if dev else "a reading of the test split, not a choice (choose on a dev split)"
+    lines = ["", f"Fusion weights (of the retriever) scored on {split}, nDCG@10; the best is {use}:", ""]
+    for c in choices:
+        cells = "; ".join(f"{row} {_cell(value)}" for row, value in c["rankings"].items())
+        lines.append(f"- {c['system']} ({c['seeds']} seeds): {cells}; best: **{c['best']}**")
+    return lines
+
+
 def _out_of_domain_lines(summaries: dict[str, dict], checks: list[dict]) -> list[str]:
     """The out-of-domain table (nDCG@10 per collection, mean ± std over seeds) and its goals."""
     found = {name: s["out_of_domain"] for name, s in summaries.items() if "out_of_domain" in s}
@@ -443,6 +470,8 @@ def markdown(report: dict) -> str:
         if name in report["systems"]:
             lines += _grid_lines(name, report["systems"][name])
     lines += _ablation_lines(report["systems"])
+    dev = bool(report["settings"].get("dev_queries"))
+    lines += _fusion_lines(report.get("fusion_choices", []), d["eval_split"], dev)
     lines += _out_of_domain_lines(report["summaries"], report["out_of_domain"])
     lines += _ood_choice_lines(report.get("ood_choices", []))
     lines += ["", NOTE]
@@ -503,6 +532,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "out_of_domain": out_of_domain_checks(summaries),
         "readme_table": readme_table(summaries, {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS}),
         "ood_choices": ood_choices(summaries, args.ood_choose_on),
+        "fusion_choices": fusion_choices(summaries),
         "ablations": {
             name: ablation_deltas(name, systems)
             for name in PAIRED

@@ -305,6 +305,25 @@ def ood_config(key: str, config: JobConfig, collections: list[str], fusions: lis
     return {"source": {"folder": key, "config": config}, "out_of_domain": paths, "fusions": sorted(fusions)}
 
 
+def fusions_config(key: str, config: JobConfig, fusions: list[float]) -> JobConfig:
+    """The job that scores job ``key``'s models again on its evaluation split, fused with each of ``fusions`` (a
+    job of its own, as the out-of-domain one)."""
+    return {"source": {"folder": key, "config": config}, "fusions": sorted(fusions)}
+
+
+def _fusions(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
+    """Each reported run with a re-ranker scored at ``--fusions``: ``run["fusions"]`` set where it ran."""
+    for name, system in systems.items():
+        if SYSTEMS[name].job not in ("rq2", "st_crossencoder"):
+            continue
+        for run in system["seeds"].values():
+            scored = run_job(
+                f"{run['key']}-fusions", fusions_config(run["key"], run["config"], args.fusions), work, args
+            )
+            if scored is not None:
+                run["fusions"] = scored["fusions"]
+
+
 def _out_of_domain(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
     """Each reported run's models scored on ``--out_of_domain``: ``run["out_of_domain"]`` set where it ran."""
     for system in systems.values():
@@ -410,6 +429,8 @@ def run_systems(args: argparse.Namespace, work: Path, data_path: str) -> dict[st
     common = _common(args, data_path)
     systems = {**_peer_systems(args, work, common), **_our_systems(args, work, common)}
     systems = {name: system for name, system in systems.items() if system and system["seeds"]}
+    if args.fusions:
+        _fusions(args, work, systems)
     if args.out_of_domain:
         _out_of_domain(args, work, systems)
     return systems
