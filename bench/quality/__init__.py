@@ -18,9 +18,8 @@ peers' budget); ``ours_augmented`` (the chain, 1 + 1 epochs: ``--augment true --
 stage is the ``ours_1_epoch`` job's models when that job ran with the same settings and seed; ``ours`` is its
 control: about as many optimizer steps, no augmentation); the ablations of ``systems.SYSTEMS`` (``--systems
 ablations``), each one change to ``ours_1_epoch`` (or, for ``undenoised`` and ``denoised``, to the chain); the
-levers (``--systems levers``: a second augmentation round, the re-ranker's learning rate, separate towers, the
-official input format), candidate changes to the
-recipe, reported paired against their baseline like the ablations and chosen on a dev split.
+levers (``--systems levers``: a second augmentation round, the re-ranker's learning rate, its length and the
+training passages' length, separate towers, the official input format), candidate changes to the recipe, reported paired against their baseline like the ablations and chosen on a dev split.
 
 Every system starts from the same backbone (the offline all-MiniLM-L6-v2) and trains on the same lists (each
 training query, one positive and BM25 negatives from the top 50; ``build_instances`` + ``ListwiseDataset``, epoch 0)
@@ -33,7 +32,9 @@ trains on SciFact's training claims less N drawn with S and is scored on those N
 the test split is not read. ``--out_of_domain DIR...``: every reported job's models are also scored on other
 collections (a job of its own, ``<job>-ood``, so the trained job's key does not change), fused at each of
 ``--ood_fusions`` too; the report checks the out-of-domain goals and names the ranking best on
-``--ood_choose_on`` with its figures on the other collections.
+``--ood_choose_on`` with its figures on the other collections. ``--fusions W...``: every reported job with a
+re-ranker is also scored on its evaluation split fused at each weight (``<job>-fusions``, likewise a job of its own);
+the report names the best ranking, the choice of the fusion weight when that split is the dev split.
 
 Each job (system, grid point, seed) runs in a fresh subprocess and writes WORK_DIR/<job>/result.json (its
 settings and the commit it ran included; model folders and a log beside it), copied into the ledger
