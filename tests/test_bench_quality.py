@@ -408,3 +408,16 @@ def test_second_augmentation_round_starts_from_the_finished_one_round_chain(tmp_
     own.mkdir(parents=True)
     (own / "metrics.json").write_text(json.dumps({"train": {"steps": 5}}), encoding="utf-8")
     assert jobs._reuse_stages(two, own.parents[1]) is None and not (own.parent / "round-1").exists()
+
+
+def test_denoising_threshold_levers_start_from_the_one_epoch_warm_up(tmp_path):
+    """A chain lever that changes only what comes after the warm-up trains no warm-up of its own."""
+    from bench.quality import jobs
+
+    args = _args(tmp_path)
+    _finished_job(tmp_path / "ours_1_epoch-seed42", _config(args, "ours_1_epoch"), {".": 6})
+    lever = _config(args, "denoise_0.3_0.7")
+    assert lever["flags"][-4:] == ["--negative_below", "0.3", "--positive_above", "0.7"]
+    run = tmp_path / "denoise_0.3_0.7-seed42" / "run"
+    assert jobs._reuse_stages(lever, run.parent) == {"job": "ours_1_epoch-seed42", "train_seconds": 100.0}
+    assert (run / "warmup" / "reranker" / "model.safetensors").is_file() and jobs._stage_steps(run) == 6

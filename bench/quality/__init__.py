@@ -18,8 +18,9 @@ peers' budget); ``ours_augmented`` (the chain, 1 + 1 epochs: ``--augment true --
 stage is the ``ours_1_epoch`` job's models when that job ran with the same settings and seed; ``ours`` is its
 control: about as many optimizer steps, no augmentation); the ablations of ``systems.SYSTEMS`` (``--systems
 ablations``), each one change to ``ours_1_epoch`` (or, for ``undenoised`` and ``denoised``, to the chain); the
-levers (``--systems levers``: a second augmentation round, the re-ranker's learning rate, its length and the
-training passages' length, separate towers, the official input format), candidate changes to the recipe, reported paired against their baseline like the ablations and chosen on a dev split.
+levers (``--systems levers``: a second augmentation round, denoising's thresholds, the re-ranker's learning rate,
+its length and the training passages' length, separate towers, the official input format), candidate changes to
+the recipe, reported paired against their baseline like the ablations and chosen on a dev split.
 
 Every system starts from the same backbone (the offline all-MiniLM-L6-v2) and trains on the same lists (each
 training query, one positive and BM25 negatives from the top 50; ``build_instances`` + ``ListwiseDataset``, epoch 0)

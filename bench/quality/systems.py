@@ -214,6 +214,18 @@ _LEVERS = (
         (*AUGMENTED, "--augment_rounds", "2"),
         baseline=CHAIN,
     ),
+    # denoising's thresholds (RocketQA's: 0.1 / 0.9), looser and stricter; the warm-up is ours_1_epoch's, as the chain's
+    *(
+        _lever(
+            f"denoise_{negative}_{positive}",
+            f"lever: denoising thresholds {negative} / {positive}",
+            f"{CHAIN} keeping a mined negative only below P(relevant) {negative} and adding an unlabelled passage as a "
+            f"positive above {positive} (default 0.1 / 0.9)",
+            (*AUGMENTED, "--negative_below", negative, "--positive_above", positive),
+            baseline=CHAIN,
+        )
+        for negative, positive in (("0.3", "0.7"), ("0.05", "0.95"))
+    ),
     # the re-ranker is the slow learner (its listwise loss ends the epoch at 0.63 where the retriever's is 0.15);
     # on the dev split 1e-4 fit the training lists better (0.40 vs 0.52) and re-ranked worse: 2e-5 is the other side
     *(
