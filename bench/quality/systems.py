@@ -249,9 +249,10 @@ _LEVERS = (
     _lever(
         "train_length_256",
         "lever: training passages of 256 tokens",
-        f"{BASELINE} with the retriever's training passages and the re-ranker's pairs at 256 tokens (defaults 128), "
-        "the retriever's inference length",
-        (*ONE_EPOCH, "--train_passage_max_length", "256", "--reranker_max_length", "256"),
+        "reranker_length_256 with the retriever's training passages at 256 tokens too (default 128), its inference "
+        "length",
+        (*ONE_EPOCH, "--reranker_max_length", "256", "--train_passage_max_length", "256"),
+        baseline="reranker_length_256",
     ),
     _lever(
         "separate_towers",
