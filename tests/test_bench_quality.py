@@ -102,7 +102,9 @@ def test_fusion_weights_are_a_job_of_their_own_for_systems_with_a_reranker_only(
     assert config == _config(_args(tmp_path), "ours_1_epoch")
     run = run_job("ours_1_epoch-seed42", config, tmp_path / "work", args)
     zeroshot = {"seeds": {None: {"key": "zeroshot", "config": {}}}}
-    runner._fusions(args, tmp_path / "work", {"zeroshot": zeroshot, "ours_1_epoch": {"seeds": {42: run}}})
+    biencoder = {"seeds": {42: {"key": "st_biencoder-lr2e-05-ep3-seed42", "config": {}}}}
+    systems = {"zeroshot": zeroshot, "st_biencoder": biencoder, "ours_1_epoch": {"seeds": {42: run}}}
+    runner._fusions(args, tmp_path / "work", systems)  # retrievers alone have nothing to fuse
     assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42-fusions"]
     assert set(run["fusions"]) == {"retriever + reranker@20, fusion 0.25", "retriever + reranker@20, fusion 0.75"}
     scored = json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42-fusions").read_text())["config"]
@@ -128,20 +130,38 @@ def test_fusion_job_scores_the_trained_models_on_the_evaluation_split(tmp_path, 
     }
     # fusion 1 is the retriever's own order of the head: its nDCG@10 equals the retriever's on these 2 queries
     assert rows["retriever + reranker@3, fusion 1"]["ndcg@10"] == pytest.approx(rows["retriever"]["ndcg@10"])
+    # an out-of-domain job of the same models: scored on the collection's test split, at its own fusion weights
+    ood = {"source": job["source"], "out_of_domain": [str(beir_folder)], "fusions": [0.25]}
+    scored = run_job_function(ood, tmp_path / "work" / "ours_1_epoch-seed42-ood")["out_of_domain"]
+    assert list(scored) == ["tiny"] and "retriever + reranker@3, fusion 0.25" in scored["tiny"]
+    assert scored["tiny"]["retriever"] == rows["retriever"]
 
 
-def test_fusion_choice_is_the_best_ranking_on_the_split_scored():
+def test_fusion_choice_is_the_best_ranking_on_the_split_scored_with_its_margin_over_the_jobs_own_weight():
     from bench.quality.report import fusion_choices
 
     spread = lambda values: {"mean": sum(values) / len(values), "std": 0.0}
-    ours = {"rows": {}, "seeds": 3, "fusions": {"retriever": spread([0.70]), "retriever + reranker@20": spread([0.68])}}
-    ours["fusions"]["retriever + reranker@20, fusion 0.75"] = spread([0.73, 0.74])
-    cross = {"rows": {}, "seeds": 1, "fusions": {"retriever + reranker@20, fusion 0.5": spread([0.60])}}
-    biencoder = {"rows": {"retriever": {"ndcg@10": spread([0.69])}}, "seeds": 1}
-    chosen = {c["system"]: c for c in fusion_choices({"ours": ours, "st_crossencoder": cross, "st_biencoder": biencoder})}
-    assert chosen["ours"]["best"] == "retriever + reranker@20, fusion 0.75"
+    fused = lambda w: f"retriever + reranker@20, fusion {w}"
+    ours = {"retriever": spread([0.70]), "retriever + reranker@20": spread([0.68]), fused(0.5): spread([0.72])}
+    ours[fused(0.75)] = spread([0.73, 0.74])
+    cross = {"retriever": spread([0.69]), fused(0.5): spread([0.60])}
+    summaries = {
+        "ours": {"rows": {}, "seeds": 3, "fusions": ours, "fusion_seeds": 2},
+        "st_crossencoder": {"rows": {}, "seeds": 1, "fusions": cross, "fusion_seeds": 1},
+        "st_biencoder": {"rows": {"retriever": {"ndcg@10": spread([0.69])}}, "seeds": 1},
+    }
+    chosen = {c["system"]: c for c in fusion_choices(summaries, "dev", True, 0.5)}
+    assert chosen["ours"]["best"] == fused(0.75) and chosen["ours"]["choice"] and chosen["ours"]["seeds"] == 2
+    assert chosen["ours"]["margin_over_own"] == pytest.approx(0.015)
     assert chosen["st_crossencoder"]["best"] == "retriever"  # its bi-encoder alone beats its fusion
     assert "st_biencoder" not in chosen
+
+
+def test_fusion_weights_out_of_range_are_refused_before_any_job(tmp_path):
+    with pytest.raises(SystemExit, match=r"weights must be in \[0, 1\]"):
+        _args(tmp_path, argv=["--fusions", "0.5", "1.5"])
+    config = _config(_args(tmp_path), "ours_1_epoch")
+    assert runner.fusions_config("k", config, [0.75, 0.25, 0.75])["fusions"] == [0.25, 0.75]
 
 
 def test_cached_only_starts_nothing_not_even_a_teacher(tmp_path, spawned):
@@ -311,8 +331,9 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     fused = "retriever + reranker@20, fusion 0.5"
     base = {s: _run(s, {"retriever": 0.70 + d, fused: 0.72 + d}) for s, d in ((42, 0.0), (43, 0.004), (44, -0.003))}
     static = {s: _run(s, {"retriever": r["rows"]["retriever"]["ndcg@10"] - 0.01, fused: 0.72}) for s, r in base.items()}
-    for run in base.values():  # scored at --fusions too
-        run["fusions"] = {fused: {"ndcg@10": 0.72}, "retriever + reranker@20, fusion 0.75": {"ndcg@10": 0.73}}
+    for run in (base[42], base[43]):  # scored at --fusions too, two of the three seeds
+        run["fusions"] = {"retriever": run["rows"]["retriever"]}
+        run["fusions"] |= {fused: {"ndcg@10": 0.72}, "retriever + reranker@20, fusion 0.75": {"ndcg@10": 0.73}}
     peer = {42: {**_run(42, {"retriever": 0.69}), "details": {"steps": 153}}}
     systems = {
         "st_biencoder": {"seeds": peer, "grid": {"st_biencoder-lr2e-05-ep3-seed42": peer[42]}, "best": "x",
@@ -329,8 +350,9 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert "(95% [-0.0100, -0.0100]: worse)" in text
     assert "retriever + reranker@20, fusion 0.5 -0.0003" in text and "inside the seed spread" in text
     assert "- ours_1_epoch retriever vs best peer retriever (st_biencoder: retriever)" in text
-    assert "scored on test, nDCG@10; the best is a reading of the test split, not a choice" in text
-    assert "- kl_whole_run (3 seeds): retriever 0.7003 ± 0.0035; " in text and "best: **retriever + reranker@20, fusion 0.75**" in text
+    assert "scored on test, nDCG@10; the best is a reading of test, not a choice" in text
+    assert "- kl_whole_run (2 seeds): retriever 0.7020 ± 0.0028; " in text
+    assert "best: **retriever + reranker@20, fusion 0.75** (+0.0100 over the job's own weight)" in text
     assert "paired by seed: nDCG@10 +0.0000 (one seed)" in text
     assert "- reranker_lr_1e-4 vs ours_1_epoch, seeds 42: retriever +0.0050 (one seed)" in text
     assert "reranker_lr_1e-4" in report["ablations"] and "reranker_lr_1e-4" not in {g["system"] for g in report["goals"]}

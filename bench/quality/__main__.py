@@ -65,12 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--fusions",
-        nargs="*",
+        nargs="+",
         type=float,
         default=[],
-        help="fusion weights (of the retriever) every job with a re-ranker is also scored at, on the evaluation "
-        "split (a job of its own per run: one more corpus encoding); the report names the best, a choice on a dev "
-        "split (--dev_queries)",
+        help="fusion weights (of the retriever, in [0, 1]) every job with a re-ranker is also scored at, on the "
+        "evaluation split (a job of its own per run: one more corpus encoding, and the job trained again where only "
+        "its ledger entry is left); the report names the best ranking, a choice on a dev split (--dev_queries)",
     )
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--rerank_top_k", type=int, default=20)
@@ -121,6 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     args.systems = expand(args.systems)
     args.ledger = args.ledger or f"{args.output}-jobs"
+    if not all(0.0 <= weight <= 1.0 for weight in (*args.fusions, *args.ood_fusions)):
+        raise SystemExit(f"--fusions / --ood_fusions: weights must be in [0, 1], got {args.fusions + args.ood_fusions}")
     return args
 
 
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     levers = [name for name in args.systems if name in LEVERS]
     if levers and not args.dev_queries and not args.cached_only:
         print(f"note: {', '.join(levers)} are levers: choose them on a dev split (--dev_queries), then read test once")
+    if args.fusions and not args.dev_queries and not args.cached_only:
+        print("note: --fusions on the test split is a reading; choose the fusion weight on a dev split (--dev_queries)")
     started = time.perf_counter()
     output = Path(args.output)
     work = Path(args.work_dir or ROOT / "outputs" / "bench" / output.name)

@@ -51,7 +51,8 @@ class JobConfig(TypedDict, total=False):
     """A job's settings, in the order its job.json lists them. bm25 and zeroshot: the first five; trained systems
     add the seed, budgets and re-ranking; the bi-encoder lr, epochs, batch_size_train; the cross-encoder lr, epochs,
     loss, batch_queries and the bi-encoder it re-ranks (``{"folder", "config"}``); ours flags (and a teacher, as the
-    bi-encoder); every job the evaluation backend."""
+    bi-encoder); every job the evaluation backend. A job that scores another's models again has only a ``source``
+    (as the bi-encoder), the ``fusions`` and, out of domain, the collections (``out_of_domain``)."""
 
     data: DataSettings
     lengths: Lengths
@@ -620,15 +621,10 @@ def _trained_models(config: JobConfig, folder: Path) -> tuple[Any, Any]:
 
 def _rows(config: JobConfig, models: tuple[Any, Any], data, fusions: Sequence[float]) -> dict[str, dict[str, float]]:
     """``models`` scored on ``data`` with the job's settings (top 100 or the corpus, re-ranking and its fusion) and
-    each of ``fusions`` too: {row: metrics}. A CrossEncoder's retriever row is its bi-encoder's, reported there."""
-    from modeling_rq2.evaluation.systems import System
-
+    each of ``fusions`` too: {row: metrics}."""
     weights = sorted({config.get("fusion", 0.0), *fusions})
     local = {**config, "top_k": min(config["top_k"], len(data.corpus)), "fusion": weights}
-    rows = {s.name: m for s, m in _evaluate(local, models[0], data, None, models[1]).metrics.items()}
-    if config["system"] == "st_crossencoder":
-        rows.pop(System.retriever().name)
-    return rows
+    return {s.name: m for s, m in _evaluate(local, models[0], data, None, models[1]).metrics.items()}
 
 
 def out_of_domain(
@@ -639,6 +635,7 @@ def out_of_domain(
     {collection: {row: metrics}}."""
     from modeling_rq2.data import load_beir
     from modeling_rq2.evaluation.evaluate import bm25_baseline
+    from modeling_rq2.evaluation.systems import System
 
     scored = {}
     models = None if config["system"] == "bm25" else _trained_models(config, folder)
@@ -648,13 +645,16 @@ def out_of_domain(
             top_k = min(config["top_k"], len(data.corpus))
             scored[data.name] = {BM25_ROW: bm25_baseline(data, metrics=METRICS, top_k=top_k)}
         else:
-            scored[data.name] = _rows(config, models, data, fusions)
+            scored[data.name] = rows = _rows(config, models, data, fusions)
+            if config["system"] == "st_crossencoder":  # its retriever is the bi-encoder's, reported there
+                rows.pop(System.retriever().name)
     return scored
 
 
 def fusion_grid(config: JobConfig, folder: Path, fusions: Sequence[float]) -> dict[str, dict[str, float]]:
     """The models of the job ``config`` in ``folder`` scored again on its own evaluation split, fused with each of
-    ``fusions``: {row: metrics}, where the fusion weight is chosen when that split is a dev split."""
+    ``fusions``: {row: metrics} (a CrossEncoder's retriever row included: every row from the same models), where
+    the fusion weight is chosen when that split is a dev split."""
     return _rows(config, _trained_models(config, folder), _load(config, "eval_split"), fusions)
 
 
@@ -666,7 +666,9 @@ def run_job_function(config: JobConfig, folder: Path) -> JobResult:
     started = time.perf_counter()
     source, models = config["source"], folder.parent / config["source"]["folder"]
     if "out_of_domain" in config:
-        scored = {"out_of_domain": out_of_domain(source["config"], models, config["out_of_domain"], config["fusions"])}
+        scored = {
+            "out_of_domain": out_of_domain(source["config"], models, config["out_of_domain"], config.get("fusions", ()))
+        }
     else:
         scored = {"fusions": fusion_grid(source["config"], models, config["fusions"])}
     return {**scored, "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started}

@@ -63,8 +63,9 @@ def summarise(system: dict) -> dict:
             name: {row: _spread([r["out_of_domain"][name][row]["ndcg@10"] for r in runs]) for row in found}
             for name, found in collections.items()
         }
-    if all("fusions" in r for r in runs):
-        summary["fusions"] = {row: _spread([r["fusions"][row]["ndcg@10"] for r in runs]) for row in runs[0]["fusions"]}
+    if scored := [r["fusions"] for r in runs if "fusions" in r]:  # the seeds scored at --fusions, said how many
+        summary["fusions"] = {row: _spread([f[row]["ndcg@10"] for f in scored]) for row in scored[0]}
+        summary["fusion_seeds"] = len(scored)
     return summary
 
 
@@ -305,28 +306,41 @@ def _ood_choice_lines(choices: list[dict]) -> list[str]:
     return lines
 
 
-def fusion_choices(summaries: dict[str, dict]) -> list[dict]:
-    """Per system scored at ``--fusions``: its rankings' nDCG@10 means on the evaluation split (retriever, re-ranked,
-    fused at each weight; a CrossEncoder's retriever is its bi-encoder's) and the best of them."""
+def fusion_choices(summaries: dict[str, dict], split: str, dev: bool, fusion: float) -> list[dict]:
+    """Per system scored at ``--fusions``: its rankings' nDCG@10 means on the evaluation split ``split`` (retriever,
+    re-ranked, fused at each weight, all from the same models), the best of them and its margin over the job's own
+    weight ``fusion``; a choice where ``dev``, a reading otherwise."""
     found = []
     for name, summary in summaries.items():
         if "fusions" not in summary:
             continue
-        retriever = summaries.get(RETRIEVER_OF.get(name, name), {}).get("rows", {}).get(RETRIEVER)
-        rankings = {**({RETRIEVER: retriever["ndcg@10"]} if retriever else {}), **summary["fusions"]}
+        rankings = summary["fusions"]
         best = max(rankings, key=lambda row: rankings[row]["mean"])
-        found.append({"system": name, "rankings": rankings, "best": best, "seeds": summary["seeds"]})
+        own = next((row for row in rankings if is_reranked(row) and System.parse(row).fusion == fusion), None)
+        found.append(
+            {
+                "system": name,
+                "split": split,
+                "choice": dev,
+                "rankings": rankings,
+                "best": best,
+                "margin_over_own": rankings[best]["mean"] - rankings[own]["mean"] if own else None,
+                "seeds": summary["fusion_seeds"],
+            }
+        )
     return found
 
 
-def _fusion_lines(choices: list[dict], split: str, dev: bool) -> list[str]:
+def _fusion_lines(choices: list[dict]) -> list[str]:
     if not choices:
         return []
-    use = "the choice" if dev else "a reading of the test split, not a choice (choose on a dev split)"
+    split, dev = choices[0]["split"], choices[0]["choice"]
+    use = "the choice" if dev else f"a reading of {split}, not a choice (choose on a dev split, --dev_queries)"
     lines = ["", f"Fusion weights (of the retriever) scored on {split}, nDCG@10; the best is {use}:", ""]
     for c in choices:
         cells = "; ".join(f"{row} {_cell(value)}" for row, value in c["rankings"].items())
-        lines.append(f"- {c['system']} ({c['seeds']} seeds): {cells}; best: **{c['best']}**")
+        margin = "" if c["margin_over_own"] is None else f" ({c['margin_over_own']:+.4f} over the job's own weight)"
+        lines.append(f"- {c['system']} ({c['seeds']} seeds): {cells}; best: **{c['best']}**{margin}")
     return lines
 
 
@@ -470,8 +484,7 @@ def markdown(report: dict) -> str:
         if name in report["systems"]:
             lines += _grid_lines(name, report["systems"][name])
     lines += _ablation_lines(report["systems"])
-    dev = bool(report["settings"].get("dev_queries"))
-    lines += _fusion_lines(report.get("fusion_choices", []), d["eval_split"], dev)
+    lines += _fusion_lines(report.get("fusion_choices", []))
     lines += _out_of_domain_lines(report["summaries"], report["out_of_domain"])
     lines += _ood_choice_lines(report.get("ood_choices", []))
     lines += ["", NOTE]
@@ -532,7 +545,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "out_of_domain": out_of_domain_checks(summaries),
         "readme_table": readme_table(summaries, {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS}),
         "ood_choices": ood_choices(summaries, args.ood_choose_on),
-        "fusion_choices": fusion_choices(summaries),
+        "fusion_choices": fusion_choices(summaries, args.eval_split, bool(args.dev_queries), args.fusion),
         "ablations": {
             name: ablation_deltas(name, systems)
             for name in PAIRED

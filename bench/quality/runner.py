@@ -293,7 +293,7 @@ def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: in
 
 def sources(config: JobConfig) -> list[tuple[str, JobConfig]]:
     """The jobs whose models ``config``'s job reads: (key, settings) of its bi-encoder, its teacher, or (an
-    out-of-domain job) the job it scores."""
+    out-of-domain or fusions job) the job it scores."""
     names = ("biencoder", "teacher", "source")
     return [(config[name]["folder"], config[name]["config"]) for name in names if name in config]
 
@@ -308,7 +308,7 @@ def ood_config(key: str, config: JobConfig, collections: list[str], fusions: lis
 def fusions_config(key: str, config: JobConfig, fusions: list[float]) -> JobConfig:
     """The job that scores job ``key``'s models again on its evaluation split, fused with each of ``fusions`` (a
     job of its own, as the out-of-domain one)."""
-    return {"source": {"folder": key, "config": config}, "fusions": sorted(fusions)}
+    return {"source": {"folder": key, "config": config}, "fusions": sorted(set(fusions))}
 
 
 def _fusions(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
