@@ -247,6 +247,20 @@ _LEVERS = (
         (*ONE_EPOCH, "--reranker_max_length", "256"),
     ),
     _lever(
+        "reranker_length_512",
+        "lever: the re-ranker reads 512 tokens",
+        f"{BASELINE} with query and passage pairs of up to 512 tokens for the re-ranker (MiniLM's limit; nearly every "
+        "abstract whole), in training and inference (default 128)",
+        (*ONE_EPOCH, "--reranker_max_length", "512"),
+    ),
+    _lever(
+        "ours_reranker_length_256",
+        "lever: the default recipe, the re-ranker at 256 tokens",
+        "ours (3 joint epochs) with query and passage pairs of up to 256 tokens for the re-ranker (default 128)",
+        ("--reranker_max_length", "256"),
+        baseline="ours",
+    ),
+    _lever(
         "train_length_256",
         "lever: training passages of 256 tokens",
         "reranker_length_256 with the retriever's training passages at 256 tokens too (default 128), its inference "
