@@ -231,6 +231,21 @@ def test_default_settings_keep_the_keys_jobs_had_before_those_settings_existed(t
     assert openvino == {**plain, "backend": "openvino"}
 
 
+def test_reranker_length_is_every_jobs_setting_and_reaches_ours_and_a_levers_flags_still_win(tmp_path):
+    from bench.quality.jobs import _rq2_argv, recipe
+    from modeling_rq2.training.config_files import parse_arguments
+
+    plain = runner._common(_args(tmp_path), "scifact")
+    assert plain["lengths"] == recipe()  # the default keeps every ledger entry's key
+    args = _args(tmp_path, argv=["--reranker_max_length", "256"])
+    longer = _config(args, "ours_1_epoch")
+    assert longer["lengths"] == {**recipe(), "reranker_max_length": 256} and longer != _config(_args(tmp_path), "ours_1_epoch")
+    model_args = parse_arguments([*_rq2_argv(longer, tmp_path), *longer["flags"]])[0]
+    assert model_args.reranker_max_length == 256  # ours trains and scores its re-ranker at the benchmark's length
+    lever = _config(args, "reranker_length_512")
+    assert parse_arguments([*_rq2_argv(lever, tmp_path), *lever["flags"]])[0].reranker_max_length == 512
+
+
 def test_every_system_of_ours_is_accepted_by_train_py_and_changes_its_baseline_by_adding_flags():
     from bench.quality.systems import SYSTEMS
     from modeling_rq2.training.config_files import parse_arguments

@@ -24,7 +24,8 @@ the recipe, reported paired against their baseline like the ablations and chosen
 
 Every system starts from the same backbone (the offline all-MiniLM-L6-v2) and trains on the same lists (each
 training query, one positive and BM25 negatives from the top 50; ``build_instances`` + ``ListwiseDataset``, epoch 0)
-with our lengths (query 64, passage 128 in training, 256 at evaluation, pairs 128). All are scored by
+with our lengths (query 64, passage 128 in training, 256 at evaluation, pairs 128 or ``--reranker_max_length``
+for every re-ranker, ours and the CrossEncoder's). All are scored by
 ``modeling_rq2``'s own evaluation (exact search, top 100, trec_eval definitions). The peers' grid points are selected
 on the evaluation split itself (optimistic for the peers); with several ``--seeds``, our systems and the peers'
 selected points run once per seed (the grid runs at the first seed) and the report gives mean ± standard deviation,

@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         "evaluation split (a job of its own per run: one more corpus encoding, and the job trained again where only "
         "its ledger entry is left); the report names the best ranking, a choice on a dev split (--dev_queries)",
     )
+    parser.add_argument(
+        "--reranker_max_length",
+        type=int,
+        default=recipe()["reranker_max_length"],
+        help="tokens a (query, passage) pair of every re-ranker, ours and the CrossEncoder peer (default: our "
+        "recipe's); a job's settings name it, so runs at other lengths stay apart in the cache and the ledger",
+    )
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--rerank_top_k", type=int, default=20)
     parser.add_argument("--fusion", type=float, default=0.5)

@@ -459,6 +459,8 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
         "latest",
         "--backend",
         config.get("backend", "torch"),
+        "--reranker_max_length",  # the benchmark's, which a system's flags may change
+        str(config["lengths"]["reranker_max_length"]),
     ]
     budgets = (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
     argv += [a for flag, value in budgets if value for a in (flag, str(value))]

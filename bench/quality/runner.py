@@ -227,7 +227,8 @@ def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
         "max_train_queries": args.max_train_queries if data_path != args.data else None,
         **({"dev_queries": args.dev_queries, "dev_seed": args.dev_seed} if args.dev_queries else {}),
     }
-    common = {"data": data, "lengths": recipe(), "top_k": args.top_k, "batch_size": args.batch_size}
+    lengths = {**recipe(), "reranker_max_length": args.reranker_max_length}
+    common = {"data": data, "lengths": lengths, "top_k": args.top_k, "batch_size": args.batch_size}
     # named only when not the default, so that the jobs that ran before it existed keep their keys
     return {**common, "backend": args.backend} if args.backend != "torch" else common
 
