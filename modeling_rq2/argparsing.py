@@ -1,6 +1,7 @@
-"""The one argument parser of every command line (``train.py``, ``rq2-evaluate``, ``rq2-augment``, ``rq2-push``):
-dataclass fields as flags (``HfArgumentParser``), never abbreviated, each flag's default and choices in ``--help``,
-and a bad flag raised as a ValueError (which ``cli.run`` prints as one line) instead of argparse's exit."""
+"""The one argument parser of every command line (``train.py``, ``rq2-evaluate``, ``rq2-augment``,
+``rq2-interpolate``, ``rq2-push``): dataclass fields as flags (``HfArgumentParser``), never abbreviated, each flag's
+default and choices in ``--help``, and a bad flag raised as a ValueError (which ``cli.run`` prints as one line)
+instead of argparse's exit."""
 
 import argparse
 import copy

@@ -42,6 +42,13 @@ def augment() -> None:
     run(main, "rq2-augment")
 
 
+def interpolate() -> None:
+    """``rq2-interpolate`` / ``python -m modeling_rq2.training.interpolation``."""
+    from .training.interpolation import main
+
+    run(main, "rq2-interpolate")
+
+
 def push() -> None:
     """``rq2-push`` / ``push_to_hub.py``."""
     from .hub.push import main

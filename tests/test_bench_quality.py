@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.quality import runner
 from bench.quality.__main__ import parse_args
@@ -33,7 +34,9 @@ def spawned(monkeypatch) -> list[str]:
         (models / "config.json").write_text("{}", encoding="utf-8")
         ndcg = 0.5 + 0.01 * len(calls)  # each run's numbers differ, as a rerun's may on another machine
         result = {"rows": {"retriever": {"ndcg@10": ndcg}}, "train_seconds": 1.0, "eval_seconds": 1.0}
-        if "out_of_domain" in config:
+        if "wise_ft" in config:
+            result["wise_ft"] = {f"{w:g}": {"in_domain": {}, "out_of_domain": {}} for w in config["wise_ft"]}
+        elif "out_of_domain" in config:
             result["out_of_domain"] = {"med": {"retriever": {"ndcg@10": ndcg}}}
         elif "source" in config:
             result["fusions"] = {f"retriever + reranker@20, fusion {w:g}": {"ndcg@10": ndcg} for w in config["fusions"]}
@@ -135,6 +138,58 @@ def test_fusion_job_scores_the_trained_models_on_the_evaluation_split(tmp_path, 
     scored = run_job_function(ood, tmp_path / "work" / "ours_1_epoch-seed42-ood")["out_of_domain"]
     assert list(scored) == ["tiny"] and "retriever + reranker@3, fusion 0.25" in scored["tiny"]
     assert scored["tiny"]["retriever"] == rows["retriever"]
+
+
+def test_wise_ft_is_a_job_of_its_own_for_our_runs_and_needs_collections_to_choose_on(tmp_path, spawned):
+    with pytest.raises(SystemExit, match="--wise_ft: its weight is chosen out of domain"):
+        _args(tmp_path, argv=["--wise_ft", "0.5"])
+    with pytest.raises(SystemExit, match=r"weights must be in \[0, 1\]"):
+        _args(tmp_path, argv=["--wise_ft", "1.5", "--out_of_domain", "/data/cacm"])
+    args = _args(tmp_path, argv=["--wise_ft", "0.75", "0.5", "--out_of_domain", "/data/med", "/data/cacm"])
+    config = _config(args, "ours_1_epoch")
+    assert config == _config(_args(tmp_path), "ours_1_epoch")  # the trained job's key stays
+    run = run_job("ours_1_epoch-seed42", config, tmp_path / "work", args)
+    biencoder = {"seeds": {42: {"key": "st_biencoder-lr2e-05-ep3-seed42", "config": {}}}}
+    runner._wise_ft(args, tmp_path / "work", {"st_biencoder": biencoder, "ours_1_epoch": {"seeds": {42: run}}})
+    assert spawned == ["ours_1_epoch-seed42", "ours_1_epoch-seed42-wise_ft"]
+    assert set(run["wise_ft"]) == {"0.5", "0.75"}
+    scored = json.loads(ledger_path(Path(args.ledger), "ours_1_epoch-seed42-wise_ft").read_text())["config"]
+    source = {"folder": "ours_1_epoch-seed42", "config": config}
+    assert scored == {"source": source, "wise_ft": [0.5, 0.75], "out_of_domain": ["/data/cacm", "/data/med"]}
+
+
+def test_wise_ft_job_scores_the_interpolated_retriever_in_and_out_of_domain(
+    tmp_path, beir_folder, retriever, reranker, monkeypatch
+):
+    from bench.quality.jobs import recipe, run_job_function
+
+    from conftest import tiny_retriever
+
+    monkeypatch.chdir(tmp_path)  # the trained retriever names its backbone folder as a saved one does: "backbone"
+    tiny_retriever(retriever.tokenizer, pooling="mean").save_pretrained(tmp_path / "backbone")
+    source = tmp_path / "work" / "ours_1_epoch-seed42"
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for weight in retriever.parameters():
+            weight.add_(torch.randn_like(weight) * 0.5)  # trained away from the backbone
+    retriever.config.encoder_config._name_or_path = "backbone"
+    retriever.save_pretrained(source / "run" / "retriever")
+    reranker.save_pretrained(source / "run" / "reranker")
+    data = {"path": str(beir_folder), "train_split": "train", "eval_split": "test"}
+    config = {"data": data, "lengths": recipe(), "top_k": 5, "batch_size": 4, "system": "ours_1_epoch"}
+    config |= {"rerank_top_k": 3, "fusion": 0.5}
+    folder = tmp_path / "work"
+    job = {"source": {"folder": source.name, "config": config}, "wise_ft": [0.0, 1.0], "out_of_domain": [str(beir_folder)]}
+    grid = run_job_function(job, folder / "ours_1_epoch-seed42-wise_ft")["wise_ft"]
+    assert set(grid) == {"0", "1"}
+    rows = run_job_function({"source": job["source"], "fusions": []}, folder / "ours_1_epoch-seed42-fusions")["fusions"]
+    assert grid["1"]["in_domain"] == rows and grid["1"]["out_of_domain"]["tiny"] == rows  # weight 1: as trained
+    backbone = {**job["source"], "folder": "backbone-job"}
+    (folder / "backbone-job" / "run").mkdir(parents=True)
+    (folder / "backbone-job" / "run" / "retriever").symlink_to(tmp_path / "backbone")
+    (folder / "backbone-job" / "run" / "reranker").symlink_to(source / "run" / "reranker")
+    zero = run_job_function({"source": backbone, "fusions": []}, folder / "backbone-job-fusions")["fusions"]
+    assert grid["0"]["in_domain"] == zero != rows  # weight 0: the backbone's retriever, with the job's re-ranker
 
 
 def test_fusion_choice_is_the_best_ranking_on_the_split_scored_with_its_margin_over_the_jobs_own_weight():
@@ -377,6 +432,41 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
 
     assert train_seconds(report["summaries"], "static") == 200.0  # its epoch and its teacher's (ours_1_epoch)
     assert train_seconds(report["summaries"], "kl_whole_run") == 100.0
+
+
+def test_wise_ft_weight_is_chosen_by_the_retriever_on_one_collection_with_the_trained_one_as_weight_1():
+    from bench.quality.report import _wise_ft_lines, summarise, wise_ft_choices
+
+    fused = "retriever + reranker@20, fusion 0.5"
+    ndcg = lambda v: {"ndcg@10": v}  # noqa: E731
+    scored = lambda d, c, m: {  # noqa: E731
+        "in_domain": {"retriever": ndcg(d), fused: ndcg(d + 0.03)},
+        "out_of_domain": {"cacm": {"retriever": ndcg(c), fused: ndcg(c)}, "med": {"retriever": ndcg(m), fused: ndcg(m)}},
+    }
+    run = lambda seed: {  # noqa: E731
+        "rows": {"retriever": {m: 0.74 for m in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}},
+        "train_seconds": 1.0,
+        "eval_seconds": 1.0,
+        "wise_ft": {"0.5": scored(0.70, 0.44 + seed / 1000, 0.78), "0.75": scored(0.73, 0.43, 0.77)},
+    }
+    summary = summarise({"seeds": {42: run(0), 43: run(2)}})
+    assert summary["wise_ft_seeds"] == 2 and summary["wise_ft"]["0.5"]["out_of_domain"]["cacm"]["retriever"]["mean"] == 0.441
+    spread = lambda v: {"mean": v, "std": 0.0}  # noqa: E731
+    summary["rows"] = {"retriever": {"ndcg@10": spread(0.74)}, fused: {"ndcg@10": spread(0.77)}}
+    summary["out_of_domain"] = {
+        c: {"retriever": spread(v), fused: spread(v), "retriever + reranker@20, fusion 0.9": spread(0.1)}
+        for c, v in (("cacm", 0.42), ("med", 0.76))
+    }
+    zeroshot = {"rows": {}, "seeds": 1, "out_of_domain": {"cacm": {"retriever": spread(0.43)}, "med": {"retriever": spread(0.776)}}}
+    (choice,) = wise_ft_choices({"zeroshot": zeroshot, "ours": summary}, None)
+    assert (choice["chosen_on"], choice["weight"], list(choice["grid"])) == ("cacm", 0.5, ["0.5", "0.75", "1"])
+    assert choice["grid"]["1"]["out_of_domain"]["med"] == {"retriever": spread(0.76), fused: spread(0.76)}  # rows as the grid's
+    assert wise_ft_choices({"ours": summary}, "med")[0]["weight"] == 0.5
+    assert wise_ft_choices({"ours": summary}, "nowhere") == []
+    text = "\n".join(_wise_ft_lines([choice]))
+    assert "ours (2 seeds), chosen on cacm: **0.5**" in text
+    assert "| 1 | 0.7400 / 0.7700 | 0.4200 / 0.4200 | 0.7600 / 0.7600 |" in text
+    assert "| zero-shot retriever | - | 0.4300 | 0.7760 |" in text
 
 
 def test_fusion_weight_is_chosen_on_one_collection_and_reported_on_the_other():

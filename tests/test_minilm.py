@@ -63,3 +63,21 @@ def test_pipeline_on_bundled_scifact_ranks_gold_abstracts_first():
     run = to_run(queries["_id"], pipe.search(queries["text"], top_k=10))
     means, _ = evaluate_run(run, {qid: data.qrels[qid] for qid in queries["_id"]}, ["mrr@10", "recall@10"])
     assert means["mrr@10"] > 0.6 and means["recall@10"] > 0.8, means
+
+
+def test_wise_ft_of_a_retriever_trained_from_the_default_backbone_defaults_to_that_backbone(tmp_path):
+    import torch
+
+    from modeling_rq2.training.interpolation import main
+
+    trained = load_retriever("default")
+    with torch.no_grad():
+        trained.query_encoder.embeddings.word_embeddings.weight.mul_(1.5)  # as if fine-tuned
+    trained.save_pretrained(tmp_path / "trained")
+    half = main(["--model", str(tmp_path / "trained"), "--weight", "0.5", "--output_dir", str(tmp_path / "half")])
+    zero = main(["--model", str(tmp_path / "trained"), "--weight", "0", "--output_dir", str(tmp_path / "zero")])
+    zero_shot = load_retriever("default").encode_queries(TEXTS)
+    np.testing.assert_allclose(RQ2Retriever.from_pretrained(zero).encode_queries(TEXTS), zero_shot, atol=1e-6)
+    words = RQ2Retriever.from_pretrained(half).query_encoder.embeddings.word_embeddings.weight
+    original = load_retriever("default").query_encoder.embeddings.word_embeddings.weight
+    torch.testing.assert_close(words, 1.25 * original)

@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         help="the collection (its name) the fusion weight is chosen on; the others only report (default: the first)",
     )
     parser.add_argument(
+        "--wise_ft",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="W",
+        help="also score each of our runs' retriever interpolated with the zero-shot backbone (WiSE-FT; W: the "
+        "trained share) in domain and on --out_of_domain, the weight chosen on --ood_choose_on",
+    )
+    parser.add_argument(
         "--fusions",
         nargs="+",
         type=float,
@@ -128,8 +137,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     args.systems = expand(args.systems)
     args.ledger = args.ledger or f"{args.output}-jobs"
-    if not all(0.0 <= weight <= 1.0 for weight in (*args.fusions, *args.ood_fusions)):
-        raise SystemExit(f"--fusions / --ood_fusions: weights must be in [0, 1], got {args.fusions + args.ood_fusions}")
+    if not all(0.0 <= weight <= 1.0 for weight in (*args.fusions, *args.ood_fusions, *args.wise_ft)):
+        given = {"--fusions": args.fusions, "--ood_fusions": args.ood_fusions, "--wise_ft": args.wise_ft}
+        raise SystemExit(f"weights must be in [0, 1], got {given}")
+    if args.wise_ft and not args.out_of_domain:
+        raise SystemExit("--wise_ft: its weight is chosen out of domain; name the collections with --out_of_domain")
     return args
 
 

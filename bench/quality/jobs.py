@@ -660,14 +660,39 @@ def fusion_grid(config: JobConfig, folder: Path, fusions: Sequence[float]) -> di
     return _rows(config, _trained_models(config, folder), _load(config, "eval_split"), fusions)
 
 
+def wise_ft_grid(
+    config: JobConfig, folder: Path, weights: Sequence[float], collections: Sequence[str]
+) -> dict[str, dict]:
+    """WiSE-FT of the job's retriever: interpolated with its zero-shot backbone at each weight (the trained share),
+    with the job's re-ranker, scored on the job's evaluation split and on each collection (BEIR folder, its test
+    split): {weight: {"in_domain": {row: metrics}, "out_of_domain": {collection: {row: metrics}}}}."""
+    from modeling_rq2.data import load_beir
+    from modeling_rq2.training.interpolation import interpolate_retriever, starting_backbone
+
+    trained, reranker = _trained_models(config, folder)
+    base = _retriever(config, starting_backbone(trained))
+    in_domain = _load(config, "eval_split")
+    others = [load_beir(path, "test") for path in collections]
+    scored = {}
+    for weight in weights:  # a fresh load each time: a compiled (OpenVINO) retriever caches its weights
+        retriever = interpolate_retriever(_retriever(config, folder / "run" / "retriever"), base, weight=weight)
+        scored[f"{weight:g}"] = {
+            "in_domain": _rows(config, (retriever, reranker), in_domain, ()),
+            "out_of_domain": {data.name: _rows(config, (retriever, reranker), data, ()) for data in others},
+        }
+    return scored
+
+
 def run_job_function(config: JobConfig, folder: Path) -> JobResult:
     """The job of ``config["system"]`` (or, for a job with a ``source``, the scoring of its source's models out of
-    domain or at more fusion weights), run in this process."""
+    domain, at more fusion weights, or interpolated with the backbone), run in this process."""
     if "source" not in config:
         return JOBS[SYSTEMS[config["system"]].job](config, folder)
     started = time.perf_counter()
     source, models = config["source"], folder.parent / config["source"]["folder"]
-    if "out_of_domain" in config:
+    if "wise_ft" in config:
+        scored = {"wise_ft": wise_ft_grid(source["config"], models, config["wise_ft"], config["out_of_domain"])}
+    elif "out_of_domain" in config:
         scored = {
             "out_of_domain": out_of_domain(source["config"], models, config["out_of_domain"], config.get("fusions", ()))
         }

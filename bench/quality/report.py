@@ -66,7 +66,23 @@ def summarise(system: dict) -> dict:
     if scored := [r["fusions"] for r in runs if "fusions" in r]:  # the seeds scored at --fusions, said how many
         summary["fusions"] = {row: _spread([f[row]["ndcg@10"] for f in scored]) for row in scored[0]}
         summary["fusion_seeds"] = len(scored)
+    if scored := [r["wise_ft"] for r in runs if "wise_ft" in r]:
+        summary["wise_ft"] = {weight: _wise_ft_spread([s[weight] for s in scored]) for weight in scored[0]}
+        summary["wise_ft_seeds"] = len(scored)
     return summary
+
+
+def _wise_ft_spread(grids: list[dict]) -> dict:
+    """One WiSE-FT weight over seeds: nDCG@10 mean ± std of every row, in domain and per collection."""
+    ndcg = lambda rows, row: [r[row]["ndcg@10"] for r in rows]  # noqa: E731
+    in_domain = [g["in_domain"] for g in grids]
+    return {
+        "in_domain": {row: _spread(ndcg(in_domain, row)) for row in in_domain[0]},
+        "out_of_domain": {
+            c: {row: _spread(ndcg([g["out_of_domain"][c] for g in grids], row)) for row in rows}
+            for c, rows in grids[0]["out_of_domain"].items()
+        },
+    }
 
 
 def steps(run: dict) -> int | None:
@@ -306,6 +322,75 @@ def _ood_choice_lines(choices: list[dict]) -> list[str]:
     return lines
 
 
+def wise_ft_choices(summaries: dict[str, dict], choose_on: str | None) -> list[dict]:
+    """Per system scored at ``--wise_ft``: every weight's retriever and rankings in and out of domain (1: the trained
+    retriever as it is, where the system has its out-of-domain scores), the weight whose retriever is best on the
+    collection ``choose_on`` (default: the first), and the zero-shot backbone's retriever on each collection."""
+    zeroshot = summaries.get("zeroshot", {}).get("out_of_domain", {})
+    found = []
+    for name, summary in summaries.items():
+        if "wise_ft" not in summary:
+            continue
+        grid = dict(summary["wise_ft"])
+        first = next(iter(grid.values()))
+        rows, collections = list(first["in_domain"]), list(first["out_of_domain"])
+        if set(collections) <= set(summary.get("out_of_domain", {})):  # the trained retriever, as the others
+            grid["1"] = {
+                "in_domain": {row: summary["rows"][row]["ndcg@10"] for row in rows},
+                "out_of_domain": {c: {row: summary["out_of_domain"][c][row] for row in rows} for c in collections},
+            }
+        chooser = choose_on or collections[0]
+        if chooser not in collections:
+            continue
+        best = max(grid, key=lambda weight: grid[weight]["out_of_domain"][chooser][RETRIEVER]["mean"])
+        found.append(
+            {
+                "system": name,
+                "chosen_on": chooser,
+                "weight": float(best),
+                "grid": {weight: grid[weight] for weight in sorted(grid, key=float)},
+                "zeroshot": {c: rows[RETRIEVER]["mean"] for c, rows in zeroshot.items() if RETRIEVER in rows},
+                "seeds": summary["wise_ft_seeds"],
+            }
+        )
+    return found
+
+
+def _wise_ft_lines(choices: list[dict]) -> list[str]:
+    if not choices:
+        return []
+    lines = [
+        "",
+        "WiSE-FT: the retriever interpolated with the zero-shot backbone (weight: the trained share; 1 is the trained "
+        "retriever), nDCG@10 of the retriever / re-ranked / fused, in domain and out of domain; the weight is chosen "
+        "on one collection by its retriever, the others report:",
+        "",
+    ]
+    for c in choices:
+        collections = list(next(iter(c["grid"].values()))["out_of_domain"])
+        lines += [
+            f"{c['system']} ({c['seeds']} seeds), chosen on {c['chosen_on']}: **{c['weight']:g}**",
+            "",
+            "| weight | in domain | " + " | ".join(collections) + " |",
+            "|---" * (len(collections) + 2) + "|",
+        ]
+        for weight, scored in c["grid"].items():
+            cells = [_rankings(scored["in_domain"])]
+            cells += [_rankings(scored["out_of_domain"].get(collection, {})) for collection in collections]
+            lines.append(f"| {weight} | " + " | ".join(cells) + " |")
+        if c["zeroshot"]:
+            zero = " | ".join(f"{c['zeroshot'].get(collection, float('nan')):.4f}" for collection in collections)
+            lines.append(f"| zero-shot retriever | - | {zero} |")
+        lines.append("")
+    return lines
+
+
+def _rankings(rows: dict) -> str:
+    """A cell of every ranking's nDCG@10 mean, retriever first, as ``a / b / c``."""
+    value = lambda v: v["mean"] if isinstance(v, dict) else v  # noqa: E731
+    return " / ".join(f"{value(v):.4f}" for v in rows.values()) or "-"
+
+
 def fusion_choices(summaries: dict[str, dict], split: str, dev: bool, fusion: float) -> list[dict]:
     """Per system scored at ``--fusions``: its rankings' nDCG@10 means on the evaluation split ``split`` (retriever,
     re-ranked, fused at each weight, all from the same models), the best of them and its margin over the job's own
@@ -487,6 +572,7 @@ def markdown(report: dict) -> str:
     lines += _fusion_lines(report.get("fusion_choices", []))
     lines += _out_of_domain_lines(report["summaries"], report["out_of_domain"])
     lines += _ood_choice_lines(report.get("ood_choices", []))
+    lines += _wise_ft_lines(report.get("wise_ft_choices", []))
     lines += ["", NOTE]
     return "\n".join(lines)
 
@@ -546,6 +632,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "readme_table": readme_table(summaries, {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS}),
         "ood_choices": ood_choices(summaries, args.ood_choose_on),
         "fusion_choices": fusion_choices(summaries, args.eval_split, bool(args.dev_queries), args.fusion),
+        "wise_ft_choices": wise_ft_choices(summaries, args.ood_choose_on),
         "ablations": {
             name: ablation_deltas(name, systems)
             for name in PAIRED

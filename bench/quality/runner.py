@@ -312,6 +312,24 @@ def fusions_config(key: str, config: JobConfig, fusions: list[float]) -> JobConf
     return {"source": {"folder": key, "config": config}, "fusions": sorted(set(fusions))}
 
 
+def wise_ft_config(key: str, config: JobConfig, weights: list[float], collections: list[str]) -> JobConfig:
+    """The job that scores job ``key``'s retriever interpolated with the backbone at each of ``weights`` (WiSE-FT),
+    on its evaluation split and on ``collections`` (a job of its own, as the out-of-domain one)."""
+    paths = sorted(_portable(Path(c)) for c in collections)
+    return {"source": {"folder": key, "config": config}, "wise_ft": sorted(set(weights)), "out_of_domain": paths}
+
+
+def _wise_ft(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
+    """Each reported run of ours scored at ``--wise_ft``: ``run["wise_ft"]`` set where it ran."""
+    for name, system in systems.items():
+        if SYSTEMS[name].job != "rq2":
+            continue
+        for run in system["seeds"].values():
+            config = wise_ft_config(run["key"], run["config"], args.wise_ft, args.out_of_domain)
+            if (scored := run_job(f"{run['key']}-wise_ft", config, work, args)) is not None:
+                run["wise_ft"] = scored["wise_ft"]
+
+
 def _fusions(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
     """Each reported run with a re-ranker scored at ``--fusions``: ``run["fusions"]`` set where it ran."""
     for name, system in systems.items():
@@ -434,4 +452,6 @@ def run_systems(args: argparse.Namespace, work: Path, data_path: str) -> dict[st
         _fusions(args, work, systems)
     if args.out_of_domain:
         _out_of_domain(args, work, systems)
+    if args.wise_ft:
+        _wise_ft(args, work, systems)
     return systems
