@@ -145,6 +145,8 @@ def test_wise_ft_is_a_job_of_its_own_for_our_runs_and_needs_collections_to_choos
         _args(tmp_path, argv=["--wise_ft", "0.5"])
     with pytest.raises(SystemExit, match=r"weights must be in \[0, 1\]"):
         _args(tmp_path, argv=["--wise_ft", "1.5", "--out_of_domain", "/data/cacm"])
+    with pytest.raises(SystemExit, match="--wise_ft: interpolates our retrievers"):
+        _args(tmp_path, argv=["--wise_ft", "0.5", "--out_of_domain", "/data/cacm", "--systems", "bm25", "zeroshot"])
     args = _args(tmp_path, argv=["--wise_ft", "0.75", "0.5", "--out_of_domain", "/data/med", "/data/cacm"])
     config = _config(args, "ours_1_epoch")
     assert config == _config(_args(tmp_path), "ours_1_epoch")  # the trained job's key stays
@@ -434,7 +436,7 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert train_seconds(report["summaries"], "kl_whole_run") == 100.0
 
 
-def test_wise_ft_weight_is_chosen_by_the_retriever_on_one_collection_with_the_trained_one_as_weight_1():
+def test_wise_ft_weight_is_the_largest_within_the_goal_on_one_collection_with_the_trained_one_as_weight_1():
     from bench.quality.report import _wise_ft_lines, summarise, wise_ft_choices
 
     fused = "retriever + reranker@20, fusion 0.5"
@@ -443,29 +445,36 @@ def test_wise_ft_weight_is_chosen_by_the_retriever_on_one_collection_with_the_tr
         "in_domain": {"retriever": ndcg(d), fused: ndcg(d + 0.03)},
         "out_of_domain": {"cacm": {"retriever": ndcg(c), fused: ndcg(c)}, "med": {"retriever": ndcg(m), fused: ndcg(m)}},
     }
-    run = lambda seed: {  # noqa: E731
-        "rows": {"retriever": {m: 0.74 for m in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}},
+    trained = lambda c, m: {  # noqa: E731  (a run's own out-of-domain rows: more fusion weights than the grid's)
+        name: {"retriever": ndcg(v), fused: ndcg(v), "retriever + reranker@20, fusion 0.9": ndcg(0.1)}
+        for name, v in (("cacm", c), ("med", m))
+    }
+    metrics = lambda v: {m: v for m in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}  # noqa: E731
+    run = lambda seed, ood: {  # noqa: E731
+        "rows": {"retriever": metrics(0.74), fused: metrics(0.77)},
         "train_seconds": 1.0,
         "eval_seconds": 1.0,
-        "wise_ft": {"0.5": scored(0.70, 0.44 + seed / 1000, 0.78), "0.75": scored(0.73, 0.43, 0.77)},
+        "wise_ft": {"0.5": scored(0.70, 0.44 + seed / 1000, 0.77), "0.75": scored(0.73, 0.425, 0.78)},
+        **({"out_of_domain": trained(0.41, 0.77)} if ood else {}),
     }
-    summary = summarise({"seeds": {42: run(0), 43: run(2)}})
-    assert summary["wise_ft_seeds"] == 2 and summary["wise_ft"]["0.5"]["out_of_domain"]["cacm"]["retriever"]["mean"] == 0.441
+    both = summarise({"seeds": {42: run(0, True), 43: run(2, True)}})
+    assert both["wise_ft_seeds"] == 2 and list(both["wise_ft"]) == ["0.5", "0.75", "1"]
+    assert both["wise_ft"]["0.5"]["out_of_domain"]["cacm"]["retriever"]["mean"] == pytest.approx(0.441)
+    assert both["wise_ft"]["1"]["out_of_domain"]["med"] == {"retriever": {"mean": 0.77, "std": 0.0}, fused: {"mean": 0.77, "std": 0.0}}
+    assert list(summarise({"seeds": {42: run(0, True), 43: run(2, False)}})["wise_ft"]) == ["0.5", "0.75"]  # same seeds
+
     spread = lambda v: {"mean": v, "std": 0.0}  # noqa: E731
-    summary["rows"] = {"retriever": {"ndcg@10": spread(0.74)}, fused: {"ndcg@10": spread(0.77)}}
-    summary["out_of_domain"] = {
-        c: {"retriever": spread(v), fused: spread(v), "retriever + reranker@20, fusion 0.9": spread(0.1)}
-        for c, v in (("cacm", 0.42), ("med", 0.76))
-    }
     zeroshot = {"rows": {}, "seeds": 1, "out_of_domain": {"cacm": {"retriever": spread(0.43)}, "med": {"retriever": spread(0.776)}}}
-    (choice,) = wise_ft_choices({"zeroshot": zeroshot, "ours": summary}, None)
-    assert (choice["chosen_on"], choice["weight"], list(choice["grid"])) == ("cacm", 0.5, ["0.5", "0.75", "1"])
-    assert choice["grid"]["1"]["out_of_domain"]["med"] == {"retriever": spread(0.76), fused: spread(0.76)}  # rows as the grid's
-    assert wise_ft_choices({"ours": summary}, "med")[0]["weight"] == 0.5
-    assert wise_ft_choices({"ours": summary}, "nowhere") == []
+    (choice,) = wise_ft_choices({"zeroshot": zeroshot, "ours": both}, None)
+    assert (choice["chosen_on"], choice["weight"]) == ("cacm", 0.75)  # 0.425 is within a point of 0.43; 1 is not
+    assert wise_ft_choices({"zeroshot": zeroshot, "ours": both}, "med")[0]["weight"] == 1.0  # 0.77 is within a point
+    (alone,) = wise_ft_choices({"ours": both}, None)
+    assert (alone["weight"], alone["rule"]) == (0.5, "the best retriever (zero-shot not scored)")
+    with pytest.raises(SystemExit, match=r"--ood_choose_on: '../shared/data/med' is none of the collections scored \(cacm, med\)"):
+        wise_ft_choices({"ours": both}, "../shared/data/med")
     text = "\n".join(_wise_ft_lines([choice]))
-    assert "ours (2 seeds), chosen on cacm: **0.5**" in text
-    assert "| 1 | 0.7400 / 0.7700 | 0.4200 / 0.4200 | 0.7600 / 0.7600 |" in text
+    assert "ours (2 seeds), chosen on cacm (the largest weight within 0.01 of zero-shot): **0.75**" in text
+    assert "| 1 | 0.7400 / 0.7700 | 0.4100 / 0.4100 | 0.7700 / 0.7700 |" in text
     assert "| zero-shot retriever | - | 0.4300 | 0.7760 |" in text
 
 

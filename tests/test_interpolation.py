@@ -98,7 +98,7 @@ def test_the_command_saves_a_loadable_model_and_its_record_beside_never_over_fil
 def test_a_reranker_needs_a_base_and_interpolates_with_a_saved_one(tiny_tokenizer, tmp_path):
     tiny_reranker(tiny_tokenizer).save_pretrained(tmp_path / "base")
     _trained(tiny_reranker(tiny_tokenizer)).save_pretrained(tmp_path / "trained")
-    with pytest.raises(ValueError, match="is a re-ranker, whose backbone has no trained head"):
+    with pytest.raises(ValueError, match=r"--base: a re-ranker interpolates only with a saved RQ2Reranker \(none given\)"):
         main(["--model", str(tmp_path / "trained"), "--weight", "0.5", "--output_dir", str(tmp_path / "a")])
     assert not (tmp_path / "a").exists()
     out = main(["--model", str(tmp_path / "trained"), "--base", str(tmp_path / "base"), "--weight", "0.0",
@@ -110,7 +110,41 @@ def test_a_reranker_needs_a_base_and_interpolates_with_a_saved_one(tiny_tokenize
     torch.testing.assert_close(RQ2Reranker.from_pretrained(out).score_pairs(pairs), base.score_pairs(pairs))
 
 
-def test_a_backbone_recorded_under_a_name_that_does_not_load_asks_for_the_base(retriever):
-    retriever.config.encoder_config._name_or_path = "nowhere-backbone"
-    with pytest.raises(OSError, match="recorded as 'nowhere-backbone', does not load here; pass the base"):
+def test_a_backbone_recorded_under_a_name_that_names_nothing_here_asks_for_the_base(retriever):
+    retriever.config.encoder_config._name_or_path = "nowhere-backbone"  # a local folder's last component
+    with pytest.raises(ValueError, match="records its backbone as 'nowhere-backbone', no folder here and no Hub id"):
         interpolate_retriever(retriever, weight=0.5)
+
+
+def test_models_of_the_wrong_kind_are_refused_naming_the_flag(retriever, tiny_tokenizer, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from conftest import TINY_ENCODER
+
+    BertModel(BertConfig(**{k: v for k, v in TINY_ENCODER.items() if k != "model_type"})).save_pretrained(tmp_path / "plain")
+    retriever.save_pretrained(tmp_path / "retriever")
+    tiny_reranker(tiny_tokenizer).save_pretrained(tmp_path / "reranker")
+    cases = [
+        (["--model", "plain"], r"--model: .*plain is model_type 'bert', not a saved RQ2Retriever or RQ2Reranker"),
+        (["--model", "retriever", "--base", "reranker"], r"--base: .*reranker is a saved RQ2Reranker; a retriever"),
+        (["--model", "reranker", "--base", "plain"], r"--base: a re-ranker interpolates only with a saved RQ2Reranker"),
+        (["--model", "reranker", "--base", "retriever"], r"retriever is model_type 'rq2_retriever'\)"),
+    ]
+    for (flag, name, *rest), message in cases:
+        paths = [str(tmp_path / name)] + ([rest[0], str(tmp_path / rest[1])] if rest else [])
+        with pytest.raises(ValueError, match=message):
+            main([flag, *paths, "--weight", "0.5", "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tensor_tied_under_two_names_moves_once():
+    class Tied(torch.nn.Module):
+        def __init__(self, fill: float):
+            super().__init__()
+            self.embed = torch.nn.Embedding(3, 2)
+            self.head = torch.nn.Linear(2, 3, bias=False)
+            self.head.weight = self.embed.weight
+            torch.nn.init.constant_(self.embed.weight, fill)
+
+    model = interpolate_weights(Tied(1.0), Tied(0.0), weight=0.5)
+    torch.testing.assert_close(model.head.weight, torch.full((3, 2), 0.5))

@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ood_choose_on",
-        help="the collection (its name) the fusion weight is chosen on; the others only report (default: the first)",
+        help="the collection (its name) the fusion and WiSE-FT weights are chosen on; the others only report "
+        "(default: the first, by path in alphabetical order)",
     )
     parser.add_argument(
         "--wise_ft",
@@ -140,6 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not all(0.0 <= weight <= 1.0 for weight in (*args.fusions, *args.ood_fusions, *args.wise_ft)):
         given = {"--fusions": args.fusions, "--ood_fusions": args.ood_fusions, "--wise_ft": args.wise_ft}
         raise SystemExit(f"weights must be in [0, 1], got {given}")
+    if args.wise_ft and not any(SYSTEMS[name].job == "rq2" for name in args.systems):
+        raise SystemExit("--wise_ft: interpolates our retrievers; name one of our systems in --systems")
     if args.wise_ft and not args.out_of_domain:
         raise SystemExit("--wise_ft: its weight is chosen out of domain; name the collections with --out_of_domain")
     return args

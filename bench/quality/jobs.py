@@ -674,7 +674,7 @@ def wise_ft_grid(
     in_domain = _load(config, "eval_split")
     others = [load_beir(path, "test") for path in collections]
     scored = {}
-    for weight in weights:  # a fresh load each time: a compiled (OpenVINO) retriever caches its weights
+    for weight in weights:  # a fresh load each time: the interpolation is in place
         retriever = interpolate_retriever(_retriever(config, folder / "run" / "retriever"), base, weight=weight)
         scored[f"{weight:g}"] = {
             "in_domain": _rows(config, (retriever, reranker), in_domain, ()),

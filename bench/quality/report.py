@@ -66,10 +66,26 @@ def summarise(system: dict) -> dict:
     if scored := [r["fusions"] for r in runs if "fusions" in r]:  # the seeds scored at --fusions, said how many
         summary["fusions"] = {row: _spread([f[row]["ndcg@10"] for f in scored]) for row in scored[0]}
         summary["fusion_seeds"] = len(scored)
-    if scored := [r["wise_ft"] for r in runs if "wise_ft" in r]:
-        summary["wise_ft"] = {weight: _wise_ft_spread([s[weight] for s in scored]) for weight in scored[0]}
+    if scored := [_with_trained(r) for r in runs if "wise_ft" in r]:  # the seeds scored at --wise_ft
+        weights = sorted(set.intersection(*(set(grid) for grid in scored)), key=float)
+        summary["wise_ft"] = {weight: _wise_ft_spread([grid[weight] for grid in scored]) for weight in weights}
         summary["wise_ft_seeds"] = len(scored)
     return summary
+
+
+def _with_trained(run: dict) -> dict:
+    """A run's WiSE-FT grid with the trained retriever as weight 1 (its own rows and out-of-domain scores, where it
+    has them and the grid has no measured 1)."""
+    grid = run["wise_ft"]
+    first = next(iter(grid.values()))
+    if "1" in grid or not set(first["out_of_domain"]) <= set(run.get("out_of_domain", {})):
+        return grid
+    rows = list(first["in_domain"])
+    trained = {
+        "in_domain": {row: run["rows"][row] for row in rows},
+        "out_of_domain": {c: {row: run["out_of_domain"][c][row] for row in rows} for c in first["out_of_domain"]},
+    }
+    return {**grid, "1": trained}
 
 
 def _wise_ft_spread(grids: list[dict]) -> dict:
@@ -295,8 +311,10 @@ def ood_choices(summaries: dict[str, dict], choose_on: str | None) -> list[dict]
     for name, summary in summaries.items():
         own = summaries.get(RETRIEVER_OF.get(name, name), {}).get("out_of_domain", {})
         rankings = {c: {**own.get(c, {}), **rows} for c, rows in summary.get("out_of_domain", {}).items()}
-        chooser = choose_on or next(iter(rankings), None)
-        if chooser not in rankings or not any(is_reranked(row) for row in rankings[chooser]):
+        if not rankings:
+            continue
+        chooser = _chooser(list(rankings), choose_on)
+        if not any(is_reranked(row) for row in rankings[chooser]):
             continue
         row = max(rankings[chooser], key=lambda r: rankings[chooser][r]["mean"])
         reported = {
@@ -323,37 +341,48 @@ def _ood_choice_lines(choices: list[dict]) -> list[str]:
 
 
 def wise_ft_choices(summaries: dict[str, dict], choose_on: str | None) -> list[dict]:
-    """Per system scored at ``--wise_ft``: every weight's retriever and rankings in and out of domain (1: the trained
-    retriever as it is, where the system has its out-of-domain scores), the weight whose retriever is best on the
-    collection ``choose_on`` (default: the first), and the zero-shot backbone's retriever on each collection."""
+    """Per system scored at ``--wise_ft``: every weight's rankings in and out of domain (1: the trained retriever),
+    and the weight chosen on the collection ``choose_on`` (default: the first) by its retriever: the largest weight
+    at most ``OOD_RETRIEVER_DROP`` below the zero-shot backbone there (the goal), else the best there."""
     zeroshot = summaries.get("zeroshot", {}).get("out_of_domain", {})
     found = []
     for name, summary in summaries.items():
         if "wise_ft" not in summary:
             continue
-        grid = dict(summary["wise_ft"])
-        first = next(iter(grid.values()))
-        rows, collections = list(first["in_domain"]), list(first["out_of_domain"])
-        if set(collections) <= set(summary.get("out_of_domain", {})):  # the trained retriever, as the others
-            grid["1"] = {
-                "in_domain": {row: summary["rows"][row]["ndcg@10"] for row in rows},
-                "out_of_domain": {c: {row: summary["out_of_domain"][c][row] for row in rows} for c in collections},
-            }
-        chooser = choose_on or collections[0]
-        if chooser not in collections:
-            continue
-        best = max(grid, key=lambda weight: grid[weight]["out_of_domain"][chooser][RETRIEVER]["mean"])
+        grid = summary["wise_ft"]
+        chooser = _chooser(list(next(iter(grid.values()))["out_of_domain"]), choose_on)
+        retriever = {weight: scored["out_of_domain"][chooser][RETRIEVER]["mean"] for weight, scored in grid.items()}
+        floor = zeroshot.get(chooser, {}).get(RETRIEVER, {}).get("mean")
+        within = [w for w, value in retriever.items() if floor is not None and value >= floor - OOD_RETRIEVER_DROP]
+        best = max(within, key=float) if within else max(retriever, key=retriever.get)
+        rule = (
+            f"the largest weight within {OOD_RETRIEVER_DROP:g} of zero-shot"
+            if within
+            else "the best retriever (no weight within the goal)"
+            if floor is not None
+            else "the best retriever (zero-shot not scored)"
+        )
         found.append(
             {
                 "system": name,
                 "chosen_on": chooser,
                 "weight": float(best),
-                "grid": {weight: grid[weight] for weight in sorted(grid, key=float)},
+                "rule": rule,
+                "grid": grid,
                 "zeroshot": {c: rows[RETRIEVER]["mean"] for c, rows in zeroshot.items() if RETRIEVER in rows},
                 "seeds": summary["wise_ft_seeds"],
             }
         )
     return found
+
+
+def _chooser(collections: list[str], choose_on: str | None) -> str:
+    """The collection a setting is chosen on: ``choose_on``, which must be one scored, else the first."""
+    if choose_on is None:
+        return collections[0]
+    if choose_on not in collections:
+        raise SystemExit(f"--ood_choose_on: {choose_on!r} is none of the collections scored ({', '.join(collections)})")
+    return choose_on
 
 
 def _wise_ft_lines(choices: list[dict]) -> list[str]:
@@ -369,7 +398,7 @@ def _wise_ft_lines(choices: list[dict]) -> list[str]:
     for c in choices:
         collections = list(next(iter(c["grid"].values()))["out_of_domain"])
         lines += [
-            f"{c['system']} ({c['seeds']} seeds), chosen on {c['chosen_on']}: **{c['weight']:g}**",
+            f"{c['system']} ({c['seeds']} seeds), chosen on {c['chosen_on']} ({c['rule']}): **{c['weight']:g}**",
             "",
             "| weight | in domain | " + " | ".join(collections) + " |",
             "|---" * (len(collections) + 2) + "|",
@@ -387,8 +416,7 @@ def _wise_ft_lines(choices: list[dict]) -> list[str]:
 
 def _rankings(rows: dict) -> str:
     """A cell of every ranking's nDCG@10 mean, retriever first, as ``a / b / c``."""
-    value = lambda v: v["mean"] if isinstance(v, dict) else v  # noqa: E731
-    return " / ".join(f"{value(v):.4f}" for v in rows.values()) or "-"
+    return " / ".join(f"{v['mean']:.4f}" for v in rows.values()) or "-"
 
 
 def fusion_choices(summaries: dict[str, dict], split: str, dev: bool, fusion: float) -> list[dict]:

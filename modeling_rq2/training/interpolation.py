@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import PreTrainedConfig
 
-from ..models.loading import DEFAULT_BACKBONE, DEFAULT_BACKBONE_ID, load_reranker, load_retriever
-from ..models.modeling_rq2 import RQ2PreTrainedModel, RQ2Reranker, RQ2Retriever
+from ..models.loading import DEFAULT_BACKBONE, DEFAULT_BACKBONE_ID, load_reranker, load_retriever, resolve_backbone
+from ..models.modeling_rq2 import RQ2PreTrainedModel, RQ2Reranker, RQ2Retriever, local_model_folder
 from .checkpoints import save_model
 
 INTERPOLATION_FILE = "interpolation.json"
@@ -26,8 +27,8 @@ INTERPOLATION_FILE = "interpolation.json"
 
 def interpolate_weights(model: nn.Module, base: nn.Module, *, weight: float) -> nn.Module:
     """``model``'s floating-point weights set to ``weight * model + (1 - weight) * base``, in place (integer
-    buffers such as position ids are kept); returns ``model``. The two must have the same weights by name and
-    shape: anything else is refused, naming the first difference."""
+    buffers such as position ids are kept, a tensor tied under several names moves once); returns ``model``. The
+    two must have the same weights by name and shape: anything else is refused, naming the first difference."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight: {weight} is not in [0, 1] (1 keeps the trained weights, 0 the base's)")
     theirs = base.state_dict()
@@ -41,9 +42,11 @@ def interpolate_weights(model: nn.Module, base: nn.Module, *, weight: float) -> 
                 f"cannot interpolate: {name!r} is {tuple(tensor.shape)} in the model, {tuple(theirs[name].shape)} in "
                 "the base (another architecture or vocabulary)"
             )
+    moved = set()
     with torch.no_grad():
         for name, tensor in ours.items():
-            if tensor.is_floating_point():
+            if tensor.is_floating_point() and tensor.numel() and tensor.data_ptr() not in moved:
+                moved.add(tensor.data_ptr())
                 tensor.lerp_(theirs[name].to(tensor.device, tensor.dtype), 1.0 - weight)
     return model
 
@@ -54,17 +57,27 @@ def starting_backbone(model: RQ2PreTrainedModel) -> str:
     return DEFAULT_BACKBONE if name == DEFAULT_BACKBONE_ID else name
 
 
+def _backbone_retriever(trained: RQ2Retriever) -> RQ2Retriever:
+    """A fresh retriever from the backbone ``trained`` records; refused where the record names no folder here and
+    no Hub id (a saved config keeps only a local folder's last component)."""
+    name = starting_backbone(trained)
+    if name != DEFAULT_BACKBONE and not Path(name).is_dir() and name.count("/") != 1:
+        raise ValueError(
+            f"the retriever records its backbone as {name!r}, no folder here and no Hub id (a saved config keeps only "
+            "the last component of a local path): pass the base"
+        )
+    try:
+        return load_retriever(name)
+    except OSError as err:
+        raise OSError(
+            f"the retriever's backbone, recorded as {name!r}, does not load here; pass the base ({err})"
+        ) from err
+
+
 def interpolate_retriever(trained: RQ2Retriever, base: RQ2Retriever | None = None, *, weight: float) -> RQ2Retriever:
     """WiSE-FT of a retriever: ``trained`` interpolated with ``base`` (default: a fresh retriever from the backbone
     it was built on, the zero-shot model), in place; the base's towers are untied where ``trained``'s are."""
-    if base is None:
-        name = starting_backbone(trained)
-        try:
-            base = load_retriever(name)
-        except OSError as err:
-            raise OSError(
-                f"the retriever's backbone, recorded as {name!r}, does not load here; pass the base ({err})"
-            ) from err
+    base = _backbone_retriever(trained) if base is None else base
     if not trained.config.shared_towers:
         base.untie_towers()
     elif not base.config.shared_towers:
@@ -88,17 +101,34 @@ class InterpolateArguments:
     )
 
 
+_SAVED = {"rq2_retriever": "RQ2Retriever", "rq2_reranker": "RQ2Reranker"}
+
+
+def _model_type(name_or_path: str) -> str | None:
+    """The model type a folder or Hub repo's config.json names (a missing folder refused with its name)."""
+    path = resolve_backbone(name_or_path)
+    local_model_folder(path, {})
+    return PreTrainedConfig.get_config_dict(path)[0].get("model_type")
+
+
 def _load_pair(args: InterpolateArguments) -> tuple[RQ2PreTrainedModel, RQ2PreTrainedModel | None]:
-    """The trained model in its role, and its base (None: a retriever's own backbone)."""
-    try:
-        return load_retriever(args.model), (None if args.base is None else load_retriever(args.base))
-    except ValueError as err:
-        if "RQ2Reranker" not in str(err):
-            raise
-    if args.base is None:
+    """The trained model in its role, and its base (None: a retriever's own backbone); each flag's model checked
+    to be what that role interpolates with."""
+    role = _model_type(args.model)
+    if role not in _SAVED:
         raise ValueError(
-            f"--base: {args.model} is a re-ranker, whose backbone has no trained head to interpolate with; pass a "
-            "saved RQ2Reranker as --base"
+            f"--model: {args.model} is model_type {role!r}, not a saved RQ2Retriever or RQ2Reranker: nothing was "
+            "fine-tuned to interpolate"
+        )
+    base_role = None if args.base is None else _model_type(args.base)
+    if role == "rq2_retriever":
+        if base_role == "rq2_reranker":
+            raise ValueError(f"--base: {args.base} is a saved RQ2Reranker; a retriever interpolates with a retriever")
+        return load_retriever(args.model), None if args.base is None else load_retriever(args.base)
+    if base_role != "rq2_reranker":
+        found = "none given" if args.base is None else f"{args.base} is model_type {base_role!r}"
+        raise ValueError(
+            f"--base: a re-ranker interpolates only with a saved RQ2Reranker ({found}): a backbone has no trained head"
         )
     return load_reranker(args.model), load_reranker(args.base)
 
