@@ -221,6 +221,33 @@ def test_fusion_weights_out_of_range_are_refused_before_any_job(tmp_path):
     assert runner.fusions_config("k", config, [0.75, 0.25, 0.75])["fusions"] == [0.25, 0.75]
 
 
+def test_a_killed_peer_job_resumes_from_its_last_epoch_and_other_settings_start_afresh(tmp_path, monkeypatch):
+    from bench.quality import jobs
+
+    args = _args(tmp_path)
+    config = {**runner._common(args, args.data), "system": "st_biencoder", "seed": 42, "lr": 2e-5, "epochs": 3}
+    folder = tmp_path / "work" / "st_biencoder-seed42"
+    seen = []
+
+    def spawn(key: str, job: Path, threads: int) -> None:  # the job: resumes where the killed one saved an epoch
+        class Trainer:
+            def train(self, resume_from_checkpoint=None):
+                seen.append(resume_from_checkpoint)
+
+        resumed = jobs._train_resumable(Trainer(), job)
+        (job / "result.json").write_text(json.dumps({"rows": {}, "resumed": resumed, "config": config}))
+
+    monkeypatch.setattr(runner, "_spawn", spawn)
+    (folder / "trainer" / "checkpoint-204").mkdir(parents=True)  # killed after its second epoch
+    (folder / "job.json").write_text(json.dumps(config))
+    assert run_job("st_biencoder-seed42", config, tmp_path / "work", args)["resumed"]
+    assert seen == [True] and not (folder / "trainer").exists()  # the checkpoints go once the model is saved
+    (folder / "result.json").unlink()
+    (folder / "trainer" / "checkpoint-204").mkdir(parents=True)
+    other = {**config, "lr": 5e-5}  # a checkpoint of other settings is never resumed
+    assert not run_job("st_biencoder-seed42", other, tmp_path / "work", args)["resumed"] and seen == [True, None]
+
+
 def test_cached_only_starts_nothing_not_even_a_teacher(tmp_path, spawned):
     args = _args(tmp_path, cached_only=True)
     assert run_job("static-seed42", _config(args, "static"), tmp_path / "work", args) is None

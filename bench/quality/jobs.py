@@ -180,7 +180,8 @@ def training_lists(config: JobConfig) -> tuple[list[str], list[list[str]]]:
 
 
 def _training_arguments(cls, config: JobConfig, folder: Path, batch_size: int, **extra):
-    """Trainer arguments shared by both sentence-transformers peers (no checkpoints, no trackers)."""
+    """Trainer arguments shared by both sentence-transformers peers (a checkpoint each epoch, so that a killed job
+    resumes; no trackers)."""
     return cls(
         output_dir=str(folder / "trainer"),
         num_train_epochs=config["epochs"],
@@ -191,12 +192,23 @@ def _training_arguments(cls, config: JobConfig, folder: Path, batch_size: int, *
         weight_decay=0.01,
         seed=config["seed"],
         data_seed=config["seed"],
-        save_strategy="no",
+        save_strategy="epoch",
+        save_total_limit=1,
         report_to="none",
         logging_steps=10,
         disable_tqdm=True,
         **extra,
     )
+
+
+def _train_resumable(trainer, folder: Path) -> bool:
+    """``trainer.train()``, from the last epoch's checkpoint where a killed run left one (returns whether it did;
+    its train seconds then count the rest only); the checkpoints go once the model is trained."""
+    checkpoints = folder / "trainer"
+    resume = any(checkpoints.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return resume
 
 
 # ---------------------------------------------------------------- peers
@@ -322,7 +334,7 @@ def _train_biencoder(config: JobConfig, folder: Path, queries: list[str], column
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=Dataset.from_dict(columns), loss=MultipleNegativesRankingLoss(model)
     )
-    trainer.train()
+    resumed = _train_resumable(trainer, folder)
     # ST keeps max_seq_length in the saved tokenizer (model_max_length), which caps our encoder's lengths:
     # save the evaluation length, as our retriever saves its own
     model.max_seq_length = lengths["passage_max_length"]
@@ -337,6 +349,7 @@ def _train_biencoder(config: JobConfig, folder: Path, queries: list[str], column
         "train_max_seq_length": lengths["train_passage_max_length"],
         "saved_max_seq_length": model.max_seq_length,
         "queries_over_query_max_length": long_queries,
+        "resumed": resumed,
     }
     return {
         "rows": {System.retriever().name: means},
@@ -411,7 +424,7 @@ def job_st_crossencoder(config: JobConfig, folder: Path) -> JobResult:
     args = _training_arguments(CrossEncoderTrainingArguments, config, folder, batch)
     started = time.perf_counter()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    trainer.train()
+    resumed = _train_resumable(trainer, folder)
     model.save(str(folder / "model"))
     train_seconds = time.perf_counter() - started
     rows, eval_seconds = _rerank_rows(config, folder, model)
@@ -424,6 +437,7 @@ def job_st_crossencoder(config: JobConfig, folder: Path) -> JobResult:
             "steps": trainer.state.global_step,
             "batch_size": batch,
             "pos_weight": None if listnet else negatives,
+            "resumed": resumed,
         },
     }
 

@@ -171,6 +171,10 @@ def _record(ledger: Path, key: str, result: JobResult) -> None:
     partial.replace(ledger_path(ledger, key))
 
 
+RESUMABLE = ("rq2", "st_biencoder", "st_biencoder_mined", "st_crossencoder")
+"""The job families that checkpoint their training: a killed job of the same settings goes on from its folder."""
+
+
 def run_job(
     key: str, config: JobConfig, work: Path, args: argparse.Namespace, *, models: bool = False
 ) -> JobResult | None:
@@ -196,8 +200,8 @@ def run_job(
         if run_job(source, source_config, work, args, models=True) is None:
             return None
     spec = folder / "job.json"
-    trains_ours = "system" in config and SYSTEMS[config["system"]].job == "rq2"
-    resumable = trains_ours and spec.is_file() and _read(spec) == config
+    trains = "system" in config and SYSTEMS[config["system"]].job in RESUMABLE
+    resumable = trains and spec.is_file() and _read(spec) == config
     if folder.exists() and not resumable:  # stale models, indexes or checkpoints of other settings
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
