@@ -330,6 +330,33 @@ def test_reranker_length_is_every_jobs_setting_and_reaches_ours_and_a_levers_fla
     assert parse_arguments([*_rq2_argv(lever, tmp_path), *lever["flags"]])[0].reranker_max_length == 512
 
 
+def test_rows_measured_at_another_reranker_length_than_the_recipes_are_titled_with_it(tmp_path):
+    from bench.quality.jobs import recipe
+    from bench.quality.report import display_titles
+
+    assert recipe()["reranker_max_length"] == 128  # the recipe's (train.py's default)
+    longer = _args(tmp_path, argv=["--reranker_max_length", "256"])
+    runs = lambda args, name: {"seeds": {42: {"config": _config(args, name)}}}  # noqa: E731
+    titles = display_titles(
+        {
+            "zeroshot": {"seeds": {None: {"config": {"lengths": recipe()}}}},
+            "ours": runs(longer, "ours"),  # configs/scifact-best.yaml
+            "ours_1_epoch": runs(_args(tmp_path), "ours_1_epoch"),
+            "reranker_length_256": runs(_args(tmp_path), "reranker_length_256"),  # its own length, in its title
+            "reranker_length_512": runs(longer, "reranker_length_512"),  # its flag wins over the benchmark's
+            "st_biencoder": {"seeds": {42: {"config": {"lengths": {"reranker_max_length": 256}}}}},  # no re-ranker
+        }
+    )
+    assert titles == {
+        "zeroshot": "all-MiniLM-L6-v2, zero-shot",
+        "ours": "RocketQAv2 joint training, 3 epochs (ours, default), re-ranker at 256 tokens",
+        "ours_1_epoch": "RocketQAv2 joint training, 1 epoch (ours)",
+        "reranker_length_256": "lever: the re-ranker reads 256 tokens",
+        "reranker_length_512": "lever: the re-ranker reads 512 tokens",
+        "st_biencoder": "sentence-transformers bi-encoder (MNRL)",
+    }
+
+
 def test_every_system_of_ours_is_accepted_by_train_py_and_changes_its_baseline_by_adding_flags():
     from bench.quality.systems import SYSTEMS
     from modeling_rq2.training.config_files import parse_arguments
@@ -414,13 +441,15 @@ def test_mined_peer_never_mines_a_claims_other_gold_passage_as_a_negative(tmp_pa
 
 
 def _run(seed: int, ndcg: dict[str, float], steps: int = 102) -> dict:
+    from bench.quality.jobs import recipe
+
     metrics = lambda v: {"ndcg@10": v, "mrr@10": v, "recall@10": v, "recall@100": v}
     return {
         "rows": {row: metrics(v) for row, v in ndcg.items()},
         "train_seconds": 100.0,
         "eval_seconds": 10.0,
         "details": {"train": {"steps": steps}},
-        "config": {"seed": seed},
+        "config": {"seed": seed, "lengths": recipe()},
     }
 
 

@@ -173,10 +173,34 @@ def test_gradient_accumulation_counts_optimizer_steps(train_setup, tmp_path):
     assert metrics["train"]["steps"] == 2
 
 
-@pytest.mark.parametrize("preset", ["scifact.yaml", "scifact-full.yaml", "scifact-augmented.yaml", "msmarco.yaml"])
+@pytest.mark.parametrize(
+    "preset", ["scifact.yaml", "scifact-best.yaml", "scifact-full.yaml", "scifact-augmented.yaml", "msmarco.yaml"]
+)
 def test_presets_parse(preset):
     _, data_args, _, args, _ = parse_arguments([str(ROOT / "configs" / preset)])
     assert data_args.list_size >= 4 and args.output_dir.startswith("outputs/")
+
+
+def test_train_py_without_flags_is_the_scifact_preset():
+    """``make demo`` runs ``python train.py``; the README and the benchmark call that ``configs/scifact.yaml``."""
+    from dataclasses import asdict
+
+    defaults, preset = parse_arguments([]), parse_arguments([str(ROOT / "configs" / "scifact.yaml")])
+    for plain, configured in zip(defaults, preset, strict=True):
+        assert asdict(plain) == asdict(configured), type(plain).__name__
+
+
+def test_the_best_preset_is_the_quick_start_with_the_reranker_at_256_tokens():
+    """What the README and the benchmark (``ours`` at ``--reranker_max_length 256``) say of it."""
+    from dataclasses import asdict
+
+    quick = parse_arguments([str(ROOT / "configs" / "scifact.yaml")])
+    best = parse_arguments([str(ROOT / "configs" / "scifact-best.yaml")])
+    changed = {
+        key: (asdict(a)[key], asdict(b)[key]) for a, b in zip(quick, best, strict=True) for key in asdict(a)
+        if asdict(a)[key] != asdict(b)[key]
+    }
+    assert changed == {"reranker_max_length": (128, 256), "output_dir": ("outputs/scifact", "outputs/scifact-best")}
 
 
 def test_step_losses_teacher_phase_and_in_batch_negatives():

@@ -149,6 +149,26 @@ def _ranking(row: str) -> str:
     return f"{head}, fused {system.fusion:g}" if system.fusion else head
 
 
+def display_titles(systems: dict[str, dict]) -> dict[str, str]:
+    """Each system's display title (README, cards), with its re-ranker's length where the benchmark ran it at
+    another one than the recipe's (rows at another length never pass for the recipe's; a system that sets its own
+    length says so in its title)."""
+    found = {}
+    for name, system in systems.items():
+        length = benchmark_reranker_length(name, next(iter(system["seeds"].values()))["config"])
+        differs = length is not None and length != recipe()["reranker_max_length"]
+        found[name] = SYSTEMS[name].title + (f", re-ranker at {length} tokens" if differs else "")
+    return found
+
+
+def benchmark_reranker_length(name: str, config: dict) -> int | None:
+    """The pair length the benchmark gave system ``name``'s re-ranker (job settings ``config``), or None for a
+    system without a re-ranker or one whose flags set its own."""
+    if SYSTEMS[name].job not in ("rq2", "st_crossencoder") or "--reranker_max_length" in SYSTEMS[name].flags:
+        return None
+    return config["lengths"]["reranker_max_length"]
+
+
 def readme_table(summaries: dict[str, dict], titles: dict[str, str]) -> list[str]:
     """The README's table: every system by display title and ranking, nDCG@10 (mean ± std over seeds), seeds,
     optimizer steps and training minutes (the fastest seed's, with what the system needs: a bi-encoder, a
@@ -639,6 +659,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         and not args.max_steps
     )
     summaries = {name: summarise(s) for name, s in systems.items()}
+    titles = display_titles({name: s for name, s in systems.items() if name in SYSTEMS})
     return {
         "machine": _machine(args),
         "settings": {k: v for k, v in vars(args).items() if k not in ("job", "output")},
@@ -652,12 +673,12 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "recipe": recipe(),
         "systems": {name: {**s, "seeds": {str(k): v for k, v in s["seeds"].items()}} for name, s in systems.items()},
         "summaries": summaries,
-        "titles": {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS},
+        "titles": titles,
         "table": table_block(summaries),
         "comparisons": comparisons(summaries, systems, args.rerank_top_k, args.fusion),
         "goals": goals(summaries, full_scifact),
         "out_of_domain": out_of_domain_checks(summaries),
-        "readme_table": readme_table(summaries, {name: SYSTEMS[name].title for name in summaries if name in SYSTEMS}),
+        "readme_table": readme_table(summaries, titles),
         "ood_choices": ood_choices(summaries, args.ood_choose_on),
         "fusion_choices": fusion_choices(summaries, args.eval_split, bool(args.dev_queries), args.fusion),
         "wise_ft_choices": wise_ft_choices(summaries, args.ood_choose_on),
