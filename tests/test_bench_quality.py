@@ -357,6 +357,19 @@ def test_rows_measured_at_another_reranker_length_than_the_recipes_are_titled_wi
     }
 
 
+def test_jobs_without_a_reranker_keep_their_keys_at_another_reranker_length(tmp_path):
+    from bench.quality.runner import ce_points, st_points
+
+    plain, longer = _args(tmp_path), _args(tmp_path, argv=["--reranker_max_length", "256"])
+    common = {args.reranker_max_length: runner._common(args, "scifact") for args in (plain, longer)}
+    assert st_points(longer, common[256], 42) == st_points(plain, common[128], 42)  # one bi-encoder grid for both
+    assert runner.retriever_only(common[256]) == runner.retriever_only(common[128]) == common[128]
+    biencoder = {"best": "st_biencoder-lr2e-05-ep3", "seeds": {42: {"config": {}}}}
+    cross = {n: ce_points(a, common[n], biencoder, 42) for n, a in ((128, plain), (256, longer))}
+    assert all(point["lengths"]["reranker_max_length"] == 256 for point in cross[256].values())
+    assert cross[256] != cross[128]
+
+
 def test_every_system_of_ours_is_accepted_by_train_py_and_changes_its_baseline_by_adding_flags():
     from bench.quality.systems import SYSTEMS
     from modeling_rq2.training.config_files import parse_arguments

@@ -237,6 +237,12 @@ def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
     return {**common, "backend": args.backend} if args.backend != "torch" else common
 
 
+def retriever_only(common: JobConfig) -> JobConfig:
+    """The common settings of a job without a re-ranker (BM25, zero-shot, the bi-encoders): the re-ranker's length
+    pinned to the recipe's, so that a run at another ``--reranker_max_length`` reuses them."""
+    return {**common, "lengths": {**common["lengths"], "reranker_max_length": recipe()["reranker_max_length"]}}
+
+
 def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: int) -> JobConfig:
     """Settings of a trained system's job: the common ones, the seed, the budgets and the re-ranking evaluation."""
     return {
@@ -252,7 +258,7 @@ def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: in
 
 def st_points(args: argparse.Namespace, common: JobConfig, seed: int) -> dict[str, JobConfig]:
     """The bi-encoder grid: learning rates x epochs (a fresh model for each point)."""
-    training = _training(args, common, "st_biencoder", seed)
+    training = _training(args, retriever_only(common), "st_biencoder", seed)
     return {
         f"st_biencoder-lr{lr:g}-ep{epochs}": {
             **training,
@@ -410,7 +416,7 @@ def _mined_peer(args: argparse.Namespace, work: Path, common: JobConfig, biencod
     runs = {}
     for seed in args.seeds:
         config = {
-            **_training(args, common, "st_biencoder_mined", seed),
+            **_training(args, retriever_only(common), "st_biencoder_mined", seed),
             **{key: point[key] for key in ("lr", "epochs", "batch_size_train")},
             "mining": MINING,
         }
@@ -423,7 +429,8 @@ def _peer_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> di
     systems = {}
     for name in ("bm25", "zeroshot"):
         if name in args.systems:
-            systems[name] = {"seeds": _found({None: run_job(name, {**common, "system": name}, work, args)})}
+            job = {**retriever_only(common), "system": name}
+            systems[name] = {"seeds": _found({None: run_job(name, job, work, args)})}
     if {"st_biencoder", "st_biencoder_mined", "st_crossencoder"} & set(args.systems):
         points = lambda seed: st_points(args, common, seed)
         systems["st_biencoder"] = run_grid(args, points, System.retriever().name, work)
