@@ -174,7 +174,7 @@ def test_gradient_accumulation_counts_optimizer_steps(train_setup, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "preset", ["scifact.yaml", "scifact-best.yaml", "scifact-full.yaml", "scifact-augmented.yaml", "msmarco.yaml"]
+    "preset", ["scifact.yaml", "scifact-best.yaml", "scifact-augmented.yaml", "msmarco.yaml", "nq.yaml"]
 )
 def test_presets_parse(preset):
     _, data_args, _, args, _ = parse_arguments([str(ROOT / "configs" / preset)])
