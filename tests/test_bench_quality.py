@@ -363,11 +363,32 @@ def test_jobs_without_a_reranker_keep_their_keys_at_another_reranker_length(tmp_
     plain, longer = _args(tmp_path), _args(tmp_path, argv=["--reranker_max_length", "256"])
     common = {args.reranker_max_length: runner._common(args, "scifact") for args in (plain, longer)}
     assert st_points(longer, common[256], 42) == st_points(plain, common[128], 42)  # one bi-encoder grid for both
-    assert runner.retriever_only(common[256]) == runner.retriever_only(common[128]) == common[128]
+    assert runner.at_recipe_length(common[256]) == runner.at_recipe_length(common[128]) == common[128]
     biencoder = {"best": "st_biencoder-lr2e-05-ep3", "seeds": {42: {"config": {}}}}
     cross = {n: ce_points(a, common[n], biencoder, 42) for n, a in ((128, plain), (256, longer))}
     assert all(point["lengths"]["reranker_max_length"] == 256 for point in cross[256].values())
     assert cross[256] != cross[128]
+
+
+def test_runs_at_two_reranker_lengths_keep_apart_jobs_and_ledger_entries(tmp_path, spawned):
+    from bench.quality.jobs import _reuse_stages
+
+    plain, longer = _args(tmp_path), _args(tmp_path, argv=["--reranker_max_length", "256"])
+    for args in (plain, longer, plain):  # the second run at 128 finds its jobs: nothing trains again
+        for name in ("ours", "static", "reranker_length_256"):
+            run_job(runner.our_key(name, _config(args, name)), _config(args, name), tmp_path / "work", args)
+    assert spawned == [
+        "ours-seed42", "ours_1_epoch-seed42", "static-seed42", "reranker_length_256-seed42",
+        "ours-rl256-seed42", "ours_1_epoch-rl256-seed42", "static-rl256-seed42",  # the lever sets its own length
+    ]
+    ledger = {path.stem for path in Path(plain.ledger).glob("*.json")}
+    assert {"ours-seed42", "ours-rl256-seed42", "static-seed42", "static-rl256-seed42"} <= ledger
+    chain = _config(longer, "denoise_0.3_0.7")  # its warm-up is the one-epoch job of the same length
+    warm = tmp_path / "work" / "ours_1_epoch-rl256-seed42" / "run"
+    (warm / "retriever").mkdir()
+    (warm / "metrics.json").write_text("{}")
+    reused = _reuse_stages(chain, tmp_path / "work" / runner.our_key("denoise_0.3_0.7", chain))
+    assert reused["job"] == "ours_1_epoch-rl256-seed42"
 
 
 def test_every_system_of_ours_is_accepted_by_train_py_and_changes_its_baseline_by_adding_flags():

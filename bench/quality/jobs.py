@@ -110,6 +110,14 @@ def recipe() -> Lengths:
 # ---------------------------------------------------------------- shared pieces
 
 
+def length_tag(config: JobConfig) -> str:
+    """``-rl<N>`` in the name of a job whose re-ranker the benchmark ran at N tokens, another length than the
+    recipe's, so that runs at two lengths keep apart folders and ledger entries (jobs without a re-ranker, and
+    those whose system sets its own length, carry the recipe's: no tag)."""
+    length = config["lengths"]["reranker_max_length"]
+    return "" if length == recipe()["reranker_max_length"] else f"-rl{length}"
+
+
 def _load(config: JobConfig, split_key: str):
     from modeling_rq2.data import load_beir
 
@@ -561,7 +569,7 @@ def _reuse_stages(config: JobConfig, folder: Path) -> dict | None:
         return None
     rounds, one_round = _rounds(flags)
     source_system = CHAIN if rounds > 1 and one_round == list(SYSTEMS[CHAIN].flags) else BASELINE
-    job = f"{source_system}-seed{config['seed']}"
+    job = f"{source_system}{length_tag(config)}-seed{config['seed']}"
     source = folder.parent / job
     stages = (
         {"warmup": (source / "run", ("retriever", "reranker", "metrics.json"))}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modeling_rq2.evaluation.systems import System
 
-from .jobs import JobConfig, JobResult, recipe, run_job_function
+from .jobs import JobConfig, JobResult, length_tag, recipe, run_job_function
 from .systems import SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,9 +237,10 @@ def _common(args: argparse.Namespace, data_path: str) -> JobConfig:
     return {**common, "backend": args.backend} if args.backend != "torch" else common
 
 
-def retriever_only(common: JobConfig) -> JobConfig:
-    """The common settings of a job without a re-ranker (BM25, zero-shot, the bi-encoders): the re-ranker's length
-    pinned to the recipe's, so that a run at another ``--reranker_max_length`` reuses them."""
+def at_recipe_length(common: JobConfig) -> JobConfig:
+    """The common settings of a job the benchmark's re-ranker length does not reach (no re-ranker: BM25, zero-shot,
+    the bi-encoders; or a system that sets its own): the length pinned to the recipe's, so that a run at another
+    ``--reranker_max_length`` reuses them."""
     return {**common, "lengths": {**common["lengths"], "reranker_max_length": recipe()["reranker_max_length"]}}
 
 
@@ -258,7 +259,7 @@ def _training(args: argparse.Namespace, common: JobConfig, system: str, seed: in
 
 def st_points(args: argparse.Namespace, common: JobConfig, seed: int) -> dict[str, JobConfig]:
     """The bi-encoder grid: learning rates x epochs (a fresh model for each point)."""
-    training = _training(args, retriever_only(common), "st_biencoder", seed)
+    training = _training(args, at_recipe_length(common), "st_biencoder", seed)
     return {
         f"st_biencoder-lr{lr:g}-ep{epochs}": {
             **training,
@@ -278,7 +279,7 @@ def ce_points(args: argparse.Namespace, common: JobConfig, biencoder: dict, seed
     source = {"folder": f"{biencoder['best']}-seed{seed}", "config": biencoder["seeds"][seed]["config"]}
     training = _training(args, common, "st_crossencoder", seed)
     return {
-        f"st_crossencoder-{loss}-lr{lr:g}-ep{epochs}": {
+        f"st_crossencoder-{loss}-lr{lr:g}-ep{epochs}{length_tag(training)}": {
             **training,
             "lr": lr,
             "epochs": epochs,
@@ -295,11 +296,18 @@ def ce_points(args: argparse.Namespace, common: JobConfig, biencoder: dict, seed
 def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: int) -> JobConfig:
     """The job of one of our systems (or an ablation) at one seed: its flags, and its teacher's job if it has one."""
     system = SYSTEMS[name]
-    config = {**_training(args, common, name, seed), "flags": list(system.flags)}
+    own = at_recipe_length(common) if "--reranker_max_length" in system.flags else common
+    config = {**_training(args, own, name, seed), "flags": list(system.flags)}
     if not system.teacher:
         return config
-    teacher = {"folder": f"{system.teacher}-seed{seed}", "config": ours_config(args, common, system.teacher, seed)}
+    teacher_config = ours_config(args, common, system.teacher, seed)
+    teacher = {"folder": our_key(system.teacher, teacher_config), "config": teacher_config}
     return {**config, "teacher": teacher}
+
+
+def our_key(name: str, config: JobConfig) -> str:
+    """The job name (folder, ledger entry) of our system ``name`` with settings ``config``."""
+    return f"{name}{length_tag(config)}-seed{config['seed']}"
 
 
 def sources(config: JobConfig) -> list[tuple[str, JobConfig]]:
@@ -416,7 +424,7 @@ def _mined_peer(args: argparse.Namespace, work: Path, common: JobConfig, biencod
     runs = {}
     for seed in args.seeds:
         config = {
-            **_training(args, retriever_only(common), "st_biencoder_mined", seed),
+            **_training(args, at_recipe_length(common), "st_biencoder_mined", seed),
             **{key: point[key] for key in ("lr", "epochs", "batch_size_train")},
             "mining": MINING,
         }
@@ -429,7 +437,7 @@ def _peer_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> di
     systems = {}
     for name in ("bm25", "zeroshot"):
         if name in args.systems:
-            job = {**retriever_only(common), "system": name}
+            job = {**at_recipe_length(common), "system": name}
             systems[name] = {"seeds": _found({None: run_job(name, job, work, args)})}
     if {"st_biencoder", "st_biencoder_mined", "st_crossencoder"} & set(args.systems):
         points = lambda seed: st_points(args, common, seed)
@@ -449,7 +457,7 @@ def _our_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> dic
     for name in (s for s in SYSTEMS if not SYSTEMS[s].is_peer and s in args.systems):
         jobs = {seed: ours_config(args, common, name, seed) for seed in args.seeds}
         systems[name] = {
-            "seeds": _found({seed: run_job(f"{name}-seed{seed}", job, work, args) for seed, job in jobs.items()})
+            "seeds": _found({seed: run_job(our_key(name, job), job, work, args) for seed, job in jobs.items()})
         }
     return systems
 
