@@ -221,7 +221,7 @@ def test_fusion_weights_out_of_range_are_refused_before_any_job(tmp_path):
     assert runner.fusions_config("k", config, [0.75, 0.25, 0.75])["fusions"] == [0.25, 0.75]
 
 
-def test_a_killed_peer_job_resumes_from_its_last_epoch_and_other_settings_start_afresh(tmp_path, monkeypatch):
+def test_a_killed_peer_job_resumes_from_its_last_complete_epoch_and_other_settings_start_afresh(tmp_path, monkeypatch):
     from bench.quality import jobs
 
     args = _args(tmp_path)
@@ -234,18 +234,44 @@ def test_a_killed_peer_job_resumes_from_its_last_epoch_and_other_settings_start_
             def train(self, resume_from_checkpoint=None):
                 seen.append(resume_from_checkpoint)
 
+        class Model:
+            def save(self, path: str) -> None:
+                Path(path).mkdir()
+
         resumed = jobs._train_resumable(Trainer(), job)
+        jobs._save_trained(Model(), job)
         (job / "result.json").write_text(json.dumps({"rows": {}, "resumed": resumed, "config": config}))
 
     monkeypatch.setattr(runner, "_spawn", spawn)
-    (folder / "trainer" / "checkpoint-204").mkdir(parents=True)  # killed after its second epoch
+    (folder / "trainer" / "checkpoint-204").mkdir(parents=True)  # the second epoch's, complete
+    (folder / "trainer" / "checkpoint-204" / "trainer_state.json").write_text("{}")
+    (folder / "trainer" / "checkpoint-306").mkdir()  # killed while the third epoch's was written
     (folder / "job.json").write_text(json.dumps(config))
     assert run_job("st_biencoder-seed42", config, tmp_path / "work", args)["resumed"]
-    assert seen == [True] and not (folder / "trainer").exists()  # the checkpoints go once the model is saved
+    assert seen == [str(folder / "trainer" / "checkpoint-204")]
+    assert (folder / "model").is_dir() and not (folder / "trainer").exists()  # the checkpoints go once it is saved
     (folder / "result.json").unlink()
     (folder / "trainer" / "checkpoint-204").mkdir(parents=True)
+    (folder / "trainer" / "checkpoint-204" / "trainer_state.json").write_text("{}")
     other = {**config, "lr": 5e-5}  # a checkpoint of other settings is never resumed
-    assert not run_job("st_biencoder-seed42", other, tmp_path / "work", args)["resumed"] and seen == [True, None]
+    assert not run_job("st_biencoder-seed42", other, tmp_path / "work", args)["resumed"] and seen[1] is None
+
+
+def test_train_seconds_leave_out_a_resumed_run_which_timed_only_its_rest():
+    from bench.quality.report import summarise
+
+    run = lambda seconds, resumed: {  # noqa: E731
+        "rows": {"retriever": {m: 0.7 for m in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}},
+        "train_seconds": seconds,
+        "eval_seconds": 10.0,
+        "details": {"resumed": resumed},
+    }
+    summary = summarise({"seeds": {42: run(1000.0, False), 43: run(300.0, True), 44: run(1100.0, False)}})
+    assert summary["train_seconds"]["min"] == 1000.0 and summary["train_seconds"]["mean"] == 1050.0
+    assert summary["train_seconds_of"] == "the 2 not resumed" and summary["eval_seconds"]["mean"] == 10.0
+    alone = summarise({"seeds": {42: run(300.0, True)}})
+    assert alone["train_seconds"]["min"] == 300.0 and alone["train_seconds_of"] == "resumed runs only (the part after)"
+    assert "train_seconds_of" not in summarise({"seeds": {42: run(1000.0, False)}})
 
 
 def test_cached_only_starts_nothing_not_even_a_teacher(tmp_path, spawned):

@@ -210,13 +210,24 @@ def _training_arguments(cls, config: JobConfig, folder: Path, batch_size: int, *
 
 
 def _train_resumable(trainer, folder: Path) -> bool:
-    """``trainer.train()``, from the last epoch's checkpoint where a killed run left one (returns whether it did;
-    its train seconds then count the rest only); the checkpoints go once the model is trained."""
-    checkpoints = folder / "trainer"
-    resume = any(checkpoints.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return resume
+    """``trainer.train()``, from the newest complete epoch checkpoint a killed run left (``trainer_state.json``,
+    written last, marks one complete; the others are removed); returns whether it resumed."""
+    complete = None
+    for checkpoint in sorted((folder / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
+        if (checkpoint / "trainer_state.json").is_file():
+            complete = checkpoint
+        else:
+            shutil.rmtree(checkpoint)
+    if complete is None:  # from scratch: an index of an earlier model's embeddings would not match
+        shutil.rmtree(folder / "index", ignore_errors=True)
+    trainer.train(resume_from_checkpoint=str(complete) if complete else None)
+    return complete is not None
+
+
+def _save_trained(model, folder: Path) -> None:
+    """The trained peer saved as FOLDER/model, then its training checkpoints removed (the model is what counts)."""
+    model.save(str(folder / "model"))
+    shutil.rmtree(folder / "trainer", ignore_errors=True)
 
 
 # ---------------------------------------------------------------- peers
@@ -346,7 +357,7 @@ def _train_biencoder(config: JobConfig, folder: Path, queries: list[str], column
     # ST keeps max_seq_length in the saved tokenizer (model_max_length), which caps our encoder's lengths:
     # save the evaluation length, as our retriever saves its own
     model.max_seq_length = lengths["passage_max_length"]
-    model.save(str(folder / "model"))
+    _save_trained(model, folder)
     train_seconds = time.perf_counter() - started
     means, eval_seconds = _dense(config, str(folder / "model"), folder / "index")
     rows = len(columns["anchor"])
@@ -433,7 +444,7 @@ def job_st_crossencoder(config: JobConfig, folder: Path) -> JobResult:
     started = time.perf_counter()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     resumed = _train_resumable(trainer, folder)
-    model.save(str(folder / "model"))
+    _save_trained(model, folder)
     train_seconds = time.perf_counter() - started
     rows, eval_seconds = _rerank_rows(config, folder, model)
     return {
@@ -501,6 +512,7 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
 
     argv = _rq2_argv(config, folder) + config["flags"]
     reused = _reuse_stages(config, folder)
+    resumed = any((folder / "run").rglob("checkpoint-*"))  # a killed job's: its train seconds count the rest only
     started = time.perf_counter()
     metrics = run_training(*parse_arguments(argv))
     seconds = time.perf_counter() - started + (reused["train_seconds"] if reused else 0.0)
@@ -515,6 +527,7 @@ def job_rq2(config: JobConfig, folder: Path) -> JobResult:
             "train": metrics["train"],
             "steps": metrics["train"]["steps"] + _stage_steps(folder / "run"),
             "warmup_reused_from": reused and reused["job"],
+            "resumed": resumed,
             "augmentation": _augmentation_counts(metrics.get("augmentation")),
         },
     }

@@ -53,10 +53,14 @@ def summarise(system: dict) -> dict:
     """Mean and standard deviation across seeds of every row's metrics and of the wall times."""
     runs = list(system["seeds"].values())
     rows = {row: {m: _spread([r["rows"][row][m] for r in runs]) for m in METRICS} for row in runs[0]["rows"]}
-    times = {
-        k: {**_spread([r[k] for r in runs]), "min": min(r[k] for r in runs)} for k in ("train_seconds", "eval_seconds")
-    }
+    resumed = sum(bool(r.get("details", {}).get("resumed")) for r in runs)  # a resumed run timed its rest only
+    whole = [r for r in runs if not r.get("details", {}).get("resumed")] or runs
+    timed = {"train_seconds": whole, "eval_seconds": runs}
+    times = {k: {**_spread([r[k] for r in found]), "min": min(r[k] for r in found)} for k, found in timed.items()}
     summary = {"rows": rows, **times, "seeds": len(runs), "steps": steps(runs[0])}
+    if resumed:
+        every = resumed == len(runs)
+        summary["train_seconds_of"] = "resumed runs only (the part after)" if every else f"the {len(whole)} not resumed"
     if all("out_of_domain" in r for r in runs):
         collections = runs[0]["out_of_domain"]
         summary["out_of_domain"] = {
@@ -609,6 +613,8 @@ def markdown(report: dict) -> str:
         f"seeds {report['settings']['seeds']}"
     )
     lines = [title, "", *report["table"]]
+    timing = {name: s["train_seconds_of"] for name, s in report["summaries"].items() if "train_seconds_of" in s}
+    lines += ["", *(f"- {name}: train s of {of}" for name, of in timing.items())] if timing else []
     if report["comparisons"]:
         lines += ["", "Ours vs the best peer (delta, ratio):", "", *map(_comparison_line, report["comparisons"])]
     if report["goals"]:
