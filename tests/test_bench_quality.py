@@ -257,6 +257,15 @@ def test_a_killed_peer_job_resumes_from_its_last_complete_epoch_and_other_settin
     assert not run_job("st_biencoder-seed42", other, tmp_path / "work", args)["resumed"] and seen[1] is None
 
 
+def test_a_report_at_another_reranker_length_says_so_in_its_heading():
+    from bench.quality.report import report_title
+
+    report = {"data": {"name": "scifact", "eval_split": "test", "queries": 300, "corpus": 5183}}
+    heading = report_title({**report, "settings": {"seeds": [42], "reranker_max_length": 256}})
+    assert heading.endswith("seeds [42], re-rankers at 256 tokens (the recipe's: 128)")
+    assert report_title({**report, "settings": {"seeds": [42], "reranker_max_length": 128}}).endswith("seeds [42]")
+
+
 def test_train_seconds_leave_out_a_resumed_run_which_timed_only_its_rest():
     from bench.quality.report import summarise
 

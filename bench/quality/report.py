@@ -605,14 +605,20 @@ def _ablation_lines(systems: dict[str, dict]) -> list[str]:
     return ["", title, "", *lines] if lines else []
 
 
+def report_title(report: dict) -> str:
+    """The report's heading: data, split, seeds, and the re-rankers' length where it is not the recipe's."""
+    d, recipe_length = report["data"], recipe()["reranker_max_length"]
+    length = report["settings"].get("reranker_max_length", recipe_length)
+    other = f", re-rankers at {length} tokens (the recipe's: {recipe_length})" if length != recipe_length else ""
+    return (
+        f"# Retrieval quality: {d['name']} {d['eval_split']} ({d['queries']} queries, {d['corpus']} passages), "
+        f"seeds {report['settings']['seeds']}{other}"
+    )
+
+
 def markdown(report: dict) -> str:
     """The report: the table of systems, the comparisons, the goals, the peers' grids, the ablations."""
-    d = report["data"]
-    title = (
-        f"# Retrieval quality: {d['name']} {d['eval_split']} ({d['queries']} queries, {d['corpus']} passages), "
-        f"seeds {report['settings']['seeds']}"
-    )
-    lines = [title, "", *report["table"]]
+    lines = [report_title(report), "", *report["table"]]
     timing = {name: s["train_seconds_of"] for name, s in report["summaries"].items() if "train_seconds_of" in s}
     lines += ["", *(f"- {name}: train s of {of}" for name, of in timing.items())] if timing else []
     if report["comparisons"]:
