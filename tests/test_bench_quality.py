@@ -594,11 +594,11 @@ def test_wise_ft_weight_is_the_largest_within_the_goal_on_one_collection_with_th
     assert (choice["chosen_on"], choice["weight"]) == ("cacm", 0.75)  # 0.425 is within a point of 0.43; 1 is not
     assert wise_ft_choices({"zeroshot": zeroshot, "ours": both}, "med")[0]["weight"] == 1.0  # 0.77 is within a point
     (alone,) = wise_ft_choices({"ours": both}, None)
-    assert (alone["weight"], alone["rule"]) == (0.5, "the best retriever (zero-shot not scored)")
+    assert (alone["weight"], alone["rule"]) == (0.5, "the best retriever, zero-shot not scored")
     with pytest.raises(SystemExit, match=r"--ood_choose_on: '../shared/data/med' is none of the collections scored \(cacm, med\)"):
         wise_ft_choices({"ours": both}, "../shared/data/med")
     text = "\n".join(_wise_ft_lines([choice]))
-    assert "ours (2 seeds), chosen on cacm (the largest weight within 0.01 of zero-shot): **0.75**" in text
+    assert "ours (2 seeds), chosen on cacm as the largest weight within 0.01 of zero-shot: **0.75**" in text
     assert "| 1 | 0.7400 / 0.7700 | 0.4100 / 0.4100 | 0.7700 / 0.7700 |" in text
     assert "| zero-shot retriever | - | 0.4300 | 0.7760 |" in text
 

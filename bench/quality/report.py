@@ -382,9 +382,9 @@ def wise_ft_choices(summaries: dict[str, dict], choose_on: str | None) -> list[d
         rule = (
             f"the largest weight within {OOD_RETRIEVER_DROP:g} of zero-shot"
             if within
-            else "the best retriever (no weight within the goal)"
+            else "the best retriever, no weight within the goal"
             if floor is not None
-            else "the best retriever (zero-shot not scored)"
+            else "the best retriever, zero-shot not scored"
         )
         found.append(
             {
@@ -422,7 +422,8 @@ def _wise_ft_lines(choices: list[dict]) -> list[str]:
     for c in choices:
         collections = list(next(iter(c["grid"].values()))["out_of_domain"])
         lines += [
-            f"{c['system']} ({c['seeds']} seeds), chosen on {c['chosen_on']} ({c['rule']}): **{c['weight']:g}**",
+            f"{c['system']} ({c['seeds']} seed{'s' * (c['seeds'] != 1)}), chosen on {c['chosen_on']} as {c['rule']}: "
+            f"**{c['weight']:g}**",
             "",
             "| weight | in domain | " + " | ".join(collections) + " |",
             "|---" * (len(collections) + 2) + "|",
