@@ -406,12 +406,12 @@ def test_jobs_without_a_reranker_keep_their_keys_at_another_reranker_length(tmp_
 
 
 def test_runs_at_two_reranker_lengths_keep_apart_jobs_and_ledger_entries(tmp_path, spawned):
-    from bench.quality.jobs import _reuse_stages
+    from bench.quality.jobs import _reuse_stages, our_key
 
     plain, longer = _args(tmp_path), _args(tmp_path, argv=["--reranker_max_length", "256"])
     for args in (plain, longer, plain):  # the second run at 128 finds its jobs: nothing trains again
         for name in ("ours", "static", "reranker_length_256"):
-            run_job(runner.our_key(name, _config(args, name)), _config(args, name), tmp_path / "work", args)
+            run_job(our_key(name, _config(args, name)), _config(args, name), tmp_path / "work", args)
     assert spawned == [
         "ours-seed42", "ours_1_epoch-seed42", "static-seed42", "reranker_length_256-seed42",
         "ours-rl256-seed42", "ours_1_epoch-rl256-seed42", "static-rl256-seed42",  # the lever sets its own length
@@ -422,7 +422,7 @@ def test_runs_at_two_reranker_lengths_keep_apart_jobs_and_ledger_entries(tmp_pat
     warm = tmp_path / "work" / "ours_1_epoch-rl256-seed42" / "run"
     (warm / "retriever").mkdir()
     (warm / "metrics.json").write_text("{}")
-    reused = _reuse_stages(chain, tmp_path / "work" / runner.our_key("denoise_0.3_0.7", chain))
+    reused = _reuse_stages(chain, tmp_path / "work" / our_key("denoise_0.3_0.7", chain))
     assert reused["job"] == "ours_1_epoch-rl256-seed42"
 
 

@@ -118,6 +118,11 @@ def length_tag(config: JobConfig) -> str:
     return "" if length == recipe()["reranker_max_length"] else f"-rl{length}"
 
 
+def our_key(name: str, config: JobConfig) -> str:
+    """The job name (folder, ledger entry) of our system ``name`` with settings ``config``."""
+    return f"{name}{length_tag(config)}-seed{config['seed']}"
+
+
 def _load(config: JobConfig, split_key: str):
     from modeling_rq2.data import load_beir
 
@@ -582,7 +587,7 @@ def _reuse_stages(config: JobConfig, folder: Path) -> dict | None:
         return None
     rounds, one_round = _rounds(flags)
     source_system = CHAIN if rounds > 1 and one_round == list(SYSTEMS[CHAIN].flags) else BASELINE
-    job = f"{source_system}{length_tag(config)}-seed{config['seed']}"
+    job = our_key(source_system, config)
     source = folder.parent / job
     stages = (
         {"warmup": (source / "run", ("retriever", "reranker", "metrics.json"))}

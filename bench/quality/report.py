@@ -53,14 +53,12 @@ def summarise(system: dict) -> dict:
     """Mean and standard deviation across seeds of every row's metrics and of the wall times."""
     runs = list(system["seeds"].values())
     rows = {row: {m: _spread([r["rows"][row][m] for r in runs]) for m in METRICS} for row in runs[0]["rows"]}
-    resumed = sum(bool(r.get("details", {}).get("resumed")) for r in runs)  # a resumed run timed its rest only
-    whole = [r for r in runs if not r.get("details", {}).get("resumed")] or runs
-    timed = {"train_seconds": whole, "eval_seconds": runs}
+    whole = [r for r in runs if not r.get("details", {}).get("resumed")]  # a resumed run timed its rest only
+    timed = {"train_seconds": whole or runs, "eval_seconds": runs}
     times = {k: {**_spread([r[k] for r in found]), "min": min(r[k] for r in found)} for k, found in timed.items()}
     summary = {"rows": rows, **times, "seeds": len(runs), "steps": steps(runs[0])}
-    if resumed:
-        every = resumed == len(runs)
-        summary["train_seconds_of"] = "resumed runs only (the part after)" if every else f"the {len(whole)} not resumed"
+    if len(whole) < len(runs):
+        summary["train_seconds_of"] = f"the {len(whole)} not resumed" if whole else "resumed runs only (the part after)"
     if all("out_of_domain" in r for r in runs):
         collections = runs[0]["out_of_domain"]
         summary["out_of_domain"] = {

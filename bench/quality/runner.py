@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modeling_rq2.evaluation.systems import System
 
-from .jobs import JobConfig, JobResult, length_tag, recipe, run_job_function
+from .jobs import JobConfig, JobResult, length_tag, our_key, recipe, run_job_function
 from .systems import SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -305,11 +305,6 @@ def ours_config(args: argparse.Namespace, common: JobConfig, name: str, seed: in
     return {**config, "teacher": teacher}
 
 
-def our_key(name: str, config: JobConfig) -> str:
-    """The job name (folder, ledger entry) of our system ``name`` with settings ``config``."""
-    return f"{name}{length_tag(config)}-seed{config['seed']}"
-
-
 def sources(config: JobConfig) -> list[tuple[str, JobConfig]]:
     """The jobs whose models ``config``'s job reads: (key, settings) of its bi-encoder, its teacher, or (an
     out-of-domain or fusions job) the job it scores."""
@@ -337,38 +332,35 @@ def wise_ft_config(key: str, config: JobConfig, weights: list[float], collection
     return {"source": {"folder": key, "config": config}, "wise_ft": sorted(set(weights)), "out_of_domain": paths}
 
 
-def _wise_ft(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
-    """Each reported run of ours scored at ``--wise_ft``: ``run["wise_ft"]`` set where it ran."""
+def _score_runs(
+    args: argparse.Namespace, work: Path, systems: dict[str, dict], suffix: str, field: str, config_of, families=None
+) -> None:
+    """Each reported run (of the job ``families``, or all) scored by a job of its own, ``<run>-<suffix>`` with
+    settings ``config_of(run)``: ``run[field]`` set where it ran."""
     for name, system in systems.items():
-        if SYSTEMS[name].job != "rq2":
+        if families is not None and SYSTEMS[name].job not in families:
             continue
         for run in system["seeds"].values():
-            config = wise_ft_config(run["key"], run["config"], args.wise_ft, args.out_of_domain)
-            if (scored := run_job(f"{run['key']}-wise_ft", config, work, args)) is not None:
-                run["wise_ft"] = scored["wise_ft"]
+            if (scored := run_job(f"{run['key']}-{suffix}", config_of(run), work, args)) is not None:
+                run[field] = scored[field]
+
+
+def _wise_ft(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
+    """Each reported run of ours scored at ``--wise_ft``."""
+    config_of = lambda run: wise_ft_config(run["key"], run["config"], args.wise_ft, args.out_of_domain)  # noqa: E731
+    _score_runs(args, work, systems, "wise_ft", "wise_ft", config_of, families=("rq2",))
 
 
 def _fusions(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
-    """Each reported run with a re-ranker scored at ``--fusions``: ``run["fusions"]`` set where it ran."""
-    for name, system in systems.items():
-        if SYSTEMS[name].job not in ("rq2", "st_crossencoder"):
-            continue
-        for run in system["seeds"].values():
-            scored = run_job(
-                f"{run['key']}-fusions", fusions_config(run["key"], run["config"], args.fusions), work, args
-            )
-            if scored is not None:
-                run["fusions"] = scored["fusions"]
+    """Each reported run with a re-ranker scored at ``--fusions``."""
+    config_of = lambda run: fusions_config(run["key"], run["config"], args.fusions)  # noqa: E731
+    _score_runs(args, work, systems, "fusions", "fusions", config_of, families=("rq2", "st_crossencoder"))
 
 
 def _out_of_domain(args: argparse.Namespace, work: Path, systems: dict[str, dict]) -> None:
-    """Each reported run's models scored on ``--out_of_domain``: ``run["out_of_domain"]`` set where it ran."""
-    for system in systems.values():
-        for run in system["seeds"].values():
-            config = ood_config(run["key"], run["config"], args.out_of_domain, args.ood_fusions)
-            scored = run_job(f"{run['key']}-ood", config, work, args)
-            if scored is not None:
-                run["out_of_domain"] = scored["out_of_domain"]
+    """Each reported run's models scored on ``--out_of_domain``."""
+    config_of = lambda run: ood_config(run["key"], run["config"], args.out_of_domain, args.ood_fusions)  # noqa: E731
+    _score_runs(args, work, systems, "ood", "out_of_domain", config_of)
 
 
 # ---------------------------------------------------------------- systems

@@ -25,12 +25,16 @@ INTERPOLATION_FILE = "interpolation.json"
 """Written beside the interpolated weights: the trained model, the base and the weight it was made from."""
 
 
+def _check_weight(weight: float, name: str) -> None:
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{name}: {weight} is not in [0, 1] (1 keeps the trained weights, 0 the base's)")
+
+
 def interpolate_weights(model: nn.Module, base: nn.Module, *, weight: float) -> nn.Module:
     """``model``'s floating-point weights set to ``weight * model + (1 - weight) * base``, in place (integer
     buffers such as position ids are kept, a tensor tied under several names moves once); returns ``model``. The
     two must have the same weights by name and shape: anything else is refused, naming the first difference."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight: {weight} is not in [0, 1] (1 keeps the trained weights, 0 the base's)")
+    _check_weight(weight, "weight")
     theirs = base.state_dict()
     ours = model.state_dict()
     if missing := sorted(set(ours) ^ set(theirs)):
@@ -101,7 +105,8 @@ class InterpolateArguments:
     )
 
 
-_SAVED = {"rq2_retriever": "RQ2Retriever", "rq2_reranker": "RQ2Reranker"}
+_SAVED = frozenset({"rq2_retriever", "rq2_reranker"})
+"""The model types of a saved, fine-tuned RQ2 model."""
 
 
 def _model_type(name_or_path: str) -> str | None:
@@ -138,8 +143,7 @@ def main(argv: list[str] | None = None) -> Path:
     from ..argparsing import CommandParser
 
     (args,) = CommandParser(InterpolateArguments).parse_args_into_dataclasses(args=argv)
-    if not 0.0 <= args.weight <= 1.0:
-        raise ValueError(f"--weight: {args.weight} is not in [0, 1] (1 keeps the trained weights, 0 the base's)")
+    _check_weight(args.weight, "--weight")  # before any model loads
     output = Path(args.output_dir)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FileExistsError(f"--output_dir: {output} already exists and is not an empty folder; name a new one")
