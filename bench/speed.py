@@ -8,6 +8,7 @@ bench/results/speed.json and speed.md. Never run in CI.
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -38,6 +40,8 @@ CASES = (
     "rerank_st",
     "train_ours",
     "train_ours_bf16",
+    "train_ours_fused_adamw",
+    "train_ours_compile",
     "train_st",
     "profile_ours",
     "search_ours",
@@ -63,6 +67,13 @@ def _lists(batch: int, m: int) -> list[dict]:
     instances = build_instances(data, bm25_negatives(data, 20))
     lists = ListwiseDataset(instances, dict(zip(data.corpus["_id"], data.passages(), strict=True)), m)
     return [lists[i] for i in range(len(lists))]
+
+
+def _step_batches(args) -> Iterator[list[dict]]:
+    """Successive batches of ``queries_per_step`` lists, in a cycle: lengths vary from step to step as in training."""
+    n = args.queries_per_step
+    lists = _lists(n, args.list_size)
+    return itertools.cycle([lists[i * n : (i + 1) * n] for i in range(len(lists) // n)])
 
 
 def _timed(fn, repeats: int) -> float:
@@ -153,20 +164,25 @@ def _joint_setup(args):
     )
     joint = JointModel(retriever, reranker).train()
     optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5)
-    items = _lists(args.queries_per_step, args.list_size)[: args.queries_per_step]
-    loss_args = LossArguments()
-    return torch, collate, joint, optimizer, items, loss_args, step_losses
+    return torch, collate, joint, optimizer, _step_batches(args), LossArguments(), step_losses
 
 
-def _train_ours(args, bf16: bool) -> dict:
-    """Joint steps as the trainer takes them: the forward under bf16 autocast when asked, the loss in float32."""
+def _train_ours(args, bf16: bool, fused_adamw: bool = False, compiled: bool = False) -> dict:
+    """Joint steps as the trainer takes them, each on the next batch (lengths vary as in training): the forward under
+    bf16 autocast when asked, the loss in float32; optionally AdamW's fused CPU kernel, or both towers under
+    ``torch.compile`` (its first step, which compiles, is reported apart)."""
     if bf16 and not _native_bf16():
         return dict(NOT_NATIVE)
-    torch, collate, joint, optimizer, items, loss_args, step_losses = _joint_setup(args)
-    losses = []
+    torch, collate, joint, optimizer, batches, loss_args, step_losses = _joint_setup(args)
+    if fused_adamw:
+        optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5, fused=True)
+    if compiled:
+        joint.retriever, joint.reranker = torch.compile(joint.retriever), torch.compile(joint.reranker)
+    losses, first = [], {}
 
     def step():
-        batch = collate(items)
+        started = time.perf_counter()
+        batch = collate(next(batches))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             output = joint(batch)
         scores = output.reranker_scores.float()
@@ -175,18 +191,19 @@ def _train_ours(args, bf16: bool) -> dict:
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
+        first.setdefault("first_step_s", time.perf_counter() - started)
 
     seconds = _timed(step, args.steps)
-    return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds, "losses": losses}
+    return {"queries_per_s": args.queries_per_step / seconds, "seconds_per_step": seconds, "losses": losses, **first}
 
 
 def case_profile_ours(args) -> dict:
     """Where a joint step's time goes: tokenisation, each model's forward, backward, optimizer."""
-    torch, collate, joint, optimizer, items, loss_args, step_losses = _joint_setup(args)
+    torch, collate, joint, optimizer, batches, loss_args, step_losses = _joint_setup(args)
     phases = {k: 0.0 for k in ("collate", "retriever_forward", "reranker_forward", "loss", "backward", "optimizer")}
     for repeat in range(args.steps + 1):
         marks = [time.perf_counter()]
-        batch = collate(items)
+        batch = collate(next(batches))
         marks.append(time.perf_counter())
         q, p = batch.inputs("query"), batch.inputs("passage")
         retriever_output = joint.retriever(
@@ -230,11 +247,11 @@ def case_train_st(args) -> dict:
     cross.train()
     bce = torch.nn.BCEWithLogitsLoss()
     optimizer = torch.optim.AdamW([*bi.parameters(), *cross.parameters()], lr=1e-5)
-    items = _lists(args.queries_per_step, args.list_size)[: args.queries_per_step]
-    m = args.list_size
-    texts = [[format_passage(p, "[SEP]") for p in item["passages"]] for item in items]
+    batches, m = _step_batches(args), args.list_size
 
     def step():
+        items = next(batches)
+        texts = [[format_passage(p, "[SEP]") for p in item["passages"]] for item in items]
         columns = [[item["query"] for item in items]] + [[t[j] for t in texts] for j in range(m)]
         features = [bi.preprocess(column) for column in columns]
         loss = mnrl(features, torch.zeros(len(items)))
@@ -247,7 +264,7 @@ def case_train_st(args) -> dict:
         optimizer.zero_grad()
 
     seconds = _timed(step, args.steps)
-    return {"queries_per_s": len(items) / seconds, "seconds_per_step": seconds}
+    return {"queries_per_s": args.queries_per_step / seconds, "seconds_per_step": seconds}
 
 
 def _vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
@@ -309,6 +326,8 @@ VARIANTS = {
     "rerank_ours_openvino": partial(_ours, task="rerank", precision="fp32", backend="openvino"),
     "train_ours": partial(_train_ours, bf16=False),
     "train_ours_bf16": partial(_train_ours, bf16=True),
+    "train_ours_fused_adamw": partial(_train_ours, bf16=False, fused_adamw=True),
+    "train_ours_compile": partial(_train_ours, bf16=False, compiled=True),
 }
 """The cases that are one function at a setting; the others are ``case_<name>``."""
 
@@ -446,6 +465,8 @@ def main(argv: list[str] | None = None) -> dict:
                 results, "rerank_ours_int8", "rerank_st", "pairs_per_s"
             ),
             "joint step bf16 / fp32": _ratio(results, "train_ours_bf16", "train_ours", "queries_per_s"),
+            "joint step fused AdamW / AdamW": _ratio(results, "train_ours_fused_adamw", "train_ours", "queries_per_s"),
+            "joint step torch.compile / eager": _ratio(results, "train_ours_compile", "train_ours", "queries_per_s"),
             "training ours (joint) / sentence-transformers (bi + cross)": _ratio(
                 results, "train_ours", "train_st", "queries_per_s"
             ),
