@@ -34,6 +34,8 @@ def spawned(monkeypatch) -> list[str]:
         (models / "config.json").write_text("{}", encoding="utf-8")
         ndcg = 0.5 + 0.01 * len(calls)  # each run's numbers differ, as a rerun's may on another machine
         result = {"rows": {"retriever": {"ndcg@10": ndcg}}, "train_seconds": 1.0, "eval_seconds": 1.0}
+        if config.get("system") == "st_crossencoder":
+            result["rows"]["retriever + reranker@20"] = {"ndcg@10": ndcg}
         if "wise_ft" in config:
             result["wise_ft"] = {f"{w:g}": {"in_domain": {}, "out_of_domain": {}} for w in config["wise_ft"]}
         elif "out_of_domain" in config:
@@ -403,6 +405,21 @@ def test_jobs_without_a_reranker_keep_their_keys_at_another_reranker_length(tmp_
     cross = {n: ce_points(a, common[n], biencoder, 42) for n, a in ((128, plain), (256, longer))}
     assert all(point["lengths"]["reranker_max_length"] == 256 for point in cross[256].values())
     assert cross[256] != cross[128]
+
+
+def test_the_crossencoder_peer_runs_at_its_own_length_beside_our_recipe_and_the_report_says_so(tmp_path, spawned):
+    from bench.quality.report import display_titles, report_title
+
+    grid = ["--st_lrs", "2e-5", "--st_epochs", "3", "--ce_losses", "listnet", "--ce_epochs", "3"]
+    args = _args(tmp_path, argv=["--systems", "st_crossencoder", "ours", "--peer_reranker_max_length", "256", *grid])
+    systems = runner.run_systems(args, tmp_path / "work", "scifact")
+    assert spawned == ["st_biencoder-lr2e-05-ep3-seed42", "st_crossencoder-listnet-lr5e-05-ep3-rl256-seed42", "ours-seed42"]
+    titles = display_titles(systems)
+    assert titles["st_crossencoder"] == "sentence-transformers CrossEncoder, re-ranker at 256 tokens"
+    assert titles["ours"] == "RocketQAv2 joint training, 3 epochs (ours, default)"
+    report = {"data": {"name": "scifact", "eval_split": "test", "queries": 300, "corpus": 5183}}
+    heading = report_title({**report, "settings": vars(args)})
+    assert heading.endswith("seeds [42], the CrossEncoder peer's at 256 tokens")
 
 
 def test_runs_at_two_reranker_lengths_keep_apart_jobs_and_ledger_entries(tmp_path, spawned):

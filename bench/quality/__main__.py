@@ -86,8 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         "--reranker_max_length",
         type=int,
         default=recipe()["reranker_max_length"],
-        help="tokens a (query, passage) pair of every re-ranker, ours and the CrossEncoder peer (default: our "
-        "recipe's); a job's settings name it, so runs at other lengths stay apart in the cache and the ledger",
+        help="tokens a (query, passage) pair of every re-ranker, ours and the CrossEncoder peer's unless "
+        "--peer_reranker_max_length (default: our recipe's); a job's settings name it, so runs at other lengths stay apart in the cache and the ledger",
+    )
+    parser.add_argument(
+        "--peer_reranker_max_length",
+        type=int,
+        help="tokens a pair of the CrossEncoder peer, where it differs from --reranker_max_length: one run reports "
+        "our recipe at its length beside a peer given a longer one (and our preset at that length)",
     )
     parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument("--rerank_top_k", type=int, default=20)
@@ -138,6 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     args.systems = expand(args.systems)
     args.ledger = args.ledger or f"{args.output}-jobs"
+    args.peer_reranker_max_length = args.peer_reranker_max_length or args.reranker_max_length
     if not all(0.0 <= weight <= 1.0 for weight in (*args.fusions, *args.ood_fusions, *args.wise_ft)):
         given = {"--fusions": args.fusions, "--ood_fusions": args.ood_fusions, "--wise_ft": args.wise_ft}
         raise SystemExit(f"weights must be in [0, 1], got {given}")

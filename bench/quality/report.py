@@ -608,7 +608,9 @@ def report_title(report: dict) -> str:
     """The report's heading: data, split, seeds, and the re-rankers' length where it is not the recipe's."""
     d, recipe_length = report["data"], recipe()["reranker_max_length"]
     length = report["settings"].get("reranker_max_length", recipe_length)
+    peer = report["settings"].get("peer_reranker_max_length") or length
     other = f", re-rankers at {length} tokens (the recipe's: {recipe_length})" if length != recipe_length else ""
+    other += f", the CrossEncoder peer's at {peer} tokens" if peer != length else ""
     return (
         f"# Retrieval quality: {d['name']} {d['eval_split']} ({d['queries']} queries, {d['corpus']} passages), "
         f"seeds {report['settings']['seeds']}{other}"

@@ -438,7 +438,8 @@ def _peer_systems(args: argparse.Namespace, work: Path, common: JobConfig) -> di
         systems["st_biencoder_mined"] = _mined_peer(args, work, common, systems["st_biencoder"])
     if "st_crossencoder" in args.systems and systems["st_biencoder"]:
         biencoder = systems["st_biencoder"]
-        points = lambda seed: ce_points(args, common, biencoder, seed)
+        peer = {**common, "lengths": {**common["lengths"], "reranker_max_length": args.peer_reranker_max_length}}
+        points = lambda seed: ce_points(args, peer, biencoder, seed)
         systems["st_crossencoder"] = run_grid(args, points, System.reranked(args.rerank_top_k).name, work)
     return systems
 
