@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=recipe()["reranker_max_length"],
         help="tokens a (query, passage) pair of every re-ranker, ours and the CrossEncoder peer's unless "
-        "--peer_reranker_max_length (default: our recipe's); a job's settings name it, so runs at other lengths stay apart in the cache and the ledger",
+        "--peer_reranker_max_length (default: our recipe's); a job's settings name it, so runs at other lengths "
+        "stay apart in the cache and the ledger",
     )
     parser.add_argument(
         "--peer_reranker_max_length",
