@@ -148,7 +148,9 @@ def case_rerank_st(args) -> dict:
     return {"pairs_per_s": len(pairs) / seconds}
 
 
-def _joint_setup(args):
+def _joint_setup(args, *, fused_adamw: bool = False, compiled: bool = False):
+    """Both models as the trainer builds them (dropout off in attention), their collator, AdamW (its fused CPU kernel
+    when asked), the step batches and the loss; both towers under ``torch.compile`` when asked."""
     import torch
 
     from modeling_rq2.models.loading import load_reranker, load_retriever
@@ -163,22 +165,21 @@ def _joint_setup(args):
         retriever, reranker, args.list_size, passage_max_length=args.train_length, pair_max_length=args.train_length
     )
     joint = JointModel(retriever, reranker).train()
-    optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5)
+    optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5, fused=fused_adamw)
+    if compiled:
+        joint.retriever, joint.reranker = torch.compile(joint.retriever), torch.compile(joint.reranker)
     return torch, collate, joint, optimizer, _step_batches(args), LossArguments(), step_losses
 
 
-def _train_ours(args, bf16: bool, fused_adamw: bool = False, compiled: bool = False) -> dict:
+def _train_ours(args, *, bf16: bool, fused_adamw: bool = False, compiled: bool = False) -> dict:
     """Joint steps as the trainer takes them, each on the next batch (lengths vary as in training): the forward under
     bf16 autocast when asked, the loss in float32; optionally AdamW's fused CPU kernel, or both towers under
     ``torch.compile`` (its first step, which compiles, is reported apart)."""
     if bf16 and not _native_bf16():
         return dict(NOT_NATIVE)
-    torch, collate, joint, optimizer, batches, loss_args, step_losses = _joint_setup(args)
-    if fused_adamw:
-        optimizer = torch.optim.AdamW(joint.parameters(), lr=1e-5, fused=True)
-    if compiled:
-        joint.retriever, joint.reranker = torch.compile(joint.retriever), torch.compile(joint.reranker)
-    losses, first = [], {}
+    setup = _joint_setup(args, fused_adamw=fused_adamw, compiled=compiled)
+    torch, collate, joint, optimizer, batches, loss_args, step_losses = setup
+    losses, step_seconds = [], []
 
     def step():
         started = time.perf_counter()
@@ -191,10 +192,15 @@ def _train_ours(args, bf16: bool, fused_adamw: bool = False, compiled: bool = Fa
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-        first.setdefault("first_step_s", time.perf_counter() - started)
+        step_seconds.append(time.perf_counter() - started)
 
     seconds = _timed(step, args.steps)
-    return {"queries_per_s": args.queries_per_step / seconds, "seconds_per_step": seconds, "losses": losses, **first}
+    return {
+        "queries_per_s": args.queries_per_step / seconds,
+        "seconds_per_step": seconds,
+        "first_step_s": step_seconds[0],
+        "losses": losses,
+    }
 
 
 def case_profile_ours(args) -> dict:
@@ -381,6 +387,8 @@ def markdown(report: dict) -> str:
     for name, values in r.items():
         rate = next((f"{values[k]:.1f} {k.replace('_per_s', '')}/s" for k in values if k.endswith("_per_s")), "")
         rate = rate or values.get("skipped", "")
+        if "first_step_s" in values:
+            rate += f" (first step {values['first_step_s']:.1f} s)"
         if name == "scaling":
             rate = f"build exponent {values['build_exponent']:.2f}, search exponent {values['search_exponent']:.2f}"
         if name == "profile_ours":

@@ -408,18 +408,33 @@ def test_jobs_without_a_reranker_keep_their_keys_at_another_reranker_length(tmp_
 
 
 def test_the_crossencoder_peer_runs_at_its_own_length_beside_our_recipe_and_the_report_says_so(tmp_path, spawned):
-    from bench.quality.report import display_titles, report_title
+    from bench.quality.jobs import METRICS
+    from bench.quality.report import comparisons, display_titles, report_title, summarise
 
     grid = ["--st_lrs", "2e-5", "--st_epochs", "3", "--ce_losses", "listnet", "--ce_epochs", "3"]
     args = _args(tmp_path, argv=["--systems", "st_crossencoder", "ours", "--peer_reranker_max_length", "256", *grid])
     systems = runner.run_systems(args, tmp_path / "work", "scifact")
-    assert spawned == ["st_biencoder-lr2e-05-ep3-seed42", "st_crossencoder-listnet-lr5e-05-ep3-rl256-seed42", "ours-seed42"]
+    peer_job = "st_crossencoder-listnet-lr5e-05-ep3-rl256-seed42"
+    assert spawned == ["st_biencoder-lr2e-05-ep3-seed42", peer_job, "ours-seed42"]
     titles = display_titles(systems)
     assert titles["st_crossencoder"] == "sentence-transformers CrossEncoder, re-ranker at 256 tokens"
     assert titles["ours"] == "RocketQAv2 joint training, 3 epochs (ours, default)"
     report = {"data": {"name": "scifact", "eval_split": "test", "queries": 300, "corpus": 5183}}
     heading = report_title({**report, "settings": vars(args)})
     assert heading.endswith("seeds [42], the CrossEncoder peer's at 256 tokens")
+    reranked = "retriever + reranker@20"
+    systems["ours"]["seeds"][42]["rows"][reranked] = {"ndcg@10": 0.6}
+    for system in systems.values():  # every metric, as a real job writes them
+        for result in system["seeds"].values():
+            result["rows"] = {row: dict.fromkeys(METRICS, v["ndcg@10"]) for row, v in result["rows"].items()}
+    summaries = {name: summarise(system) for name, system in systems.items()}
+    found = comparisons(summaries, systems, titles, rerank_top_k=20, fusion=0.5)
+    versus = next(c for c in found if c["kind"].startswith("retrieve-then-rerank"))
+    assert versus["titles"]["peer"] == f"{titles['st_crossencoder']}: {reranked}"  # the lengths shown side by side
+    # a run of the peer at 256 as the benchmark's length finds the same job: nothing trains again
+    again = _args(tmp_path, argv=["--systems", "st_crossencoder", "--reranker_max_length", "256", *grid])
+    runner.run_systems(again, tmp_path / "work", "scifact")
+    assert spawned == ["st_biencoder-lr2e-05-ep3-seed42", peer_job, "ours-seed42"]
 
 
 def test_runs_at_two_reranker_lengths_keep_apart_jobs_and_ledger_entries(tmp_path, spawned):
@@ -441,6 +456,19 @@ def test_runs_at_two_reranker_lengths_keep_apart_jobs_and_ledger_entries(tmp_pat
     (warm / "metrics.json").write_text("{}")
     reused = _reuse_stages(chain, tmp_path / "work" / our_key("denoise_0.3_0.7", chain))
     assert reused["job"] == "ours_1_epoch-rl256-seed42"
+
+
+def test_the_benchmarks_preset_is_configs_scifact_best_and_its_default_the_quick_start():
+    from dataclasses import asdict
+
+    from bench.quality.systems import SYSTEMS
+    from modeling_rq2.training.config_files import parse_arguments
+
+    root = Path(__file__).resolve().parents[1]
+    for name, preset in (("ours", "scifact"), ("ours_best", "scifact-best")):
+        from_file = parse_arguments([str(root / "configs" / f"{preset}.yaml")])
+        benchmarked = parse_arguments(["--output_dir", f"outputs/{preset}", *SYSTEMS[name].flags])
+        assert [asdict(a) for a in benchmarked] == [asdict(b) for b in from_file], name
 
 
 def test_every_system_of_ours_is_accepted_by_train_py_and_changes_its_baseline_by_adding_flags():
@@ -563,7 +591,10 @@ def test_report_pairs_ablations_and_peers_by_seed_and_marks_what_one_seed_cannot
     assert "- static vs kl_whole_run, seeds 42, 43, 44: retriever -0.0100 ± 0.0000" in text
     assert "(95% [-0.0100, -0.0100]: worse)" in text
     assert "retriever + reranker@20, fusion 0.5 -0.0003" in text and "inside the seed spread" in text
-    assert "- ours_1_epoch retriever vs best peer retriever (st_biencoder: retriever)" in text
+    assert (
+        "- RocketQAv2 joint training, 1 epoch (ours), retriever vs best peer retriever (sentence-transformers "
+        "bi-encoder (MNRL): retriever)" in text
+    )
     assert "scored on test, nDCG@10; the best is a reading of test, not a choice" in text
     assert "- kl_whole_run (2 seeds): retriever 0.7020 ± 0.0028; " in text
     assert "best: **retriever + reranker@20, fusion 0.75** (+0.0100 over the job's own weight)" in text

@@ -191,7 +191,7 @@ def test_train_py_without_flags_is_the_scifact_preset():
 
 
 def test_the_best_preset_is_the_quick_start_with_the_reranker_at_256_tokens():
-    """What the README and the benchmark (``ours`` at ``--reranker_max_length 256``) say of it."""
+    """What the README and the benchmark (``ours_best``) say of it."""
     from dataclasses import asdict
 
     quick = parse_arguments([str(ROOT / "configs" / "scifact.yaml")])

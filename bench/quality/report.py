@@ -224,10 +224,17 @@ def _paired_ndcg(systems: dict[str, dict], name: str, row: str, peer: str) -> di
 
 
 def _versus(
-    summaries: dict[str, dict], systems: dict[str, dict], label: str, name: str, row: str, peers: dict[str, dict]
+    summaries: dict[str, dict],
+    systems: dict[str, dict],
+    titles: dict[str, str],
+    label: str,
+    name: str,
+    row: str,
+    peers: dict[str, dict],
 ) -> dict | None:
-    """Ours (``name``'s ``row``) against the best of ``peers`` (by nDCG@10): values, deltas and ratios, and the
-    nDCG@10 difference paired by seed where both ran the same seeds."""
+    """Ours (``name``'s ``row``) against the best of ``peers`` (by nDCG@10): values, deltas and ratios, the
+    nDCG@10 difference paired by seed where both ran the same seeds, and both display titles (which name a
+    re-ranker's length where it is not the recipe's)."""
     ours = summaries[name]["rows"].get(row)
     if ours is None or not peers:
         return None
@@ -238,11 +245,24 @@ def _versus(
         values[m] = {"ours": mine, "peer": theirs, "delta": mine - theirs, "ratio": mine / theirs if theirs else None}
     seconds = {"ours": train_seconds(summaries, name), "peer": train_seconds(summaries, peer.split(": ")[0])}
     paired = _paired_ndcg(systems, name, row, peer)
-    return {"comparison": f"{name} {label}", "peer": peer, **values, "train_seconds": seconds, "paired": paired}
+    peer_name = peer.split(": ")[0]
+    shown = {"ours": titles.get(name, name), "peer": f"{titles.get(peer_name, peer_name)}: {peer.split(': ')[-1]}"}
+    return {
+        "comparison": f"{name} {label}",
+        "kind": label,
+        "peer": peer,
+        "titles": shown,
+        **values,
+        "train_seconds": seconds,
+        "paired": paired,
+    }
 
 
-def comparisons(summaries: dict[str, dict], systems: dict[str, dict], rerank_top_k: int, fusion: float) -> list[dict]:
-    """Each of ours against the best peer retriever and the best peer retrieve-then-rerank, like for like."""
+def comparisons(
+    summaries: dict[str, dict], systems: dict[str, dict], titles: dict[str, str], *, rerank_top_k: int, fusion: float
+) -> list[dict]:
+    """Each of ours against the best peer retriever and the best peer retrieve-then-rerank, by kind of ranking (the
+    titles say where the re-rankers read different lengths)."""
     pure, fused = System.reranked(rerank_top_k).name, System.reranked(rerank_top_k, fusion=fusion).name
     kinds = (
         ("retriever vs best peer retriever", RETRIEVER, lambda r: r in (BM25_ROW, RETRIEVER)),
@@ -250,7 +270,7 @@ def comparisons(summaries: dict[str, dict], systems: dict[str, dict], rerank_top
         (f"retrieve-then-rerank vs best peer (fusion {fusion:g})", fused, lambda r: r == fused),
     )
     found = [
-        _versus(summaries, systems, label, name, row, _entries(summaries, PEERS, peer_filter))
+        _versus(summaries, systems, titles, label, name, row, _entries(summaries, PEERS, peer_filter))
         for name in OURS
         if name in summaries
         for label, row, peer_filter in kinds
@@ -514,7 +534,7 @@ def _comparison_line(c: dict) -> str:
     seconds = c["train_seconds"]
     paired = f"; paired by seed: {_delta_text('nDCG@10', c['paired'])}" if c.get("paired") else ""
     return (
-        f"- {c['comparison']} ({c['peer']}): "
+        f"- {c['titles']['ours']}, {c['kind']} ({c['titles']['peer']}): "
         + "; ".join(parts)
         + f"; train s {seconds['ours']:.0f} vs {seconds['peer']:.0f}{paired}"
     )
@@ -688,7 +708,7 @@ def build_report(args: argparse.Namespace, data_path: str, systems: dict[str, di
         "summaries": summaries,
         "titles": titles,
         "table": table_block(summaries),
-        "comparisons": comparisons(summaries, systems, args.rerank_top_k, args.fusion),
+        "comparisons": comparisons(summaries, systems, titles, rerank_top_k=args.rerank_top_k, fusion=args.fusion),
         "goals": goals(summaries, full_scifact),
         "out_of_domain": out_of_domain_checks(summaries),
         "readme_table": readme_table(summaries, titles),
