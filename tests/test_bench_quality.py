@@ -730,3 +730,31 @@ def test_denoising_threshold_levers_start_from_the_one_epoch_warm_up(tmp_path):
     run = tmp_path / "denoise_0.3_0.7-seed42" / "run"
     assert jobs._reuse_stages(lever, run.parent) == {"job": "ours_1_epoch-seed42", "train_seconds": 100.0}
     assert (run / "warmup" / "reranker" / "model.safetensors").is_file() and jobs._stage_steps(run) == 6
+
+
+def test_the_figure_draws_retrievers_apart_from_reranked_rankings_and_the_peers_and_recipes_apart_from_ablations(
+    tmp_path,
+):
+    from bench.quality.figure import points, write_figure
+    from bench.quality.report import build_report
+
+    reranked, fused = "retriever + reranker@20", "retriever + reranker@20, fusion 0.5"
+    systems = {
+        "zeroshot": {"seeds": {None: _run(0, {"retriever": 0.65})}},
+        "ours": {"seeds": {42: _run(42, {"retriever": 0.73, reranked: 0.72, fused: 0.77}, steps=306)}},
+        "ours_1_epoch": {"seeds": {42: _run(42, {"retriever": 0.69, reranked: 0.66, fused: 0.71})}},
+        "list_size_8": {"seeds": {42: _run(42, {"retriever": 0.70, reranked: 0.68, fused: 0.72})}},
+    }
+    report = build_report(_args(tmp_path), "scifact", systems)
+    found = {(p["system"], p["kind"]): p for p in points(report)}
+    assert {key: (p["panel"], p["group"]) for key, p in found.items() if key[0] != "ours_1_epoch"} == {
+        ("zeroshot", "retriever"): ("retriever", "peer"),
+        ("ours", "retriever"): ("retriever", "ours"),
+        ("ours", "reranked"): ("retrieve-then-rerank", "ours"),
+        ("ours", "fused"): ("retrieve-then-rerank", "ours"),
+        ("list_size_8", "retriever"): ("retriever", "ablation"),
+        ("list_size_8", "reranked"): ("retrieve-then-rerank", "ablation"),
+        ("list_size_8", "fused"): ("retrieve-then-rerank", "ablation"),
+    }
+    assert found[("ours", "fused")]["ndcg"] == 0.77 and found[("ours", "fused")]["minutes"] == pytest.approx(100 / 60)
+    assert write_figure(report, tmp_path / "quality.png").stat().st_size > 0
