@@ -243,10 +243,10 @@ def _versus(
     for m in METRICS:
         mine, theirs = ours[m]["mean"], peers[peer][m]["mean"]
         values[m] = {"ours": mine, "peer": theirs, "delta": mine - theirs, "ratio": mine / theirs if theirs else None}
-    seconds = {"ours": train_seconds(summaries, name), "peer": train_seconds(summaries, peer.split(": ")[0])}
+    peer_name, _, peer_row = peer.partition(": ")
+    seconds = {"ours": train_seconds(summaries, name), "peer": train_seconds(summaries, peer_name)}
     paired = _paired_ndcg(systems, name, row, peer)
-    peer_name = peer.split(": ")[0]
-    shown = {"ours": titles.get(name, name), "peer": f"{titles.get(peer_name, peer_name)}: {peer.split(': ')[-1]}"}
+    shown = {"ours": titles.get(name, name), "peer": f"{titles.get(peer_name, peer_name)}: {peer_row}"}
     return {
         "comparison": f"{name} {label}",
         "kind": label,
