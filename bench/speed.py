@@ -173,10 +173,12 @@ def _joint_setup(args, *, fused_adamw: bool = False, compiled: bool = False):
 
 def _train_ours(args, *, bf16: bool, fused_adamw: bool = False, compiled: bool = False) -> dict:
     """Joint steps as the trainer takes them, each on the next batch (lengths vary as in training): the forward under
-    bf16 autocast when asked, the loss in float32; optionally AdamW's fused CPU kernel, or both towers under
-    ``torch.compile`` (its first step, which compiles, is reported apart)."""
+    bf16 autocast when asked (with the trainer's attention kernels), the loss in float32; optionally AdamW's fused CPU
+    kernel, or both towers under ``torch.compile`` (its first step, which compiles, is reported apart)."""
     if bf16 and not _native_bf16():
         return dict(NOT_NATIVE)
+    from modeling_rq2.training.trainer import training_attention
+
     setup = _joint_setup(args, fused_adamw=fused_adamw, compiled=compiled)
     torch, collate, joint, optimizer, batches, loss_args, step_losses = setup
     losses, step_seconds = [], []
@@ -184,7 +186,8 @@ def _train_ours(args, *, bf16: bool, fused_adamw: bool = False, compiled: bool =
     def step():
         started = time.perf_counter()
         batch = collate(next(batches))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        attention = training_attention(torch.device("cpu"), "bf16" if bf16 else "no")  # the trainer's kernels
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), attention:
             output = joint(batch)
         scores = output.reranker_scores.float()
         loss = step_losses(output.retriever, scores, batch.list_mask, "joint", False, loss_args, 0.05)["loss"]

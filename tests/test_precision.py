@@ -53,6 +53,30 @@ def test_mixed_precision_auto_trains_in_bf16_only_where_the_hardware_runs_it(tra
     assert args.mixed_precision == expected
 
 
+@pytest.mark.parametrize("mixed_precision, fused_attention", [("bf16", False), ("no", True)])
+def test_bf16_training_on_the_cpu_runs_the_math_attention_kernel(train_setup, tmp_path, monkeypatch, mixed_precision,
+                                                                 fused_attention):
+    """PyTorch's fused CPU attention runs its backward 5.5x slower in bf16 than in fp32 (an AMX Xeon): a bf16 step
+    on the CPU computes attention with the math kernel, an fp32 one keeps the fused kernel."""
+    import torch
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+    from modeling_rq2.training.joint import JointModel
+
+    seen, forward = [], JointModel.forward
+
+    def recorded(self, *args, **kwargs):
+        seen.append(torch.backends.cuda.flash_sdp_enabled())  # the fused kernel's switch, for the CPU as well
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(JointModel, "forward", recorded)
+    argv = train_argv(train_setup, tmp_path, "--max_steps", "2", "--eval_split", "none", "--save_steps", "0",
+                      "--mixed_precision", mixed_precision)  # fmt: skip
+    run_training(*parse_arguments(argv))
+    assert seen == [fused_attention] * 2 and torch.backends.cuda.flash_sdp_enabled()  # restored after the step
+
+
 def test_int8_or_openvino_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(train_setup, tmp_path, monkeypatch):
     """It failed at the first evaluation, by default after the whole training."""
     import torch
