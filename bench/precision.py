@@ -1,5 +1,5 @@
-"""Inference precision: our models' encoding and re-ranking at fp32, bf16, int8 and on the OpenVINO backend, in one
-run (a ratio holds on a noisy machine), with the quality each gives.
+"""Inference precision: our models' encoding and re-ranking at fp32, bf16, int8 and on the OpenVINO backend (fp32,
+bf16), in one run (a ratio holds on a noisy machine), with the quality each gives.
 
     python bench/precision.py                                   # zero-shot MiniLM retriever only
     python bench/precision.py --retriever RUN/retriever --reranker RUN/reranker --output bench/results/precision
@@ -35,9 +35,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ["ndcg@10", "recall@100"]
 
 
+OPENVINO = {"openvino": "fp32", "openvino_bf16": "bf16"}
+"""The rows computed by the OpenVINO backend, and at which precision."""
+
+
 def _options(label: str) -> dict:
-    """A report row's call options: a precision, or ``openvino`` (that backend, in fp32)."""
-    return {"backend": "openvino", "precision": "fp32"} if label == "openvino" else {"precision": label}
+    """A report row's call options: a precision, or ``openvino`` / ``openvino_bf16`` (that backend)."""
+    return {"backend": "openvino", "precision": OPENVINO[label]} if label in OPENVINO else {"precision": label}
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> dict:
@@ -136,7 +140,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retriever", default="default")
     parser.add_argument("--reranker", default=None, help="a trained re-ranker folder (an untrained head says nothing)")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8", "openvino"])
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16", "int8", "openvino", "openvino_bf16"],
+        choices=["fp32", "bf16", "fp16", "int8", *OPENVINO],
+    )
     parser.add_argument("--rerank_top_k", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -146,8 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     precisions, skipped = ["fp32"], []
     for precision in args.precisions:
-        if precision == "bf16" and not native_bf16(torch.device("cpu")):
-            skipped.append("bf16 (this CPU has no native bf16: it would emulate it, slower than fp32)")
+        if "bf16" in precision and not native_bf16(torch.device("cpu")):
+            skipped.append(f"{precision} (this CPU has no native bf16: it would emulate it, slower than fp32)")
         elif precision != "fp32":
             precisions.append(precision)
     splits = {name: load_data("scifact", name) for name in ("train", "test")}

@@ -31,13 +31,16 @@ CASES = (
     "encode_ours_bf16",
     "encode_ours_int8",
     "encode_ours_openvino",
+    "encode_ours_openvino_bf16",
     "encode_st",
     "encode_st_bf16",
     "rerank_ours",
     "rerank_ours_bf16",
     "rerank_ours_int8",
     "rerank_ours_openvino",
+    "rerank_ours_openvino_bf16",
     "rerank_st",
+    "rerank_st_bf16",
     "train_ours",
     "train_ours_bf16",
     "train_ours_fused_adamw",
@@ -135,14 +138,18 @@ def _pairs(args) -> list[tuple[str, dict]]:
     return [(claims[i % len(claims)], passage) for i, passage in enumerate(passages)]
 
 
-def case_rerank_st(args) -> dict:
-    """``CrossEncoder.predict`` on the same pairs (our re-ranker's input form: ``title [SEP] text``)."""
+def _rerank_st(args, dtype: str | None) -> dict:
+    """``CrossEncoder.predict`` on the same pairs (our re-ranker's input form: ``title [SEP] text``), its weights in
+    ``dtype`` when given."""
     from sentence_transformers import CrossEncoder
 
     from modeling_rq2.models.loading import default_backbone_path
     from modeling_rq2.models.modeling_rq2 import format_passage
 
-    model = CrossEncoder(default_backbone_path(), num_labels=1, device="cpu", max_length=args.max_length)
+    if dtype == "bfloat16" and not _native_bf16():
+        return dict(NOT_NATIVE)
+    kwargs = {"model_kwargs": {"dtype": dtype}} if dtype else {}
+    model = CrossEncoder(default_backbone_path(), num_labels=1, device="cpu", max_length=args.max_length, **kwargs)
     pairs = [(q, format_passage(p, "[SEP]")) for q, p in _pairs(args)]
     seconds = _timed(lambda: model.predict(pairs, batch_size=args.batch_size, show_progress_bar=False), 1)
     return {"pairs_per_s": len(pairs) / seconds}
@@ -327,12 +334,16 @@ VARIANTS = {
     "encode_ours_bf16": partial(_ours, task="encode", precision="bf16"),
     "encode_ours_int8": partial(_ours, task="encode", precision="int8"),
     "encode_ours_openvino": partial(_ours, task="encode", precision="fp32", backend="openvino"),
+    "encode_ours_openvino_bf16": partial(_ours, task="encode", precision="bf16", backend="openvino"),
     "encode_st": partial(_encode_st, dtype=None),
     "encode_st_bf16": partial(_encode_st, dtype="bfloat16"),
     "rerank_ours": partial(_ours, task="rerank", precision="fp32"),
     "rerank_ours_bf16": partial(_ours, task="rerank", precision="bf16"),
     "rerank_ours_int8": partial(_ours, task="rerank", precision="int8"),
     "rerank_ours_openvino": partial(_ours, task="rerank", precision="fp32", backend="openvino"),
+    "rerank_ours_openvino_bf16": partial(_ours, task="rerank", precision="bf16", backend="openvino"),
+    "rerank_st": partial(_rerank_st, dtype=None),
+    "rerank_st_bf16": partial(_rerank_st, dtype="bfloat16"),
     "train_ours": partial(_train_ours, bf16=False),
     "train_ours_bf16": partial(_train_ours, bf16=True),
     "train_ours_fused_adamw": partial(_train_ours, bf16=False, fused_adamw=True),
@@ -468,6 +479,12 @@ def main(argv: list[str] | None = None) -> dict:
             "encoding ours openvino / sentence-transformers fp32": _ratio(
                 results, "encode_ours_openvino", "encode_st", "passages_per_s"
             ),
+            "encoding ours openvino bf16 / sentence-transformers fp32": _ratio(
+                results, "encode_ours_openvino_bf16", "encode_st", "passages_per_s"
+            ),
+            "encoding ours openvino bf16 / sentence-transformers bf16": _ratio(
+                results, "encode_ours_openvino_bf16", "encode_st_bf16", "passages_per_s"
+            ),
             "re-ranking ours / CrossEncoder.predict": _ratio(results, "rerank_ours", "rerank_st", "pairs_per_s"),
             "re-ranking ours openvino / CrossEncoder.predict fp32": _ratio(
                 results, "rerank_ours_openvino", "rerank_st", "pairs_per_s"
@@ -475,11 +492,23 @@ def main(argv: list[str] | None = None) -> dict:
             "re-ranking ours int8 / CrossEncoder.predict fp32": _ratio(
                 results, "rerank_ours_int8", "rerank_st", "pairs_per_s"
             ),
+            "re-ranking ours bf16 / CrossEncoder.predict fp32": _ratio(
+                results, "rerank_ours_bf16", "rerank_st", "pairs_per_s"
+            ),
+            "re-ranking ours bf16 / CrossEncoder.predict bf16": _ratio(
+                results, "rerank_ours_bf16", "rerank_st_bf16", "pairs_per_s"
+            ),
+            "re-ranking ours openvino bf16 / CrossEncoder.predict bf16": _ratio(
+                results, "rerank_ours_openvino_bf16", "rerank_st_bf16", "pairs_per_s"
+            ),
             "joint step bf16 / fp32": _ratio(results, "train_ours_bf16", "train_ours", "queries_per_s"),
             "joint step fused AdamW / AdamW": _ratio(results, "train_ours_fused_adamw", "train_ours", "queries_per_s"),
             "joint step torch.compile / eager": _ratio(results, "train_ours_compile", "train_ours", "queries_per_s"),
             "training ours (joint) / sentence-transformers (bi + cross)": _ratio(
                 results, "train_ours", "train_st", "queries_per_s"
+            ),
+            "training ours bf16 (joint) / sentence-transformers fp32 (bi + cross)": _ratio(
+                results, "train_ours_bf16", "train_st", "queries_per_s"
             ),
             "search ours / raw FAISS": _ratio(results, "search_ours", "search_faiss", "queries_per_s"),
         },

@@ -367,6 +367,20 @@ def test_reranker_length_is_every_jobs_setting_and_reaches_ours_and_a_levers_fla
     assert parse_arguments([*_rq2_argv(lever, tmp_path), *lever["flags"]])[0].reranker_max_length == 512
 
 
+def test_our_jobs_train_and_score_in_fp32_unless_the_systems_flags_ask_for_bf16(tmp_path):
+    """Whatever the defaults or the processor: every ledger entry of ours so far trained and scored in fp32."""
+    from bench.quality.jobs import _rq2_argv
+    from modeling_rq2.training.config_files import parse_arguments
+
+    def precisions(system: str) -> tuple[str, str]:
+        config = _config(_args(tmp_path), system)
+        training = parse_arguments([*_rq2_argv(config, tmp_path), *config["flags"]]).training
+        return training.mixed_precision, training.precision
+
+    assert precisions("ours") == ("no", "fp32")
+    assert precisions("ours_bf16") == ("bf16", "bf16")
+
+
 def test_rows_measured_at_another_reranker_length_than_the_recipes_are_titled_with_it(tmp_path):
     from bench.quality.jobs import recipe
     from bench.quality.report import display_titles

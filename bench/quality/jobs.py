@@ -499,6 +499,10 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
         config.get("backend", "torch"),
         "--reranker_max_length",  # the benchmark's, which a system's flags may change
         str(config["lengths"]["reranker_max_length"]),
+        "--mixed_precision",  # fp32 whatever the defaults or the processor (every ledger entry so far); flags may not
+        "no",
+        "--precision",
+        "fp32",
     ]
     budgets = (("--max_train_queries", config["max_train_queries"]), ("--max_steps", config["max_steps"]))
     argv += [a for flag, value in budgets if value for a in (flag, str(value))]
