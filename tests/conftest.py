@@ -33,11 +33,13 @@ TINY_ENCODER = dict(
 
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
-    """Each test (and in-process training run) starts from a clean Accelerate state (mixed precision differs between tests)."""
+    """Each test (and in-process training run) starts from a clean Accelerate state (mixed precision differs between
+    tests), and leaves one: a module-scoped fixture that trains is set up before the next test's reset."""
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
     yield
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def make_tokenizer() -> BertTokenizer:

@@ -129,6 +129,20 @@ def test_evaluate_precision_reaches_both_models(beir_folder, retriever, reranker
         command.EvaluateArguments(precision="int4")
 
 
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_evaluate_defaults_to_auto_and_reports_what_it_computed_in(beir_folder, retriever, tmp_path, monkeypatch,
+                                                                   native, expected):
+    import modeling_rq2.models.modeling_rq2 as modeling
+    from modeling_rq2.evaluation import evaluate as command
+
+    retriever.save_pretrained(tmp_path / "r")
+    monkeypatch.setattr(modeling, "native_bf16", lambda device: native)
+    args = command.EvaluateArguments(retriever=str(tmp_path / "r"), data=str(beir_folder), top_k=5,
+                                     output_dir=str(tmp_path / "out"))  # fmt: skip
+    report = command.run_evaluation(args)
+    assert args.precision == "auto" and report["precision"] == expected
+
+
 def test_several_fusion_weights_are_scored_in_one_pass_as_each_alone(beir_folder, retriever, reranker, monkeypatch):
     from modeling_rq2.data import load_data
     from modeling_rq2.evaluation.evaluate import evaluate_retrieval

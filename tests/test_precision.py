@@ -53,6 +53,40 @@ def test_mixed_precision_auto_trains_in_bf16_only_where_the_hardware_runs_it(tra
     assert args.mixed_precision == expected
 
 
+@pytest.mark.parametrize("native, launched, expected", [(True, None, "bf16"), (False, None, "no"), (True, "no", "no")])
+def test_training_defaults_to_auto_unless_accelerate_launch_names_a_precision(train_setup, tmp_path, monkeypatch,
+                                                                             native, launched, expected):
+    """``python train.py`` (``make demo``) trains in bf16 where the processor has it: the default recipe's numbers in
+    bf16 are within its fp32 seed spread (ours_bf16 in bench/results/quality-jobs); ``accelerate launch`` always
+    names one (its own default: no), and that one applies."""
+    import modeling_rq2.training.arguments as arguments
+    from modeling_rq2.training.config_files import parse_arguments
+
+    monkeypatch.setattr(arguments, "native_bf16", lambda device: native)
+    if launched:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launched)
+    else:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    training = parse_arguments(train_argv(train_setup, tmp_path)).training
+    assert training.mixed_precision == expected and training.precision == "auto"
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_the_run_records_the_precision_its_evaluation_computed_in(train_setup, tmp_path, monkeypatch, native,
+                                                                  expected):
+    """``--precision auto`` (the default) resolves per machine: metrics.json and the cards say to what."""
+    from huggingface_hub import ModelCard
+
+    from modeling_rq2.training.chain import run_training
+    from modeling_rq2.training.config_files import parse_arguments
+
+    monkeypatch.setattr(modeling, "native_bf16", lambda device: native)
+    argv = train_argv(train_setup, tmp_path, "--max_steps", "1", "--mixed_precision", "no")
+    metrics = run_training(*parse_arguments(argv))
+    assert metrics["hardware"]["evaluation_precision"] == expected
+    assert f"`no` (evaluation: `{expected}`)" in ModelCard.load(tmp_path / "retriever" / "README.md").text
+
+
 @pytest.mark.parametrize("mixed_precision, fused_attention", [("bf16", False), ("no", True)])
 def test_bf16_training_on_the_cpu_runs_the_math_attention_kernel(train_setup, tmp_path, monkeypatch, mixed_precision,
                                                                  fused_attention):
@@ -87,6 +121,8 @@ def test_int8_or_openvino_where_the_run_computes_on_a_gpu_is_refused_before_anyt
 
     for module in (arguments, evaluate):
         monkeypatch.setattr(module, "default_device", lambda: torch.device("cuda"))
+    for module in (arguments, modeling):  # a GPU of compute capability 8 or more (auto, the default, asks)
+        monkeypatch.setattr(module, "native_bf16", lambda device: True)
     with pytest.raises(ValueError, match="--precision / --backend: precision int8 is dynamic quantisation for the CPU"):
         parse_arguments(train_argv(train_setup, tmp_path, "--precision", "int8"))
     with pytest.raises(ValueError, match="--precision / --backend: precision int8 is dynamic quantisation for the CPU"):

@@ -33,6 +33,7 @@ from ..models.modeling_rq2 import (
     RQ2Retriever,
     check_inference,
     default_device,
+    resolve_precision,
 )
 from ..retrieval.bm25 import bm25_search
 from ..retrieval.index import INDEX_TYPES, IndexOptions, encode_corpus_shards
@@ -62,7 +63,7 @@ class EvaluateArguments:
     passage_max_length: int | None = None
     batch_size: int = 32
     precision: str = field(
-        default="fp32",
+        default="auto",
         metadata={
             "help": "how the models encode and score: fp32, bf16 / fp16 autocast, int8 (CPU: dynamic quantisation), "
             "or auto (bf16 where the GPU or CPU runs it natively, else fp32)",
@@ -262,6 +263,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         "corpus": len(data.corpus),
         "seconds": round(time.perf_counter() - started, 1),
         "arguments": asdict(args),
+        "precision": resolve_precision(args.precision, accelerator.device),  # what auto computed in, here
         "results": results,
     }
     _write_report(report, by_name(scored.per_query), output_dir, metrics)

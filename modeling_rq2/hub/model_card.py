@@ -18,7 +18,7 @@ from ..evaluation.metrics import parse_metric
 from ..evaluation.systems import System, find, markdown_table
 from ..models.loading import DEFAULT_BACKBONE_ID, default_backbone_path
 from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, capped_length
-from ..training.arguments import RunConfig
+from ..training.arguments import JointTrainingArguments, RunConfig
 
 ROLES = ("retriever", "reranker")
 CURVE_FILE = "training_curve.png"
@@ -162,6 +162,14 @@ def plot_training_curve(log_file: str | Path, png_file: str | Path) -> bool:
     figure.savefig(png_file)
     plt.close(figure)
     return True
+
+
+def _precision(metrics: dict, train: JointTrainingArguments) -> str:
+    """Training's mixed precision, and the evaluation's where the run recorded it (``auto`` resolves per machine)."""
+    hardware = metrics.get("hardware", {})
+    trained = f"`{hardware.get('mixed_precision') or train.mixed_precision or 'no'}`"
+    evaluated = hardware.get("evaluation_precision")
+    return f"{trained} (evaluation: `{evaluated}`)" if evaluated else trained
 
 
 def _list_lengths(metrics: dict) -> str:
@@ -330,7 +338,7 @@ def _hyperparameters(config: RunConfig, metrics: dict) -> str:
             f"retriever {train.retriever_lr}, re-ranker {train.reranker_lr} (its new head {train.reranker_head_lr})",
         ),
         ("schedule", f"`{train.lr_scheduler}`, warm-up ratio {train.warmup_ratio}"),
-        ("precision", f"`{metrics.get('hardware', {}).get('mixed_precision') or train.mixed_precision or 'no'}`"),
+        ("precision", _precision(metrics, train)),
         (
             "input lengths",
             f"queries {model.query_max_length}, passages {model.passage_max_length} (training lists "

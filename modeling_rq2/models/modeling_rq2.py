@@ -153,12 +153,18 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of an inference call at ``precision`` (None: plain float32, or int8's own layers)."""
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` as it computes on ``device``: ``auto`` -> bf16 where the device runs it natively, else fp32."""
     if precision not in INFERENCE_PRECISIONS:
         raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        precision = "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an inference call at ``precision`` (None: plain float32, or int8's own layers)."""
+    precision = resolve_precision(precision, device)
     if precision == "int8" and device.type != "cpu":
         raise ValueError(f"precision int8 is dynamic quantisation for the CPU; this model is on {device}: use bf16")
     return {"fp32": None, "int8": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

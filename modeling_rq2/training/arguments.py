@@ -288,8 +288,8 @@ class JointTrainingArguments:
         default=None,
         metadata={
             "help": "no | bf16 | fp16 | auto (bf16 where the GPU or CPU runs it natively: AVX512-BF16 / AMX, else no; "
-            "an AVX2-only CPU emulates bf16, slower than fp32) (default: Accelerate's: accelerate launch "
-            "--mixed_precision or accelerate config, else no)"
+            "an AVX2-only CPU emulates bf16, slower than fp32) (default: Accelerate's where accelerate launch "
+            "runs it, from its --mixed_precision or accelerate config, whose own default is no; else auto)"
         },
     )
     gradient_checkpointing: bool = False
@@ -332,7 +332,7 @@ class JointTrainingArguments:
     )
     eval_batch_size: int = 64
     precision: str = field(
-        default="fp32",
+        default="auto",
         metadata={
             "help": "how evaluation and the chain's mining encode and score (training: --mixed_precision): fp32, "
             "bf16 / fp16 autocast, int8 (CPU), or auto (bf16 where the GPU or CPU runs it natively, else fp32)"
@@ -355,13 +355,14 @@ class JointTrainingArguments:
     def _take_accelerate_defaults(self) -> None:
         """Settings left unset take what ``accelerate launch`` (its flags, ``accelerate config``) put in the
         environment, as ``Accelerator`` would, so the run's plan, schedule, config and cards state what it trains."""
-        if self.mixed_precision is None:
-            self.mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+        if self.mixed_precision is None:  # accelerate launch always names one (its own default: no); python: auto
+            launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
             check_setting(
-                self.mixed_precision in PRECISIONS,
+                launched is None or launched.lower() in PRECISIONS,
                 "mixed_precision",
-                f"must be one of {PRECISIONS}, got {self.mixed_precision!r} (from accelerate launch / its config)",
+                f"must be one of {PRECISIONS}, got {launched!r} (from accelerate launch / its config)",
             )
+            self.mixed_precision = "auto" if launched is None else launched.lower()
         if self.mixed_precision == "auto":  # resolved here, so plan, config and cards state what trains
             self.mixed_precision = "bf16" if native_bf16(default_device()) else "no"
         if self.gradient_accumulation_steps is None:

@@ -211,7 +211,7 @@ class AugmentCommandArguments:
     data: str = "scifact"
     split: str = "train"
     precision: str = field(
-        default="fp32",
+        default="auto",
         metadata={"help": "how the models encode and score: fp32, bf16 / fp16 autocast, int8 (CPU), or auto"},
     )
     backend: str = field(

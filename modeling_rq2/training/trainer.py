@@ -39,7 +39,7 @@ from ..evaluation.evaluate import bm25_baseline, check_cutoffs, evaluate_retriev
 from ..evaluation.systems import BM25, by_name, markdown_table
 from ..hub.model_card import framework_versions, write_cards
 from ..models.loading import load_reranker, load_retriever
-from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, resolve_precision
 from .arguments import (
     HELDOUT,
     DataArguments,
@@ -193,8 +193,9 @@ def param_groups(joint: JointModel, args: JointTrainingArguments) -> list[dict]:
     return groups
 
 
-def hardware(accelerator: Accelerator) -> dict:
-    """Where the run ran, for the cards: device name, process count, precision."""
+def hardware(accelerator: Accelerator, precision: str) -> dict:
+    """Where the run ran, for the cards: device name, process count, training precision and the evaluation's
+    (``precision`` as it computed there)."""
     if accelerator.device.type == "cuda":
         device = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
     else:
@@ -205,6 +206,7 @@ def hardware(accelerator: Accelerator) -> dict:
         "device": device,
         "processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
+        "evaluation_precision": resolve_precision(precision, accelerator.device),
         "versions": framework_versions(),
     }
 
@@ -533,7 +535,7 @@ class JointTrainer:
                 save_model(getattr(model, name), self.output / name, _part(state, f"{name}.", getattr(model, name)))
         if evaluation is not None:
             metrics["eval"] = self._final_evaluation()
-        metrics["hardware"] = hardware(accelerator)
+        metrics["hardware"] = hardware(accelerator, self.config.training.precision)
         if accelerator.is_main_process:
             metrics["seconds_total"] = round(time.perf_counter() - self.started, 1)
             (self.output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
