@@ -45,6 +45,8 @@ CASES = (
     "train_ours_bf16",
     "train_ours_fused_adamw",
     "train_ours_compile",
+    "train_ours_bf16_fused_adamw",
+    "train_ours_bf16_compile",
     "train_st",
     "profile_ours",
     "search_ours",
@@ -348,6 +350,8 @@ VARIANTS = {
     "train_ours_bf16": partial(_train_ours, bf16=True),
     "train_ours_fused_adamw": partial(_train_ours, bf16=False, fused_adamw=True),
     "train_ours_compile": partial(_train_ours, bf16=False, compiled=True),
+    "train_ours_bf16_fused_adamw": partial(_train_ours, bf16=True, fused_adamw=True),
+    "train_ours_bf16_compile": partial(_train_ours, bf16=True, compiled=True),
 }
 """The cases that are one function at a setting; the others are ``case_<name>``."""
 
@@ -393,7 +397,7 @@ def markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [
         f"{machine['platform']}, {machine['threads']} threads, CPU flags: {' '.join(machine.get('cpu_flags', []))}; "
-        "quality at each precision: bench/results/precision.md",
+        "quality at each precision: bench/results/precision.md (AVX2 CPU), precision-amx.md (AMX Xeon)",
         "",
         "| case | throughput | peak RSS (MB) |",
         "|---|---|---|",
@@ -504,6 +508,12 @@ def main(argv: list[str] | None = None) -> dict:
             "joint step bf16 / fp32": _ratio(results, "train_ours_bf16", "train_ours", "queries_per_s"),
             "joint step fused AdamW / AdamW": _ratio(results, "train_ours_fused_adamw", "train_ours", "queries_per_s"),
             "joint step torch.compile / eager": _ratio(results, "train_ours_compile", "train_ours", "queries_per_s"),
+            "joint step bf16, fused AdamW / AdamW": _ratio(
+                results, "train_ours_bf16_fused_adamw", "train_ours_bf16", "queries_per_s"
+            ),
+            "joint step bf16, torch.compile / eager": _ratio(
+                results, "train_ours_bf16_compile", "train_ours_bf16", "queries_per_s"
+            ),
             "training ours (joint) / sentence-transformers (bi + cross)": _ratio(
                 results, "train_ours", "train_st", "queries_per_s"
             ),

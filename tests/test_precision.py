@@ -58,17 +58,20 @@ def test_training_defaults_to_auto_unless_accelerate_launch_names_a_precision(tr
                                                                              native, launched, expected):
     """``python train.py`` (``make demo``) trains in bf16 where the processor has it: the default recipe's numbers in
     bf16 are within its fp32 seed spread (ours_bf16 in bench/results/quality-jobs); ``accelerate launch`` always
-    names one (its own default: no), and that one applies."""
+    names one (its own default: no), and that one applies. The evaluation's precision resolves on the machine too,
+    so a run moved to another processor is refused on resume like its training precision."""
     import modeling_rq2.training.arguments as arguments
     from modeling_rq2.training.config_files import parse_arguments
 
-    monkeypatch.setattr(arguments, "native_bf16", lambda device: native)
+    for module in (arguments, modeling):
+        monkeypatch.setattr(module, "native_bf16", lambda device: native)
     if launched:
         monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launched)
     else:
         monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     training = parse_arguments(train_argv(train_setup, tmp_path)).training
-    assert training.mixed_precision == expected and training.precision == "auto"
+    evaluation = "bf16" if native else "fp32"  # --precision auto, resolved as --mixed_precision is
+    assert (training.mixed_precision, training.precision) == (expected, evaluation)
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])

@@ -20,6 +20,7 @@ from ..models.modeling_rq2 import (
     check_inference,
     default_device,
     native_bf16,
+    resolve_precision,
 )
 from .losses import DIRECTIONS, REDUCTIONS, DistillationOptions, check_numbers, check_setting, loss_option
 
@@ -409,6 +410,8 @@ class JointTrainingArguments:
             check_inference(self.precision, self.backend, default_device())
         except ValueError as err:
             raise ValueError(f"--precision / --backend: {err}") from None
+        # resolved here as --mixed_precision is, so the config and a resumed run's checks see what computes
+        self.precision = resolve_precision(self.precision, default_device())
 
 
 @dataclass

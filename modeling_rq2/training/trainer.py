@@ -213,8 +213,9 @@ def hardware(accelerator: Accelerator, precision: str) -> dict:
 
 def training_attention(device: torch.device, mixed_precision: str) -> AbstractContextManager:
     """The attention kernels of a training step: on the CPU under bf16 / fp16 autocast, PyTorch's math attention
-    (its fused CPU kernel's backward is slow in half precision: 5.5x its fp32 time on an AMX Xeon, which left the
-    bf16 step only 1.37x faster than fp32 against 1.71x with the math kernel); elsewhere PyTorch's choice."""
+    (its fused CPU kernel's backward is slow in half precision: 5.5x its fp32 time on an AMX Xeon, which held the bf16
+    step at 1.37x the fp32 speed; with the math kernel 1.59x, bench/results/speed-avx512-bf16.md); elsewhere
+    PyTorch's choice."""
     if device.type == "cpu" and mixed_precision in ("bf16", "fp16"):
         return sdpa_kernel([SDPBackend.MATH])
     return nullcontext()
