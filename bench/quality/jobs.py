@@ -499,7 +499,7 @@ def _rq2_argv(config: JobConfig, folder: Path) -> list[str]:
         config.get("backend", "torch"),
         "--reranker_max_length",  # the benchmark's, which a system's flags may change
         str(config["lengths"]["reranker_max_length"]),
-        "--mixed_precision",  # fp32 whatever the defaults or the processor (every ledger entry so far); flags may not
+        "--mixed_precision",  # fp32 whatever the defaults or processor (as every ledger entry); flags may change it
         "no",
         "--precision",
         "fp32",
