@@ -39,7 +39,7 @@ from ..evaluation.evaluate import bm25_baseline, check_cutoffs, evaluate_retriev
 from ..evaluation.systems import BM25, by_name, markdown_table
 from ..hub.model_card import framework_versions, write_cards
 from ..models.loading import load_reranker, load_retriever
-from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever, resolve_precision
+from ..models.modeling_rq2 import RQ2Reranker, RQ2Retriever
 from .arguments import (
     HELDOUT,
     DataArguments,
@@ -195,7 +195,7 @@ def param_groups(joint: JointModel, args: JointTrainingArguments) -> list[dict]:
 
 def hardware(accelerator: Accelerator, precision: str) -> dict:
     """Where the run ran, for the cards: device name, process count, training precision and the evaluation's
-    (``precision`` as it computed there)."""
+    (``precision``, resolved from ``auto`` when the arguments were parsed)."""
     if accelerator.device.type == "cuda":
         device = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
     else:
@@ -206,7 +206,7 @@ def hardware(accelerator: Accelerator, precision: str) -> dict:
         "device": device,
         "processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
-        "evaluation_precision": resolve_precision(precision, accelerator.device),
+        "evaluation_precision": precision,
         "versions": framework_versions(),
     }
 
