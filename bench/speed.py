@@ -47,6 +47,7 @@ CASES = (
     "train_ours_compile",
     "train_ours_bf16_fused_adamw",
     "train_ours_bf16_compile",
+    "train_ours_bf16_math_attention",
     "train_st",
     "profile_ours",
     "search_ours",
@@ -180,12 +181,17 @@ def _joint_setup(args, *, fused_adamw: bool = False, compiled: bool = False):
     return torch, collate, joint, optimizer, _step_batches(args), LossArguments(), step_losses
 
 
-def _train_ours(args, *, bf16: bool, fused_adamw: bool = False, compiled: bool = False) -> dict:
+def _train_ours(
+    args, *, bf16: bool, fused_adamw: bool = False, compiled: bool = False, math_attention: bool = False
+) -> dict:
     """Joint steps as the trainer takes them, each on the next batch (lengths vary as in training): the forward under
-    bf16 autocast when asked (with the trainer's attention kernels), the loss in float32; optionally AdamW's fused CPU
-    kernel, or both towers under ``torch.compile`` (its first step, which compiles, is reported apart)."""
+    bf16 autocast when asked (with the trainer's attention), the loss in float32; optionally AdamW's fused CPU
+    kernel, both towers under ``torch.compile`` (its first step, which compiles, is reported apart), or PyTorch's math
+    attention kernel in place of the trainer's (what it ran under bf16 before transformers' eager attention)."""
     if bf16 and not _native_bf16():
         return dict(NOT_NATIVE)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     from modeling_rq2.training.trainer import training_attention
 
     setup = _joint_setup(args, fused_adamw=fused_adamw, compiled=compiled)
@@ -195,7 +201,10 @@ def _train_ours(args, *, bf16: bool, fused_adamw: bool = False, compiled: bool =
     def step():
         started = time.perf_counter()
         batch = collate(next(batches))
-        attention = training_attention(torch.device("cpu"), "bf16" if bf16 else "no")  # the trainer's kernels
+        if math_attention:
+            attention = sdpa_kernel([SDPBackend.MATH])
+        else:  # the trainer's
+            attention = training_attention(joint, torch.device("cpu"), "bf16" if bf16 else "no")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), attention:
             output = joint(batch)
         scores = output.reranker_scores.float()
@@ -352,6 +361,7 @@ VARIANTS = {
     "train_ours_compile": partial(_train_ours, bf16=False, compiled=True),
     "train_ours_bf16_fused_adamw": partial(_train_ours, bf16=True, fused_adamw=True),
     "train_ours_bf16_compile": partial(_train_ours, bf16=True, compiled=True),
+    "train_ours_bf16_math_attention": partial(_train_ours, bf16=True, math_attention=True),
 }
 """The cases that are one function at a setting; the others are ``case_<name>``."""
 
@@ -513,6 +523,9 @@ def main(argv: list[str] | None = None) -> dict:
             ),
             "joint step bf16, torch.compile / eager": _ratio(
                 results, "train_ours_bf16_compile", "train_ours_bf16", "queries_per_s"
+            ),
+            "joint step bf16, eager / math attention kernel": _ratio(
+                results, "train_ours_bf16", "train_ours_bf16_math_attention", "queries_per_s"
             ),
             "training ours (joint) / sentence-transformers (bi + cross)": _ratio(
                 results, "train_ours", "train_st", "queries_per_s"

@@ -90,28 +90,49 @@ def test_the_run_records_the_precision_its_evaluation_computed_in(train_setup, t
     assert f"`no` (evaluation: `{expected}`)" in ModelCard.load(tmp_path / "retriever" / "README.md").text
 
 
-@pytest.mark.parametrize("mixed_precision, fused_attention", [("bf16", False), ("no", True)])
-def test_bf16_training_on_the_cpu_runs_the_math_attention_kernel(train_setup, tmp_path, monkeypatch, mixed_precision,
-                                                                 fused_attention):
-    """PyTorch's fused CPU attention runs its backward 5.5x slower in bf16 than in fp32 (an AMX Xeon): a bf16 step
-    on the CPU computes attention with the math kernel, an fp32 one keeps the fused kernel."""
-    import torch
+@pytest.mark.parametrize("mixed_precision, attention", [("bf16", "eager"), ("no", "sdpa")])
+def test_half_precision_training_on_the_cpu_runs_eager_attention(train_setup, tmp_path, monkeypatch, mixed_precision,
+                                                                 attention):
+    """PyTorch's attention kernels are slow in bf16 on the CPU (the fused one's backward 5.5x its fp32 time, the math
+    one's safe softmax): a bf16 step computes transformers' eager attention in both towers, an fp32 one keeps sdpa,
+    and the models go back to sdpa after the step (evaluation, the saved folders)."""
+    from transformers import AutoConfig
 
     from modeling_rq2.training.chain import run_training
     from modeling_rq2.training.config_files import parse_arguments
     from modeling_rq2.training.joint import JointModel
 
-    seen, forward = [], JointModel.forward
+    seen, forward, models = [], JointModel.forward, []
 
     def recorded(self, *args, **kwargs):
-        seen.append(torch.backends.cuda.flash_sdp_enabled())  # the fused kernel's switch, for the CPU as well
+        models.append(self)
+        seen.append({e.config._attn_implementation for e in (self.retriever.query_encoder, self.reranker.encoder)})
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(JointModel, "forward", recorded)
     argv = train_argv(train_setup, tmp_path, "--max_steps", "2", "--eval_split", "none", "--save_steps", "0",
                       "--mixed_precision", mixed_precision)  # fmt: skip
     run_training(*parse_arguments(argv))
-    assert seen == [fused_attention] * 2 and torch.backends.cuda.flash_sdp_enabled()  # restored after the step
+    assert seen == [{attention}] * 2
+    joint = models[0]
+    assert {m.config._attn_implementation for m in joint.modules() if hasattr(m, "config")} == {"sdpa"}
+    assert AutoConfig.from_pretrained(tmp_path / "retriever").encoder_config._attn_implementation != "eager"
+
+
+def test_eager_training_attention_computes_what_sdpa_does(retriever, reranker):
+    """The switch changes the kernel, not the result: padded inputs give the same embeddings and scores (fp32)."""
+    import torch
+
+    from modeling_rq2.training.trainer import training_attention
+
+    queries, passages = ["a short query", "a longer query with more words in it"], [{"title": "t", "text": "one"}, "two three"]
+    expected = retriever.encode_queries(queries), reranker.score(queries[1], passages)
+    with training_attention(torch.nn.ModuleList([retriever, reranker]), torch.device("cpu"), "bf16"):
+        assert retriever.query_encoder.config._attn_implementation == "eager"
+        got = retriever.encode_queries(queries), reranker.score(queries[1], passages)
+    for want, have in zip(expected, got):
+        assert have == pytest.approx(want, abs=1e-5)
+    assert retriever.query_encoder.config._attn_implementation == "sdpa"
 
 
 def test_int8_or_openvino_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(train_setup, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +28,9 @@ from accelerate.utils import (
     ProjectConfiguration,
     set_seed,
 )
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import PreTrainedModel, get_scheduler
 
 from ..data import RetrievalData, hold_out, load_data
 from ..data.corpus import CorpusPassages
@@ -211,14 +210,24 @@ def hardware(accelerator: Accelerator, precision: str) -> dict:
     }
 
 
-def training_attention(device: torch.device, mixed_precision: str) -> AbstractContextManager:
-    """The attention kernels of a training step: on the CPU under bf16 / fp16 autocast, PyTorch's math attention
-    (its fused CPU kernel's backward is slow in half precision: 5.5x its fp32 time on an AMX Xeon, which held the bf16
-    step at 1.37x the fp32 speed; with the math kernel 1.59x, bench/results/speed-avx512-bf16.md); elsewhere
-    PyTorch's choice."""
-    if device.type == "cpu" and mixed_precision in ("bf16", "fp16"):
-        return sdpa_kernel([SDPBackend.MATH])
-    return nullcontext()
+@contextmanager
+def training_attention(model: torch.nn.Module, device: torch.device, mixed_precision: str) -> Iterator[None]:
+    """The attention of ``model``'s training steps: on the CPU under bf16 / fp16 autocast, transformers' eager attention
+    (two matmuls and a softmax), as PyTorch's attention kernels are slow there in half precision (an AMX Xeon: the
+    fused kernel's backward ran 5.5x its fp32 time, the math kernel's safe softmax held the bf16 step at 1.59x the
+    fp32 speed; bench/results/speed-avx512-bf16.md); elsewhere the models' own. Restored on exit, so evaluation and
+    saved models keep theirs."""
+    half_on_cpu = device.type == "cpu" and mixed_precision in ("bf16", "fp16")
+    models = model.modules() if half_on_cpu else ()
+    configs = [module.config for module in models if isinstance(module, PreTrainedModel)]
+    kept = [config._attn_implementation for config in configs]
+    try:
+        for config in configs:
+            config._attn_implementation = "eager"
+        yield
+    finally:
+        for config, implementation in reversed(list(zip(configs, kept))):
+            config._attn_implementation = implementation
 
 
 def _accelerator(args: JointTrainingArguments) -> Accelerator:
@@ -404,7 +413,7 @@ class JointTrainer:
         args, accelerator = self.config.training, self.accelerator
         # dropout draws from a seed of its own per batch, so a resumed run repeats them exactly
         torch.manual_seed(args.seed + 1_000_003 * epoch + 1_009 * index + accelerator.process_index)
-        attention = training_attention(accelerator.device, accelerator.mixed_precision)
+        attention = training_attention(self.joint, accelerator.device, accelerator.mixed_precision)
         with accelerator.accumulate(self.joint), attention:
             output = self.joint(batch)
             parts = step_losses(
