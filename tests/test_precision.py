@@ -96,8 +96,6 @@ def test_half_precision_training_on_the_cpu_runs_eager_attention(train_setup, tm
     """PyTorch's attention kernels are slow in bf16 on the CPU (the fused one's backward 5.5x its fp32 time, the math
     one's safe softmax): a bf16 step computes transformers' eager attention in both towers, an fp32 one keeps sdpa,
     and the models go back to sdpa after the step (evaluation, the saved folders)."""
-    from transformers import AutoConfig
-
     from modeling_rq2.training.chain import run_training
     from modeling_rq2.training.config_files import parse_arguments
     from modeling_rq2.training.joint import JointModel
@@ -116,7 +114,6 @@ def test_half_precision_training_on_the_cpu_runs_eager_attention(train_setup, tm
     assert seen == [{attention}] * 2
     joint = models[0]
     assert {m.config._attn_implementation for m in joint.modules() if hasattr(m, "config")} == {"sdpa"}
-    assert AutoConfig.from_pretrained(tmp_path / "retriever").encoder_config._attn_implementation != "eager"
 
 
 def test_eager_training_attention_computes_what_sdpa_does(retriever, reranker):
@@ -127,12 +124,32 @@ def test_eager_training_attention_computes_what_sdpa_does(retriever, reranker):
 
     queries, passages = ["a short query", "a longer query with more words in it"], [{"title": "t", "text": "one"}, "two three"]
     expected = retriever.encode_queries(queries), reranker.score(queries[1], passages)
-    with training_attention(torch.nn.ModuleList([retriever, reranker]), torch.device("cpu"), "bf16"):
-        assert retriever.query_encoder.config._attn_implementation == "eager"
+    towers = torch.nn.ModuleList([retriever, reranker])
+    with training_attention(towers, torch.device("cpu"), "bf16"):
+        assert {retriever.query_encoder.config._attn_implementation, reranker.encoder.config._attn_implementation} == {
+            "eager"
+        }
         got = retriever.encode_queries(queries), reranker.score(queries[1], passages)
     for want, have in zip(expected, got):
         assert have == pytest.approx(want, abs=1e-5)
     assert retriever.query_encoder.config._attn_implementation == "sdpa"
+
+
+def test_training_attention_gives_each_tower_back_its_own_even_after_an_error(retriever):
+    """A tower set apart from its model's config (``set_attn_implementation`` on the tower alone) keeps its value,
+    and a step that raises still restores."""
+    import torch
+
+    from modeling_rq2.training.trainer import training_attention
+
+    retriever.query_encoder.config._attn_implementation = "eager"  # the tower's own, the composite's stays sdpa
+    retriever.config._attn_implementation_internal = "sdpa"
+    with pytest.raises(RuntimeError, match="a failing step"), training_attention(retriever, torch.device("cpu"), "bf16"):
+        raise RuntimeError("a failing step")
+    assert (retriever.config._attn_implementation, retriever.query_encoder.config._attn_implementation) == (
+        "sdpa",
+        "eager",
+    )
 
 
 def test_int8_or_openvino_where_the_run_computes_on_a_gpu_is_refused_before_anything_loads(train_setup, tmp_path, monkeypatch):

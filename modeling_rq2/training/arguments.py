@@ -96,7 +96,7 @@ class ModelArguments:
     )
     attention_dropout: float | None = field(
         default=0.0,
-        metadata={"help": "attention dropout of both backbones (None: keep theirs); 0 halves CPU step time"},
+        metadata={"help": "attention dropout of both backbones (None: keep theirs); 0 halves the fp32 CPU step time"},
     )
 
     def __post_init__(self):

@@ -215,8 +215,9 @@ def training_attention(model: torch.nn.Module, device: torch.device, mixed_preci
     """The attention of ``model``'s training steps: on the CPU under bf16 / fp16 autocast, transformers' eager attention
     (two matmuls and a softmax), as PyTorch's attention kernels are slow there in half precision (an AMX Xeon: the
     fused kernel's backward ran 5.5x its fp32 time, the math kernel's safe softmax held the bf16 step at 1.59x the
-    fp32 speed; bench/results/speed-avx512-bf16.md); elsewhere the models' own. Restored on exit, so evaluation and
-    saved models keep theirs."""
+    fp32 speed; bench/results/speed-avx512-bf16.md); elsewhere the models' own. Restored on exit (in the order set:
+    a composite config passes its value to its sub-configs, then each tower takes back its own), so evaluation keeps
+    the models' attention."""
     half_on_cpu = device.type == "cpu" and mixed_precision in ("bf16", "fp16")
     models = model.modules() if half_on_cpu else ()
     configs = [module.config for module in models if isinstance(module, PreTrainedModel)]
@@ -226,7 +227,7 @@ def training_attention(model: torch.nn.Module, device: torch.device, mixed_preci
             config._attn_implementation = "eager"
         yield
     finally:
-        for config, implementation in reversed(list(zip(configs, kept))):
+        for config, implementation in zip(configs, kept, strict=True):
             config._attn_implementation = implementation
 
 
