@@ -429,6 +429,7 @@ def test_the_openvino_backend_gives_the_torch_outputs_and_compiles_once(retrieve
     towers = retriever.__dict__["_inference_towers"]["openvino-fp32"][1]  # built by the calls above (equal outputs
     assert isinstance(towers["query_encoder"], modeling.OpenVINOEncoder)  # alone would not show OpenVINO ran)
     assert retriever.openvino_towers() is towers  # compiled once
+    assert towers["query_encoder"].compiled.get_property("ENABLE_CPU_PINNING") is False  # shares the cores it is given
     pairs = [(t, t) for t in texts]
     assert np.allclose(reranker.score_pairs(pairs, backend="openvino"), reranker.score_pairs(pairs), atol=1e-5)
     retriever.inference_backend = "openvino"
