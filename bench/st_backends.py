@@ -54,6 +54,14 @@ def _machine(threads: int) -> dict:
     return machine
 
 
+def _backend_kwargs(backend: str, args) -> dict:
+    """OpenVINO at the run's thread count, unpinned, as bench/speed.py runs ours (its own default: every core, each
+    thread pinned to one)."""
+    if backend != "openvino":
+        return {}
+    return {"ov_config": {"INFERENCE_NUM_THREADS": str(args.threads), "ENABLE_CPU_PINNING": "NO"}}
+
+
 def main() -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -67,7 +75,8 @@ def main() -> None:
     texts, results, reference = _texts(args.passages), {}, None
     for backend in ("torch", "openvino", "onnx"):
         try:
-            model = SentenceTransformer(path, device="cpu", backend=backend)
+            kwargs = _backend_kwargs(backend, args)
+            model = SentenceTransformer(path, device="cpu", backend=backend, model_kwargs=kwargs)
         except Exception as err:  # noqa: BLE001  (a backend that does not install is a result, reported)
             results[backend] = {"unavailable": f"{type(err).__name__}: {str(err)[:200]}"}
             continue
