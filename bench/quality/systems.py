@@ -115,7 +115,7 @@ _REGISTRY = (
         "RocketQAv2 chain, re-ranker at 256 tokens (ours, preset scifact-best)",
         "configs/scifact-best.yaml: the chain (1 joint epoch, hybrid augmentation, 1 joint epoch on the mined lists) "
         "with query and passage pairs of 256 tokens for the re-ranker (the best recipe measured on the dev split; "
-        "about 3x the default recipe's training time)",
+        "several times the default recipe's training time)",
         (*AUGMENTED, "--reranker_max_length", "256"),
     ),
     _ours(
