@@ -215,7 +215,8 @@ def training_attention(model: torch.nn.Module, device: torch.device, mixed_preci
     """The attention of ``model``'s training steps: on the CPU under bf16 / fp16 autocast, transformers' eager attention
     (two matmuls and a softmax), as PyTorch's attention kernels are slow there in half precision (an AMX Xeon: the
     fused kernel's backward ran 5.5x its fp32 time, the math kernel's safe softmax held the bf16 step at 1.59x the
-    fp32 speed; bench/results/speed-avx512-bf16.md); elsewhere the models' own. Restored on exit (in the order set:
+    fp32 speed; with eager attention 2.35x, 1.38x the math kernel: bench/results/speed-eager-amx-1thread.md); elsewhere
+    the models' own. Restored on exit (in the order set:
     a composite config passes its value to its sub-configs, then each tower takes back its own), so evaluation keeps
     the models' attention."""
     half_on_cpu = device.type == "cpu" and mixed_precision in ("bf16", "fp16")
