@@ -95,7 +95,7 @@ def test_half_precision_training_on_the_cpu_runs_eager_attention(train_setup, tm
                                                                  attention):
     """PyTorch's attention kernels are slow in bf16 on the CPU (the fused one's backward 5.5x its fp32 time, the math
     one's safe softmax): a bf16 step computes transformers' eager attention in both towers, an fp32 one keeps sdpa,
-    and the models go back to sdpa after the step (evaluation, the saved folders)."""
+    and the models go back to sdpa after the step (what evaluation computes with)."""
     from modeling_rq2.training.chain import run_training
     from modeling_rq2.training.config_files import parse_arguments
     from modeling_rq2.training.joint import JointModel
