@@ -293,7 +293,7 @@ _LEVERS = (
         "lever: 8 joint epochs, the re-ranker at 256 tokens",
         "ours_reranker_length_256 with 8 joint epochs instead of 3 (the bi-encoder peer's best epochs)",
         ("--reranker_max_length", "256", "--epochs", "8"),
-        baseline="ours_5_epochs_reranker_length_256",
+        baseline="ours_reranker_length_256",
     ),
     _lever(
         "ours_list_size_8_reranker_length_256",
