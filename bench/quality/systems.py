@@ -287,7 +287,7 @@ _LEVERS = (
         baseline="ours_reranker_length_256",
     ),
     # the sentence-transformers bi-encoder still gained from 5 epochs to 8 (test, seed 42, lr 5e-5: 0.757 -> 0.779),
-    # and ours from 3 to 5 (dev, at 256: 0.755 -> 0.764): where our epochs stop paying
+    # and our retriever from 3 to 5 (dev, at 256: 0.755 -> 0.764): where our epochs stop paying
     _lever(
         "ours_8_epochs_reranker_length_256",
         "lever: 8 joint epochs, the re-ranker at 256 tokens",
